@@ -1,0 +1,75 @@
+"""The frozen result every filter returns, and shared helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dacast.da.inflation import rtpp, rtps
+from dacast.obs.operators import ObsOperator
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Result of one analysis step.
+
+    Attributes:
+        ensemble: analysis ensemble, shape ``(k, n_state)``.
+        mean: analysis mean, shape ``(n_state,)``.
+        spread: analysis standard deviation across members (ddof=1), shape ``(n_state,)``.
+        innovation: ``y - mean(H(prior))``, shape ``(n_obs,)`` (observation units).
+    """
+
+    ensemble: Tensor
+    mean: Tensor
+    spread: Tensor
+    innovation: Tensor
+
+    @staticmethod
+    def of(ensemble: Tensor, innovation: Tensor) -> "Analysis":
+        """Build the result from an analysis ensemble ``(k, n_state)``."""
+        return Analysis(
+            ensemble=ensemble,
+            mean=ensemble.mean(0),
+            spread=ensemble.std(0) if ensemble.shape[0] > 1 else torch.zeros_like(ensemble[0]),
+            innovation=innovation,
+        )
+
+
+def check_inputs(prior: Tensor, y: Tensor, operator: ObsOperator) -> None:
+    """Clear errors for mismatched shapes; never modifies anything."""
+    if prior.ndim != 2:
+        raise ValueError(f"prior ensemble must have shape (members, n_state), got {tuple(prior.shape)}")
+    if prior.shape[0] < 2:
+        raise ValueError(f"an ensemble filter needs at least 2 members, got {prior.shape[0]}")
+    if prior.shape[1] != operator.n_state:
+        raise ValueError(f"prior has {prior.shape[1]} state variables but the operator expects {operator.n_state}")
+    n_obs = int(operator.error_std.shape[0])
+    if y.shape != (n_obs,):
+        raise ValueError(f"observations must have shape ({n_obs},), got {tuple(y.shape)}")
+
+
+def whiten(prior: Tensor, y: Tensor, operator: ObsOperator) -> tuple[Tensor, Tensor, Tensor]:
+    """Whitened observation anomalies and innovation.
+
+    Returns:
+        ``(y_anom, d, innovation)``: ``y_anom`` shape ``(k, p)`` = (H(x) - mean)/std,
+        ``d`` shape ``(p,)`` = innovation/std, ``innovation`` shape ``(p,)`` in observation units.
+    """
+    hx = operator(prior)
+    hmean = hx.mean(0)
+    std = operator.error_std.to(dtype=prior.dtype, device=prior.device)
+    innovation = y.to(dtype=prior.dtype, device=prior.device) - hmean
+    return (hx - hmean) / std, innovation / std, innovation
+
+
+def relax(prior: Tensor, analysis: Tensor, rtpp_alpha: float, rtps_alpha: float) -> Tensor:
+    """Apply RTPP then RTPS (each skipped when its weight is 0)."""
+    out = analysis
+    if rtpp_alpha:
+        out = rtpp(prior, out, rtpp_alpha)
+    if rtps_alpha:
+        out = rtps(prior, out, rtps_alpha)
+    return out

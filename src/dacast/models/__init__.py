@@ -1,0 +1,8 @@
+"""Dynamical models: every one meets the `Model` protocol and shares `rk4_step`."""
+
+from dacast.models.base import Model, integrate, rk4_step
+from dacast.models.coupled_lorenz63 import CoupledLorenz63
+from dacast.models.lorenz63 import Lorenz63
+from dacast.models.lorenz96 import Lorenz96
+
+__all__ = ["CoupledLorenz63", "Lorenz63", "Lorenz96", "Model", "integrate", "rk4_step"]
