@@ -36,7 +36,8 @@ class LETKFConfig:
         rtps: RTPS weight in [0, 1].
         form: ``"auto"`` (k x k eigenproblem when p >= k, p x p Gram form otherwise),
             or force ``"ensemble"`` / ``"gram"``.
-        chunk_mb: memory budget for the gathered local anomalies of one chunk (MB).
+        chunk_mb: memory budget for the gathered local anomalies of one chunk (MB);
+            default 16 MB on CPU (cache-friendly) and 2 GB on CUDA (fewer launches).
     """
 
     localization: Localization
@@ -44,18 +45,29 @@ class LETKFConfig:
     rtpp: float = 0.0
     rtps: float = 0.0
     form: Form = "auto"
-    chunk_mb: float = 16.0
+    chunk_mb: float | None = None
 
     def __post_init__(self) -> None:
         if not self.inflation > 0:
             raise ValueError(f"inflation must be positive, got {self.inflation}")
-        if not self.chunk_mb > 0:
+        if self.chunk_mb is not None and not self.chunk_mb > 0:
             raise ValueError(f"chunk_mb must be positive, got {self.chunk_mb}")
 
 
 def local_neighbours(grid: Grid, operator: ObsOperator, localization: Localization) -> Neighbours:
     """Observations within the localization cut-off of every grid point (k-d tree search)."""
     return neighbours(grid, operator.locations, localization.cutoff, localization.max_obs)
+
+
+_MIN_POINTS_PER_THREAD = 512
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide thread pool per size (threads are reused across analyses)."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dacast-letkf")
+    return _POOLS[workers]
 
 
 def _chunk_points(n_members: int, width: int, form: str, itemsize: int, budget_mb: float) -> int:
@@ -108,8 +120,10 @@ def letkf(
     sqrt_w = weights[:, :live].sqrt().to(device=dev, dtype=dtype)
     ya_t = y_anom.T.contiguous()  # (n_obs, k)
     form = choose_form(k, live, config.form)
-    chunk = _chunk_points(k, live, form, prior.element_size(), config.chunk_mb)
+    budget = config.chunk_mb or (16.0 if dev.type == "cpu" else 2048.0)
+    chunk = _chunk_points(k, live, form, prior.element_size(), budget)
     workers = min(torch.get_num_threads(), os.cpu_count() or 1) if dev.type == "cpu" else 1
+    workers = min(workers, n_points // _MIN_POINTS_PER_THREAD)
     if workers > 1:
         # Batched small eigenproblems run serially inside torch: give every
         # thread work (torch releases the GIL).
@@ -126,8 +140,7 @@ def letkf(
 
     starts = list(range(0, n_points, chunk))
     if workers > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(solve, starts))
+        list(_pool(workers).map(solve, starts))
     else:
         for s in starts:
             solve(s)

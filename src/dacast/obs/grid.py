@@ -96,6 +96,12 @@ class Neighbours:
         return torch.isfinite(self.distance).sum(-1)
 
 
+def _wrap(x: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``x mod box`` in ``[0, box)``: np.mod rounds a tiny negative ``x`` up to ``box`` itself."""
+    m = np.mod(x, box)
+    return np.where(m >= box, 0.0, m)
+
+
 def neighbours(
     grid: Grid, obs_coords: Tensor, cutoff: float, max_obs: int | None = None
 ) -> Neighbours:
@@ -130,12 +136,16 @@ def neighbours(
     # non-periodic ones a box so wide that nothing wraps within the cutoff.
     lo = np.minimum(pts.min(0), obs.min(0))
     hi = np.maximum(pts.max(0), obs.max(0))
+    # No two points are farther apart than the domain's diameter: clamp the
+    # cutoff there so an infinite one (no localization) keeps the boxes finite.
+    span = np.array([p / 2.0 if p is not None else hi[i] - lo[i] for i, p in enumerate(grid.period)])
+    cutoff = min(float(cutoff), 2.0 * float(np.sqrt((span * span).sum())) + 1.0)
     box = np.array(
         [p if p is not None else (hi[i] - lo[i]) + 2.0 * cutoff + 1.0 for i, p in enumerate(grid.period)]
     )
     lo = np.where([p is None for p in grid.period], lo, 0.0)
-    tree = cKDTree(np.mod(obs - lo, box), boxsize=box)
-    query_pts = np.mod(pts - lo, box)
+    tree = cKDTree(_wrap(obs - lo, box), boxsize=box)
+    query_pts = _wrap(pts - lo, box)
     counts = tree.query_ball_point(query_pts, r=cutoff, return_length=True)
     width = int(counts.max()) if counts.size else 0
     if max_obs is not None:

@@ -1,0 +1,374 @@
+"""Frozen configuration of a twin experiment, and the objects built from it.
+
+`TwinConfig` is the single description of a twin experiment: model, truth and
+ensemble initialisation, observation network, filter, sizes, seed and device.
+Everything is validated when the object is made; bad values raise `ConfigError`
+with one line that names the offending field. YAML files and preset names are
+turned into a `TwinConfig` by `dacast.workflow.loader` and
+`dacast.workflow.presets`; the library itself only ever sees this object.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, Literal
+
+import torch
+
+from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, FreeRunConfig, LETKFConfig, Localization
+from dacast.models import CoupledLorenz63, Lorenz63, Lorenz96, Model
+from dacast.obs import Grid, IndexObs, every_kth, identity, subset
+
+ModelName = Literal["lorenz63", "lorenz96", "coupled_lorenz63"]
+ObsKind = Literal["identity", "subset", "every_kth"]
+Device = Literal["cpu", "cuda", "auto"]
+DType = Literal["float64", "float32"]
+
+MODEL_NAMES: tuple[str, ...] = ("lorenz63", "lorenz96", "coupled_lorenz63")
+OBS_KINDS: tuple[str, ...] = ("identity", "subset", "every_kth")
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+DTYPES: tuple[str, ...] = ("float64", "float32")
+FILTER_NAMES: dict[type, str] = {
+    ETKFConfig: "etkf",
+    LETKFConfig: "letkf",
+    EnKFConfig: "enkf",
+    FreeRunConfig: "free",
+}
+
+#: ``sqrt(mean over state of the climatological variance)`` measured from a
+#: 16-member, 4000-step run of each model with default parameters (dacast 0.1.0).
+CLIMATOLOGICAL_STD: dict[str, float] = {
+    "lorenz63": 8.55,
+    "coupled_lorenz63/constant": 6.76,
+    "coupled_lorenz63/x1sq": 6.09,
+    "lorenz96/F=8": 3.64,
+}
+
+#: The default divergence threshold is this many climatological standard deviations.
+DIVERGENCE_FACTOR = 10.0
+
+
+class ConfigError(ValueError):
+    """A twin-experiment configuration is invalid; the message is one line."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """Which dynamical model to run, and its parameters.
+
+    Attributes:
+        name: ``"lorenz63"``, ``"lorenz96"`` or ``"coupled_lorenz63"``.
+        n_state: Lorenz-96 only: number of grid points (>= 4).
+        forcing: Lorenz-96 only: forcing F (non-dimensional).
+        variant: coupled Lorenz-63 only: ``"constant"`` or ``"x1sq"`` set point.
+    """
+
+    name: ModelName
+    n_state: int = 40
+    forcing: float = 8.0
+    variant: Literal["constant", "x1sq"] = "constant"
+
+    def __post_init__(self) -> None:
+        _require(self.name in MODEL_NAMES, f"model.name must be one of {', '.join(MODEL_NAMES)}; got {self.name!r}")
+        _require(self.n_state >= 4, f"model.n_state must be >= 4, got {self.n_state}")
+        _require(math.isfinite(self.forcing), f"model.forcing must be finite, got {self.forcing}")
+        _require(
+            self.variant in ("constant", "x1sq"), f"model.variant must be 'constant' or 'x1sq', got {self.variant!r}"
+        )
+
+    @property
+    def state_size(self) -> int:
+        """Length of the state vector of this model."""
+        return {"lorenz63": 3, "coupled_lorenz63": 5}.get(self.name, self.n_state)
+
+    @property
+    def gridded(self) -> bool:
+        """Whether the model has grid coordinates (needed by the LETKF)."""
+        return self.name == "lorenz96"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObsSpec:
+    """The observation network (direct observations of state entries, diagonal R).
+
+    Attributes:
+        kind: ``"identity"`` (all entries), ``"subset"`` (``indices``) or
+            ``"every_kth"`` (``offset, offset + k, ...``).
+        error_std: observation-error standard deviation (state units), a scalar
+            or one value per observation.
+        indices: ``"subset"`` only: observed state indices.
+        k: ``"every_kth"`` only: stride (> 0).
+        offset: ``"every_kth"`` only: first observed index (>= 0).
+    """
+
+    kind: ObsKind = "identity"
+    error_std: float | tuple[float, ...] = 1.0
+    indices: tuple[int, ...] | None = None
+    k: int | None = None
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.kind in OBS_KINDS, f"obs.kind must be one of {', '.join(OBS_KINDS)}; got {self.kind!r}")
+        stds = self.error_std if isinstance(self.error_std, tuple) else (self.error_std,)
+        _require(len(stds) > 0, "obs.error_std must not be empty")
+        _require(all(math.isfinite(s) and s > 0 for s in stds), f"obs.error_std must be positive, got {self.error_std}")
+        if self.kind == "subset":
+            _require(self.indices is not None, "obs.kind 'subset' needs obs.indices")
+            _require(len(self.indices or ()) > 0, "obs.indices must not be empty")
+            _require(len(set(self.indices or ())) == len(self.indices or ()), "obs.indices must not repeat")
+        else:
+            _require(self.indices is None, f"obs.indices only applies to obs.kind 'subset', not {self.kind!r}")
+        if self.kind == "every_kth":
+            _require(self.k is not None, "obs.kind 'every_kth' needs obs.k")
+            _require(self.k is not None and self.k > 0, f"obs.k must be > 0, got {self.k}")
+            _require(self.offset >= 0, f"obs.offset must be >= 0, got {self.offset}")
+        else:
+            _require(self.k is None, f"obs.k only applies to obs.kind 'every_kth', not {self.kind!r}")
+            _require(self.offset == 0, f"obs.offset only applies to obs.kind 'every_kth', not {self.kind!r}")
+
+    def state_indices(self, n_state: int) -> list[int]:
+        """Observed state indices for a state of length ``n_state`` (checked to lie in range)."""
+        if self.kind == "identity":
+            idx = list(range(n_state))
+        elif self.kind == "every_kth":
+            assert self.k is not None
+            _require(self.offset < n_state, f"obs.offset must be < n_state = {n_state}, got {self.offset}")
+            idx = list(range(self.offset, n_state, self.k))
+        else:
+            idx = list(self.indices or ())
+            bad = [i for i in idx if not 0 <= i < n_state]
+            _require(not bad, f"obs.indices must lie in [0, {n_state - 1}], got {bad[0] if bad else ''}")
+        return idx
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwinConfig:
+    """A complete twin experiment (DAPPER's ``HMM`` + method + run length).
+
+    Attributes:
+        model: the dynamical model (truth and forecast model are the same).
+        dt: model time step (model time units).
+        obs: observation network and errors.
+        obs_every: model steps between two analyses (DAPPER's ``dko``), > 0.
+        filter: one of `ETKFConfig`, `LETKFConfig`, `EnKFConfig`, `FreeRunConfig`.
+        members: ensemble size (>= 2).
+        cycles: number of analysis times (DAPPER's ``Ko + 1``), > 0.
+        burn_in: model time units; analyses at times <= burn_in are excluded
+            from the time means (DAPPER's ``BurnIn``). Reduced to half the run
+            length when the run is shorter, as DAPPER does.
+        initial_std: standard deviation (state units) of the Gaussian from which
+            the truth's initial state *and* every initial member are drawn
+            (DAPPER's ``X0 = GaussRV(mu=x0, C=initial_std**2)``), >= 0.
+        initial_mean: mean of that Gaussian, shape ``(n_state,)``; ``None``
+            means ``model.default_initial_state()``.
+        seed: seeds every random draw (initial states, observation noise, EnKF
+            perturbations) through explicit `torch.Generator`s.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+        dtype: floating-point type of the ensemble, ``"float64"`` or ``"float32"``.
+        divergence_threshold: an analysis or forecast RMSE above this (state
+            units) flags the run as diverged; ``None`` means 10 climatological
+            standard deviations of the model (`default_divergence_threshold`).
+    """
+
+    model: ModelSpec
+    dt: float
+    obs: ObsSpec
+    obs_every: int
+    filter: FilterConfig
+    members: int
+    cycles: int
+    burn_in: float = 0.0
+    initial_std: float = 1.0
+    initial_mean: tuple[float, ...] | None = None
+    seed: int = 0
+    device: Device = "cpu"
+    dtype: DType = "float64"
+    divergence_threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.model, ModelSpec), "model must be a ModelSpec")
+        _require(isinstance(self.obs, ObsSpec), "obs must be an ObsSpec")
+        _require(
+            isinstance(self.filter, tuple(FILTER_NAMES)),
+            f"filter must be one of {', '.join(t.__name__ for t in FILTER_NAMES)}, got {type(self.filter).__name__}",
+        )
+        _require(math.isfinite(self.dt) and self.dt > 0, f"dt must be > 0, got {self.dt}")
+        _require(self.obs_every > 0, f"obs_every must be > 0, got {self.obs_every}")
+        _require(self.members >= 2, f"members must be >= 2, got {self.members}")
+        _require(self.cycles > 0, f"cycles must be > 0, got {self.cycles}")
+        _require(math.isfinite(self.burn_in) and self.burn_in >= 0, f"burn_in must be >= 0, got {self.burn_in}")
+        _require(
+            math.isfinite(self.initial_std) and self.initial_std >= 0,
+            f"initial_std must be >= 0, got {self.initial_std}",
+        )
+        _require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        _require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        if self.divergence_threshold is not None:
+            _require(
+                self.divergence_threshold > 0, f"divergence_threshold must be > 0, got {self.divergence_threshold}"
+            )
+        n = self.model.state_size
+        if self.initial_mean is not None:
+            _require(
+                len(self.initial_mean) == n,
+                f"initial_mean has {len(self.initial_mean)} entries "
+                f"but model {self.model.name!r} has {n} state variables",
+            )
+        n_obs = len(self.obs.state_indices(n))
+        _require(n_obs > 0, "the observation network is empty")
+        if isinstance(self.obs.error_std, tuple) and len(self.obs.error_std) != 1:
+            _require(
+                len(self.obs.error_std) == n_obs,
+                f"obs.error_std has {len(self.obs.error_std)} entries but there are {n_obs} observations",
+            )
+        if isinstance(self.filter, LETKFConfig):
+            _require(
+                self.model.gridded,
+                f"the LETKF needs a gridded model (lorenz96), not {self.model.name!r}; use etkf or enkf",
+            )
+
+    @property
+    def n_state(self) -> int:
+        """State length."""
+        return self.model.state_size
+
+    @property
+    def n_obs(self) -> int:
+        """Number of observations per analysis."""
+        return len(self.obs.state_indices(self.n_state))
+
+    @property
+    def filter_name(self) -> str:
+        """Registry name of the filter (``"etkf"``, ``"letkf"``, ``"enkf"``, ``"free"``)."""
+        return FILTER_NAMES[type(self.filter)]
+
+    @property
+    def duration(self) -> float:
+        """Model time of the last analysis (model time units)."""
+        return self.cycles * self.obs_every * self.dt
+
+    @property
+    def effective_burn_in(self) -> float:
+        """``burn_in``, or half the run when the run is not longer than it (DAPPER's rule)."""
+        return self.burn_in if self.duration > self.burn_in else self.duration / 2.0
+
+
+def build_model(spec: ModelSpec) -> Model:
+    """The model object a `ModelSpec` describes."""
+    if spec.name == "lorenz63":
+        return Lorenz63()
+    if spec.name == "coupled_lorenz63":
+        return CoupledLorenz63(variant=spec.variant)
+    return Lorenz96(n_state=spec.n_state, forcing=spec.forcing)
+
+
+def model_grid(spec: ModelSpec) -> Grid | None:
+    """Grid-point coordinates for localization (Lorenz-96's periodic ring), else ``None``."""
+    if spec.name == "lorenz96":
+        return Lorenz96(n_state=spec.n_state, forcing=spec.forcing).grid()
+    return None
+
+
+def build_operator(config: TwinConfig) -> IndexObs:
+    """The observation operator of ``config``; locations are state indices (grid units)."""
+    n = config.n_state
+    std: float | torch.Tensor
+    if isinstance(config.obs.error_std, tuple):
+        std = torch.tensor(config.obs.error_std, dtype=torch.float64)
+        if std.numel() == 1:
+            std = float(std[0])
+    else:
+        std = float(config.obs.error_std)
+    if config.obs.kind == "identity":
+        return identity(n, std)
+    if config.obs.kind == "every_kth":
+        assert config.obs.k is not None
+        return every_kth(n, config.obs.k, std, offset=config.obs.offset)
+    return subset(n, list(config.obs.indices or ()), std)
+
+
+def climatological_std(spec: ModelSpec) -> float:
+    """Approximate climatological standard deviation (state units) of a model.
+
+    Lorenz-96 values for F != 8 scale the F = 8 value with F (measured:
+    F = 4 gives 1.9, F = 16 gives 6.3), floored at 1.
+    """
+    if spec.name == "lorenz63":
+        return CLIMATOLOGICAL_STD["lorenz63"]
+    if spec.name == "coupled_lorenz63":
+        return CLIMATOLOGICAL_STD[f"coupled_lorenz63/{spec.variant}"]
+    return max(1.0, CLIMATOLOGICAL_STD["lorenz96/F=8"] * abs(spec.forcing) / 8.0)
+
+
+def default_divergence_threshold(spec: ModelSpec) -> float:
+    """10 climatological standard deviations (state units)."""
+    return DIVERGENCE_FACTOR * climatological_std(spec)
+
+
+def resolve_device(device: Device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA raises `ConfigError`."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but CUDA is not available; use 'cpu' or 'auto'")
+    return torch.device(device)
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def filter_to_dict(config: FilterConfig) -> dict[str, Any]:
+    """``{"kind": name, **fields}`` with the localization as a nested dict."""
+    return {"kind": FILTER_NAMES[type(config)], **_plain(config)}
+
+
+def config_to_dict(config: TwinConfig) -> dict[str, Any]:
+    """JSON/YAML-serialisable form of ``config``; `dacast.workflow.loader.config_from_dict` inverts it."""
+    out = _plain(config)
+    out["filter"] = filter_to_dict(config.filter)
+    model = {"name": config.model.name}
+    if config.model.name == "lorenz96":
+        model |= {"n_state": config.model.n_state, "forcing": config.model.forcing}
+    if config.model.name == "coupled_lorenz63":
+        model["variant"] = config.model.variant
+    out["model"] = model
+    obs: dict[str, Any] = {"kind": config.obs.kind, "error_std": _plain(config.obs.error_std)}
+    if config.obs.kind == "subset":
+        obs["indices"] = _plain(config.obs.indices)
+    if config.obs.kind == "every_kth":
+        obs |= {"k": config.obs.k, "offset": config.obs.offset}
+    out["obs"] = obs
+    return out
+
+
+__all__ = [
+    "ConfigError",
+    "EnKFConfig",
+    "ETKFConfig",
+    "FreeRunConfig",
+    "LETKFConfig",
+    "Localization",
+    "ModelSpec",
+    "ObsSpec",
+    "TwinConfig",
+    "build_model",
+    "build_operator",
+    "climatological_std",
+    "config_to_dict",
+    "default_divergence_threshold",
+    "filter_to_dict",
+    "model_grid",
+    "resolve_device",
+]
