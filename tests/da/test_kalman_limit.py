@@ -91,7 +91,7 @@ def test_filters_approach_kalman_filter_as_ensemble_grows(method: str) -> None:
     lg = _linear_gaussian()
     op = matrix(lg["h"], lg["std"])
     sizes = (10, 100, 1000, 10000)
-    seeds = range(6)
+    seeds = range(8)
     mean_errs, cov_errs = [], []
     for n_members in sizes:
         errs = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import noisy_obs, ring_ensemble
+from da_helpers import noisy_obs, ring_ensemble
 
 from dacast.da import ETKFConfig, LETKFConfig, Localization, etkf, letkf, local_neighbours, transform_update
 from dacast.da.transform import choose_form

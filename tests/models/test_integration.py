@@ -75,8 +75,13 @@ def test_integrate_shape_and_first_state() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    [Lorenz63(), Lorenz96(n_state=40), Lorenz96(n_state=9, forcing=5.0), CoupledLorenz63(),
-     CoupledLorenz63(variant="x1sq")],
+    [
+        Lorenz63(),
+        Lorenz96(n_state=40),
+        Lorenz96(n_state=9, forcing=5.0),
+        CoupledLorenz63(),
+        CoupledLorenz63(variant="x1sq"),
+    ],
     ids=["l63", "l96", "l96-small", "cl63-constant", "cl63-x1sq"],
 )
 def test_batching_over_leading_axes_equals_per_sample(model: Model) -> None:

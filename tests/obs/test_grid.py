@@ -70,7 +70,9 @@ def test_pairwise_distances_periodic_values() -> None:
     torch.testing.assert_close(pairwise_distances(a, a, (None,)), (a - a.T).abs())
     p = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
     q = torch.tensor([[9.5, 3.5], [-0.5, 4.5]], dtype=torch.float64)
-    torch.testing.assert_close(pairwise_distances(p, q, (10.0, None)), torch.tensor([[math.hypot(1, 3), math.hypot(1, 4)]]).double())
+    torch.testing.assert_close(
+        pairwise_distances(p, q, (10.0, None)), torch.tensor([[math.hypot(1, 3), math.hypot(1, 4)]]).double()
+    )
 
 
 @pytest.mark.parametrize("cutoff", [0.7, 3.3, 5.5, 25.0])

@@ -66,10 +66,11 @@ def enkf(
         s = y_anom.T @ y_anom
         s.diagonal().add_(a)
         gain_in = torch.linalg.solve(s, member_innov.T).T  # (k, p)
-        coeff = gain_in @ y_anom.T  # (k, k)
+        increment = gain_in @ (y_anom.T @ xp)  # (k, n_state); no k x k matrix when k is large
     else:
         s = y_anom @ y_anom.T
         s.diagonal().add_(a)
         coeff = torch.linalg.solve(s, y_anom @ member_innov.T).T  # (k, k)
-    post = inflated + coeff @ xp
+        increment = coeff @ xp
+    post = inflated + increment
     return Analysis.of(relax(prior, post, config.rtpp, config.rtps), innovation)

@@ -1,4 +1,4 @@
-"""Shared helpers for the filter tests: seeded ensembles on a Lorenz-96-like ring."""
+"""Shared helpers for the filter tests (imported by name; not a conftest): seeded ensembles on a ring."""
 
 from __future__ import annotations
 
