@@ -28,7 +28,7 @@ class Analysis:
     innovation: Tensor
 
     @staticmethod
-    def of(ensemble: Tensor, innovation: Tensor) -> "Analysis":
+    def of(ensemble: Tensor, innovation: Tensor) -> Analysis:
         """Build the result from an analysis ensemble ``(k, n_state)``."""
         return Analysis(
             ensemble=ensemble,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from dacast.models.base import rk4_step
+
+if TYPE_CHECKING:
+    from dacast.obs.grid import Grid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +46,7 @@ class Lorenz96:
         x[0] += 0.01 * self.forcing if self.forcing != 0 else 0.01
         return x
 
-    def grid(self) -> "Grid":
+    def grid(self) -> Grid:
         """Grid-point coordinates 0..n-1 on a ring of period n (for localization)."""
         from dacast.obs.grid import Grid
 

@@ -42,13 +42,13 @@ class Grid:
         return int(self.coords.shape[1])
 
     @staticmethod
-    def ring(n: int, spacing: float = 1.0) -> "Grid":
+    def ring(n: int, spacing: float = 1.0) -> Grid:
         """A periodic 1-D grid of ``n`` points ``0, spacing, ..., (n-1) spacing``."""
         coords = torch.arange(n, dtype=torch.float64)[:, None] * spacing
         return Grid(coords=coords, period=(n * spacing,))
 
     @staticmethod
-    def cartesian(shape: tuple[int, ...], spacing: float = 1.0, periodic: bool = False) -> "Grid":
+    def cartesian(shape: tuple[int, ...], spacing: float = 1.0, periodic: bool = False) -> Grid:
         """A regular 1-D/2-D/3-D grid in C order; coordinates in units of ``spacing``."""
         axes = [torch.arange(n, dtype=torch.float64) * spacing for n in shape]
         mesh = torch.meshgrid(*axes, indexing="ij")

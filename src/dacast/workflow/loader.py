@@ -57,7 +57,7 @@ import yaml
 
 from dacast.da import EnKFConfig, ETKFConfig, FreeRunConfig, LETKFConfig, Localization
 from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, TwinConfig, config_to_dict
-from dacast.workflow.presets import Preset, get_preset
+from dacast.workflow.presets import PRESETS, Preset, get_preset
 
 _FILTER_CLASSES: dict[str, type] = {
     "etkf": ETKFConfig,
@@ -326,7 +326,9 @@ def with_overrides(
 
 
 def is_yaml_path(target: str | Path) -> bool:
-    """Whether ``target`` names a YAML file (by suffix or because the path exists)."""
+    """Whether ``target`` names a YAML file: not a preset name, and a ``.yaml``/``.yml`` suffix or an existing file."""
+    if isinstance(target, str) and target in PRESETS:
+        return False
     path = Path(target)
     return path.suffix.lower() in (".yaml", ".yml") or path.is_file()
 

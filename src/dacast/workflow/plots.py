@@ -67,7 +67,7 @@ def plot_hovmoller(ds: xr.Dataset, path: str | Path) -> Path:
     half = 0.5 * float(ds.attrs["dt"]) * int(ds.attrs["obs_every"])
     extent = (float(x[0]) - 0.5, float(x[-1]) + 0.5, float(t[0]) - half, float(t[-1]) + half)
     im = ax_truth.imshow(truth, aspect="auto", origin="lower", extent=extent, cmap="viridis", interpolation="nearest")
-    fig.colorbar(im, ax=ax_truth, label="truth")
+    fig.colorbar(im, ax=ax_truth, label=f"state [{ds['truth'].attrs.get('units', '')}]")
     finite = np.abs(err[np.isfinite(err)])
     lim = float(np.percentile(finite, 99)) if finite.size else 1.0
     im = ax_err.imshow(
@@ -84,14 +84,15 @@ def plot_hovmoller(ds: xr.Dataset, path: str | Path) -> Path:
 
 
 def plot_attractor(ds: xr.Dataset, path: str | Path) -> Path:
-    """Truth and analysis mean in the (x0, x2) plane (Lorenz-63 and the coupled model)."""
+    """Truth and analysis mean at the analysis times in the (x0, x2) plane (Lorenz-63 and the coupled model)."""
     fig = Figure(figsize=(5.5, 5), layout="constrained")
     ax = fig.add_subplot()
     truth = ds["truth"].values
     ana = ds["analysis_mean"].values
-    ax.plot(truth[:, 0], truth[:, 2], color="k", lw=0.6, label="truth")
+    # Only analysis times are stored (often far apart): points, not lines.
+    ax.plot(truth[:, 0], truth[:, 2], "o", color="k", ms=2.5, mfc="none", mew=0.6, label="truth")
     ok = np.isfinite(ana).all(1)
-    ax.plot(ana[ok, 0], ana[ok, 2], ".", color="tab:blue", ms=2, label="analysis mean")
+    ax.plot(ana[ok, 0], ana[ok, 2], "x", color="tab:blue", ms=2.5, mew=0.6, label="analysis mean")
     ax.set_xlabel("x0")
     ax.set_ylabel("x2")
     ax.set_title(_title(ds))

@@ -107,13 +107,15 @@ _PRESETS: tuple[Preset, ...] = (
     ),
     Preset(
         name="lorenz96-letkf-big",
-        description="Lorenz-96 (4000, F=8), all observed every step (R = I), LETKF N=1000, 50 cycles: a scale demo",
+        description="Lorenz-96 (4000, F=8), all observed every step (R = I), LETKF N=1000, inflation 1.01, "
+        "50 cycles: a scale demo",
         config=TwinConfig(
             model=ModelSpec(name="lorenz96", n_state=4000, forcing=8.0),
             dt=0.05,
             obs=ObsSpec(kind="identity", error_std=1.0),
             obs_every=1,
-            filter=LETKFConfig(localization=_L96_LOC, inflation=1.04),
+            # 1000 members carry little sampling error: 1.04 over-inflates (spread 0.28 vs RMSE 0.23).
+            filter=LETKFConfig(localization=_L96_LOC, inflation=1.01),
             members=1000,
             cycles=50,
             burn_in=1.0,
@@ -121,7 +123,8 @@ _PRESETS: tuple[Preset, ...] = (
             seed=3000,
         ),
         expected_rmse_analysis=None,
-        source="dacast demonstration (no literature value); localization as DAPPER's loc_rad=4",
+        source="dacast demonstration, no literature value (measured: rmse.a 0.23 after 50 cycles, still "
+        "spinning up from N(x0, I)); localization as DAPPER's loc_rad=4",
     ),
 )
 
