@@ -108,11 +108,12 @@ def dapper_analysis(ens: np.ndarray, obs: np.ndarray) -> np.ndarray:
 
 def peak_memory_mb(nx: int, members: int) -> float:
     """Peak RSS (MB) of a fresh process that builds the problem and runs dacast's analysis once."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss of the forking parent across exec.
     code = (
-        "import resource, sys; sys.path.insert(0, 'benchmarks');"
+        "import re, sys; sys.path.insert(0, 'benchmarks');"
         "import letkf_vs_dapper as b;"
         f"e, y = b.make_problem({nx}, {members}); b.dacast_analysis(e, y);"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

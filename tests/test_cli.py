@@ -118,6 +118,7 @@ def test_bad_yaml_exit_2(tmp_path: Path, case: str) -> None:
         (["run", "lorenz63-etkf", "--members", "-3"], "members must be >= 2"),
         (["run", "lorenz63-etkf", "--cycles", "0"], "cycles must be > 0"),
         (["run", "lorenz63-etkf", "--seed", "-1"], "seed must be >= 0"),
+        (["run", "lorenz63-etkf", "--device", "gpu"], "device must be one of cpu, cuda, auto"),
     ],
 )
 def test_bad_arguments_exit_2(args: list[str], fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -139,3 +140,10 @@ def test_console_script_entry_point() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "unknown preset" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message shown without CUDA")
+def test_cuda_requested_without_cuda_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["run", "lorenz63-etkf", "--cycles", "3", "--device", "cuda"])
+    _one_red_line(result, "CUDA is not available")

@@ -39,6 +39,9 @@ def run(
     members: Annotated[int | None, typer.Option("--members", "-n", help="Override the ensemble size.")] = None,
     cycles: Annotated[int | None, typer.Option("--cycles", "-c", help="Override the number of analyses.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", "-s", help="Override the random seed.")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", "-d", help="cpu, cuda or auto (CUDA when available).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<preset or file stem>].")
     ] = None,
@@ -47,7 +50,7 @@ def run(
 ) -> None:
     """Run a twin experiment; write results.nc, summary.json and PNG plots."""
     try:
-        config, preset = load_target(target, members=members, cycles=cycles, seed=seed)
+        config, preset = load_target(target, members=members, cycles=cycles, seed=seed, device=device)
     except ConfigError as err:
         raise _fail(str(err)) from None
     label = Path(target).stem if is_yaml_path(target) else target

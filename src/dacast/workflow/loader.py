@@ -316,12 +316,20 @@ def load_yaml(path: str | Path) -> TwinConfig:
 
 
 def with_overrides(
-    config: TwinConfig, *, members: int | None = None, cycles: int | None = None, seed: int | None = None
+    config: TwinConfig,
+    *,
+    members: int | None = None,
+    cycles: int | None = None,
+    seed: int | None = None,
+    device: str | None = None,
 ) -> TwinConfig:
-    """``config`` with the given sizes or seed replaced (validated again)."""
-    changes = {k: v for k, v in {"members": members, "cycles": cycles, "seed": seed}.items() if v is not None}
-    for key, value in changes.items():
+    """``config`` with the given sizes, seed or device replaced (validated again)."""
+    sizes = {k: v for k, v in {"members": members, "cycles": cycles, "seed": seed}.items() if v is not None}
+    for key, value in sizes.items():
         _int(value, key)
+    changes: dict[str, Any] = dict(sizes)
+    if device is not None:
+        changes["device"] = device
     return _build(lambda **kw: dataclasses.replace(config, **kw), changes, "override")
 
 
@@ -339,6 +347,7 @@ def load_target(
     members: int | None = None,
     cycles: int | None = None,
     seed: int | None = None,
+    device: str | None = None,
 ) -> tuple[TwinConfig, Preset | None]:
     """Resolve a preset name or a YAML path, then apply overrides.
 
@@ -359,7 +368,7 @@ def load_target(
     else:
         preset = get_preset(str(target))
         config = preset.config
-    return with_overrides(config, members=members, cycles=cycles, seed=seed), preset
+    return with_overrides(config, members=members, cycles=cycles, seed=seed, device=device), preset
 
 
 __all__ = [
