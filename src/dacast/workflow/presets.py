@@ -16,7 +16,7 @@ tuning" line). Differences that remain, and why they are harmless:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dacast.da import ETKFConfig, LETKFConfig, Localization
 from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, TwinConfig
@@ -48,6 +48,20 @@ _L63 = ModelSpec(name="lorenz63")
 _L96 = ModelSpec(name="lorenz96", n_state=40, forcing=8.0)
 _L96_LOC = Localization(length=4.0, taper="gaspari_cohn", support=3.64 * 4.0, min_weight=1e-3)
 
+# DAPPER's mods/Lorenz96/sakov2008.py HMM; the presets below differ in filter and size only.
+_SAKOV2008 = TwinConfig(
+    model=_L96,
+    dt=0.05,
+    obs=ObsSpec(kind="identity", error_std=1.0),
+    obs_every=1,
+    filter=ETKFConfig(inflation=1.04),
+    members=20,
+    cycles=1000,
+    burn_in=2 * 10.0,
+    initial_std=math.sqrt(0.001),
+    seed=3000,
+)
+
 _PRESETS: tuple[Preset, ...] = (
     Preset(
         name="lorenz63-etkf",
@@ -70,36 +84,14 @@ _PRESETS: tuple[Preset, ...] = (
     Preset(
         name="lorenz96-etkf",
         description="Lorenz-96 (40, F=8), all observed every step (R = I), ETKF N=20, inflation 1.04",
-        config=TwinConfig(
-            model=_L96,
-            dt=0.05,
-            obs=ObsSpec(kind="identity", error_std=1.0),
-            obs_every=1,
-            filter=ETKFConfig(inflation=1.04),
-            members=20,
-            cycles=1000,
-            burn_in=2 * 10.0,
-            initial_std=math.sqrt(0.001),
-            seed=3000,
-        ),
+        config=replace(_SAKOV2008, filter=ETKFConfig(inflation=1.04), members=20),
         expected_rmse_analysis=0.20,
         source=f"{_DAPPER} dapper/mods/Lorenz96/sakov2008.py line 81: EnKF('Sqrt', N=20, rot=True, infl=1.04) # 0.20",
     ),
     Preset(
         name="lorenz96-letkf",
         description="Lorenz-96 (40, F=8), all observed every step (R = I), LETKF N=7, inflation 1.04, loc_rad 4",
-        config=TwinConfig(
-            model=_L96,
-            dt=0.05,
-            obs=ObsSpec(kind="identity", error_std=1.0),
-            obs_every=1,
-            filter=LETKFConfig(localization=_L96_LOC, inflation=1.04),
-            members=7,
-            cycles=1000,
-            burn_in=2 * 10.0,
-            initial_std=math.sqrt(0.001),
-            seed=3000,
-        ),
+        config=replace(_SAKOV2008, filter=LETKFConfig(localization=_L96_LOC, inflation=1.04), members=7),
         expected_rmse_analysis=0.22,
         source=(
             f"{_DAPPER} dapper/mods/Lorenz96/sakov2008.py line 70: LETKF(N=7, rot=True, infl=1.04, loc_rad=4) # 0.22"
@@ -109,18 +101,15 @@ _PRESETS: tuple[Preset, ...] = (
         name="lorenz96-letkf-big",
         description="Lorenz-96 (4000, F=8), all observed every step (R = I), LETKF N=1000, inflation 1.01, "
         "50 cycles: a scale demo",
-        config=TwinConfig(
+        config=replace(
+            _SAKOV2008,
             model=ModelSpec(name="lorenz96", n_state=4000, forcing=8.0),
-            dt=0.05,
-            obs=ObsSpec(kind="identity", error_std=1.0),
-            obs_every=1,
             # 1000 members carry little sampling error: 1.04 over-inflates (spread 0.28 vs RMSE 0.23).
             filter=LETKFConfig(localization=_L96_LOC, inflation=1.01),
             members=1000,
             cycles=50,
             burn_in=1.0,
             initial_std=1.0,
-            seed=3000,
         ),
         expected_rmse_analysis=None,
         source="dacast demonstration, no literature value (measured: rmse.a 0.23 after 50 cycles, still "
