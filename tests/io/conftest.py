@@ -1,0 +1,38 @@
+"""Shared fixtures of the dacast.io tests: the real radar files, read in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dacast.io import default_radar_root
+
+# <repo>/tests/io/conftest.py -> <repo>/../shared/data/radar (the repo is checked out beside shared/).
+SHARED_RADAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "radar"
+
+
+@pytest.fixture(scope="session")
+def radar_root() -> Path:
+    """The shared radar folder beside the repository, else ``default_radar_root()``; skip cleanly if neither."""
+    if (SHARED_RADAR / "mch").is_dir():
+        return SHARED_RADAR
+    try:
+        return default_radar_root()
+    except FileNotFoundError as exc:
+        pytest.skip(f"shared radar data not found: {exc}")
+
+
+@pytest.fixture(scope="session")
+def mch_file(radar_root: Path) -> Path:
+    return radar_root / "mch" / "20150515" / "AQC151351550F_00005.801.gif"
+
+
+@pytest.fixture(scope="session")
+def fmi_file(radar_root: Path) -> Path:
+    return radar_root / "fmi" / "pgm" / "20160928" / "201609281600_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz"
+
+
+@pytest.fixture(scope="session")
+def knmi_file(radar_root: Path) -> Path:
+    return radar_root / "KNMI" / "2010" / "08" / "RAD_NL25_RAP_5min_201008260540.h5"
