@@ -1,0 +1,31 @@
+"""Verification of (nowcast) fields: categorical scores, FSS, MAE, power spectra, plots.
+
+Conventions follow pysteps so that numbers compare with its gallery:
+categorical events are ``value > threshold`` (``det_cat_fct``), FSS events
+``value >= threshold`` (``spatialscores.fss``). Scores reduce over the last
+two axes ``(y, x)``; leading axes (lead time, member, ...) are kept.
+"""
+
+from dacast.verify.categorical import Contingency, contingency, csi, far, frequency_bias, pod
+from dacast.verify.continuous import mae
+from dacast.verify.plots import plot_frames, plot_skill, save_nowcast_gif
+from dacast.verify.scores import score_nowcast
+from dacast.verify.spatial import fractions, fss
+from dacast.verify.spectrum import radial_power_spectrum
+
+__all__ = [
+    "Contingency",
+    "contingency",
+    "csi",
+    "far",
+    "fractions",
+    "frequency_bias",
+    "fss",
+    "mae",
+    "plot_frames",
+    "plot_skill",
+    "pod",
+    "radial_power_spectrum",
+    "save_nowcast_gif",
+    "score_nowcast",
+]
