@@ -1,0 +1,134 @@
+"""Loading trained nowcasters and running them on full radar frames (padding, tiling, GPU)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from dacast.ml.convlstm import ConvLSTMConfig, ConvLSTMNowcaster, log_to_rain, rain_to_log
+from dacast.ml.nowcast_train import resolve_device
+
+__all__ = ["load_nowcaster", "predict"]
+
+
+def load_nowcaster(path: str | Path, *, device: str | torch.device = "cpu") -> ConvLSTMNowcaster:
+    """Load a nowcaster saved by `dacast.ml.train_nowcast`.
+
+    Args:
+        path: a ``.pt`` checkpoint (``best.pt`` or ``last.pt``), or a checkpoint directory
+            (``best.pt`` there, else ``last.pt``).
+        device: where to put the model (``"auto"``: CUDA when available).
+
+    Returns:
+        The network in eval mode.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "best.pt" if (p / "best.pt").exists() else p / "last.pt"
+    if not p.exists():
+        raise FileNotFoundError(f"no nowcaster checkpoint at {p}")
+    ck = torch.load(p, map_location="cpu", weights_only=True)
+    cfg = dict(ck["model_config"])
+    cfg["hidden_channels"] = tuple(cfg["hidden_channels"])
+    model = ConvLSTMNowcaster(ConvLSTMConfig(**cfg))
+    model.load_state_dict(ck["model"])
+    return model.to(resolve_device(device)).eval()
+
+
+def _as_tensor(x: Tensor | np.ndarray) -> Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x, dtype=torch.float32)
+    return torch.nan_to_num(t, nan=0.0).clamp_min(0.0)
+
+
+def predict(
+    model: ConvLSTMNowcaster,
+    past: Tensor | np.ndarray,
+    extrapolation: Tensor | np.ndarray | None = None,
+    *,
+    device: str | torch.device = "auto",
+    tile: int | None = None,
+    overlap: int = 32,
+    tile_batch: int = 4,
+) -> Tensor:
+    """Nowcast full-size frames.
+
+    H and W are padded (edge values repeated) to the network's `spatial_multiple`,
+    and the padding is cut off again. With ``tile``, the domain is cut into
+    ``tile × tile`` windows that overlap by ``overlap`` pixels on each side; only
+    each window's central ``tile − 2·overlap`` pixels are kept, and windows run
+    ``tile_batch`` at a time (for GPUs with too little memory for the whole domain).
+
+    Args:
+        model: a trained `ConvLSTMNowcaster`; moved to ``device``.
+        past: past frames ``(T_in, H, W)`` in mm/h, oldest first; NaN (no data) is read as 0.
+        extrapolation: extrapolation nowcast ``(T_out, H, W)`` or ``(T_out, C, H, W)`` in mm/h
+            (required iff the model uses it).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or a device.
+        tile: tile side in pixels, a multiple of ``model.spatial_multiple`` (None: whole domain at once).
+        overlap: overlap margin of the tiles in pixels.
+        tile_batch: tiles per forward pass.
+
+    Returns:
+        Nowcast ``(T_out, H, W)`` in mm/h, ``>= 0``, float32 on the CPU.
+    """
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    m = model.spatial_multiple
+    z = rain_to_log(_as_tensor(past))
+    if z.ndim != 3:
+        raise ValueError(f"past must be (T_in, H, W), got shape {tuple(z.shape)}")
+    t_in, h, w = z.shape
+    frames = [z[:, None]]  # (T_in, 1, H, W)
+    n_ext = 0
+    if extrapolation is not None:
+        e = rain_to_log(_as_tensor(extrapolation))
+        e = e[:, None] if e.ndim == 3 else e
+        if e.shape[-2:] != (h, w):
+            raise ValueError(f"extrapolation shape {tuple(e.shape)} does not match past {tuple(z.shape)}")
+        n_ext = e.shape[0]
+        frames.append(e)
+
+    # Flatten all inputs into channels of one image so they are padded and tiled together.
+    def stack(items: list[Tensor]) -> Tensor:
+        return torch.cat([x.flatten(0, 1) for x in items])[None]
+
+    def unstack(x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``(N, Cflat, h, w)`` -> past ``(N, T_in, 1, h, w)``, extrapolation ``(N, T_out, C, h, w)``."""
+        p = x[:, :t_in, None]
+        if not n_ext:
+            return p, None
+        return p, x[:, t_in:].unflatten(1, (n_ext, -1))
+
+    img = stack(frames)
+    with torch.inference_mode():
+        if tile is None:
+            hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
+            img = F.pad(img, (0, wp - w, 0, hp - h), mode="replicate").to(dev)
+            p, e = unstack(img)
+            out = model(p, e)[0, :, 0, :h, :w]
+        else:
+            if tile % m or tile <= 2 * overlap or overlap < 0:
+                raise ValueError(f"tile must be a multiple of {m} and larger than 2*overlap, got {tile}, {overlap}")
+            core = tile - 2 * overlap
+            ny, nx = math.ceil(h / core), math.ceil(w / core)
+            pad = (overlap, nx * core - w + overlap, overlap, ny * core - h + overlap)
+            img = F.pad(img, pad, mode="replicate")
+            origins = [(i * core, j * core) for i in range(ny) for j in range(nx)]
+            out_full: Tensor | None = None
+            for k in range(0, len(origins), tile_batch):
+                chunk = origins[k : k + tile_batch]
+                tiles = torch.cat([img[:, :, y : y + tile, x : x + tile] for y, x in chunk]).to(dev)
+                p, e = unstack(tiles)
+                res = model(p, e)[:, :, 0, overlap : overlap + core, overlap : overlap + core].cpu()
+                if out_full is None:
+                    out_full = res.new_zeros(res.shape[1], ny * core, nx * core)
+                for (y, x), r in zip(chunk, res, strict=True):
+                    out_full[:, y : y + core, x : x + core] = r
+            assert out_full is not None
+            out = out_full[:, :h, :w]
+    return log_to_rain(out.float()).cpu()
