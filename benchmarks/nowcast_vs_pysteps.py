@@ -1,0 +1,307 @@
+"""dacast's nowcasts against pysteps' on the shared radar events.
+
+For every event found under ``--data-root`` (default: the shared radar folder),
+issue times every ``--interval`` minutes with enough past frames and a full
+hour of observations after them; leads 5-60 min. Methods:
+
+* ``persistence``
+* ``pysteps-extrapolation``: Lucas-Kanade motion on dBR (3 frames) + semi-Lagrangian extrapolation
+* ``pysteps-sprog``: S-PROG, 8 cascade levels, on the same motion
+* ``dacast-extrapolation``: DIS optical flow (OpenCV) + semi-Lagrangian extrapolation
+* ``dacast-trec``: TREC block matching (RIKEN's conventional motion) + the same extrapolation
+* ``dacast-convlstm``: a trained ConvLSTM (``--checkpoint``), with its extrapolation input when it uses one
+
+Every method reads the same rain-rate arrays (``dacast.io``, which reproduces
+pysteps' importers to 1e-13 mm/h) and is scored the same way
+(``dacast.verify.score_nowcast``: CSI > threshold like pysteps' ``det_cat_fct``,
+FSS >= threshold like pysteps' ``fss``, pixels valid at the issue time and at
+the valid time). ``seconds`` is the wall time of motion estimation plus
+forecast for one issue time. ``spectrum_err`` is the mean absolute log10 ratio
+of the forecast's radially averaged power spectrum to the observed one
+(wavelengths 4-64 km): larger means more blur or more noise.
+
+An issue time is ``held_out`` when its input and target frames all lie in the
+second half of its event: the ConvLSTM training example
+(``examples/nowcast_train.yaml``) only sees first halves.
+
+    pip install -e ".[bench]"
+    python benchmarks/nowcast_vs_pysteps.py --json nowcast.json
+    python benchmarks/nowcast_vs_pysteps.py --events mch-201505151545 --methods persistence,dacast-extrapolation
+    python benchmarks/nowcast_vs_pysteps.py --checkpoint runs/nowcast-train/best.pt --held-out-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from dacast.io import RadarReadError, default_radar_root, list_events, load_sequence
+from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, extrapolation_nowcast, persistence
+from dacast.verify import radial_power_spectrum, score_nowcast
+
+ALL_METHODS = (
+    "persistence",
+    "pysteps-extrapolation",
+    "pysteps-sprog",
+    "dacast-extrapolation",
+    "dacast-trec",
+    "dacast-convlstm",
+)
+N_LEADS = 12
+
+
+@dataclass
+class Row:
+    event: str
+    method: str
+    issue_time: str
+    held_out: bool
+    lead_min: int
+    csi_1: float
+    csi_5: float
+    fss_10km_1: float
+    seconds: float
+    spectrum_err: float
+
+
+def event_id(source: str, start: np.datetime64) -> str:
+    return f"{source}-{np.datetime_as_string(start, unit='m').replace('-', '').replace('T', '').replace(':', '')}"
+
+
+def spectrum_error(forecast: np.ndarray, observed: np.ndarray) -> float:
+    """Mean |log10(P_forecast / P_observed)| over wavelengths 4-64 pixels, NaN read as 0."""
+    wf, pf = radial_power_spectrum(torch.from_numpy(np.nan_to_num(forecast)))
+    _, po = radial_power_spectrum(torch.from_numpy(np.nan_to_num(observed)))
+    wf, pf, po = wf.numpy(), pf.numpy(), po.numpy()
+    band = (wf >= 1 / 64) & (wf <= 1 / 4) & (po > 0) & (pf > 0)
+    return float(np.mean(np.abs(np.log10(pf[band] / po[band])))) if band.any() else float("nan")
+
+
+class PystepsMethods:
+    """pysteps 1.21's gallery recipe: dBR (threshold 0.1 mm/h, -15 dB below), LK on 3 frames."""
+
+    def __init__(self) -> None:
+        logging.getLogger("pysteps").setLevel(logging.WARNING)
+        from pysteps import motion, nowcasts
+        from pysteps.utils import transformation
+
+        self.lk = motion.get_method("LK")
+        self.extrapolate = nowcasts.get_method("extrapolation")
+        self.sprog = nowcasts.get_method("sprog")
+        self.db = transformation.dB_transform
+
+    def _motion(self, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        db, _ = self.db(past.copy(), {"transform": None, "unit": "mm/h", "threshold": 0.1, "zerovalue": 0.0},
+                        threshold=0.1, zerovalue=-15.0)
+        db[~np.isfinite(db)] = -15.0
+        return db, self.lk(db, verbose=False)
+
+    def extrapolation(self, past: np.ndarray) -> np.ndarray:
+        _, v = self._motion(past[-3:])
+        return self.extrapolate(past[-1], v, N_LEADS)
+
+    def sprog_nowcast(self, past: np.ndarray) -> np.ndarray:
+        db, v = self._motion(past[-3:])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = self.sprog(db, v, N_LEADS, n_cascade_levels=8, precip_thr=-10.0, decomp_method="fft",
+                             bandpass_filter_method="gaussian", probmatching_method="mean")
+        rain = 10.0 ** (out / 10.0)
+        rain[out < -10.0] = 0.0
+        return rain
+
+
+def make_methods(names: list[str], checkpoint: str | None) -> tuple[dict, int]:
+    """Callables ``past (T, H, W) mm/h -> (12, H, W) mm/h`` and the number of past frames they need."""
+    methods: dict = {}
+    n_past = 3
+    pysteps = None
+    if any(n.startswith("pysteps") for n in names):
+        pysteps = PystepsMethods()
+    dis_cfg = ExtrapolationConfig(motion=OpticalFlowConfig(method="dis"))
+    trec_cfg = ExtrapolationConfig()
+
+    def dacast_extrapolation(past: np.ndarray, cfg: ExtrapolationConfig = dis_cfg) -> np.ndarray:
+        return extrapolation_nowcast(torch.from_numpy(past[-3:]), N_LEADS, cfg).numpy()
+
+    for name in names:
+        if name == "persistence":
+            methods[name] = lambda past: persistence(torch.from_numpy(past[-1]), N_LEADS).numpy()
+        elif name == "pysteps-extrapolation":
+            methods[name] = pysteps.extrapolation
+        elif name == "pysteps-sprog":
+            methods[name] = pysteps.sprog_nowcast
+        elif name == "dacast-extrapolation":
+            methods[name] = dacast_extrapolation
+        elif name == "dacast-trec":
+            methods[name] = lambda past: dacast_extrapolation(past, trec_cfg)
+        elif name == "dacast-convlstm":
+            from dacast.ml import load_nowcaster, predict
+
+            model = load_nowcaster(checkpoint, device="auto")
+            t_in = model.config.t_in
+            n_past = max(n_past, t_in)
+
+            def convlstm(past: np.ndarray, model=model, t_in=t_in) -> np.ndarray:
+                extra = dacast_extrapolation(past) if model.config.use_extrapolation else None
+                return predict(model, past[-t_in:], extra).numpy()
+
+            methods[name] = convlstm
+    return methods, n_past
+
+
+def run_event(source: str, start: np.datetime64, end: np.datetime64, root: Path, methods: dict, n_past: int,
+              interval_min: int, held_out_only: bool, console: Console) -> list[Row]:
+    rain, report = load_sequence(source, start, end, root=root)
+    if not report.complete:
+        console.print(f"[yellow]{event_id(source, start)}: {report.summary()}[/]")
+    times = rain.time.values
+    frames = rain.values.astype(np.float64)
+    n = len(times)
+    step = interval_min // 5
+    rows: list[Row] = []
+    for i in range(n_past - 1, n - N_LEADS, step):
+        # A gap inside the window would misalign the leads: skip it and say so.
+        window = times[i - n_past + 1 : i + N_LEADS + 1]
+        if np.any(np.diff(window) != np.timedelta64(5, "m")):
+            console.print(f"[yellow]skipping issue time {times[i]}: gap in the frames[/]")
+            continue
+        held_out = (i - n_past + 1) >= n // 2
+        if held_out_only and not held_out:
+            continue
+        past, observed = frames[i - n_past + 1 : i + 1], frames[i + 1 : i + N_LEADS + 1]
+        mask = np.isfinite(past[-1])
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            forecast = np.asarray(fn(past), dtype=np.float64)
+            seconds = time.perf_counter() - t0
+            scores = score_nowcast(forecast, observed, thresholds=(1.0, 5.0), scales_km=(10.0,), mask=mask)
+            for lead in range(N_LEADS):
+                rows.append(Row(
+                    event=event_id(source, start), method=name, issue_time=str(times[i])[:16], held_out=held_out,
+                    lead_min=5 * (lead + 1),
+                    csi_1=float(scores.csi[lead, 0]), csi_5=float(scores.csi[lead, 1]),
+                    fss_10km_1=float(scores.fss[lead, 0, 0]), seconds=seconds,
+                    spectrum_err=spectrum_error(np.where(mask, forecast[lead], 0.0),
+                                                np.where(mask, observed[lead], 0.0)),
+                ))
+    return rows
+
+
+def summarise(rows: list[Row], console: Console, title: str) -> None:
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        groups[r.method].append(r)
+    table = Table(title=title)
+    for col in ("method", "issues", "CSI 1 mm/h", "CSI 5 mm/h", "FSS 10 km", "CSI 1 +30", "CSI 1 +60",
+                "spectrum err", "seconds"):
+        table.add_column(col, justify="right")
+    for method, rs in groups.items():
+        def mean(attr: str, lead: int | None = None, rs=rs) -> float:
+            vals = [getattr(r, attr) for r in rs if lead is None or r.lead_min == lead]
+            return float(np.nanmean(vals)) if vals else float("nan")
+
+        issues = len({(r.event, r.issue_time) for r in rs})
+        table.add_row(method, str(issues), f"{mean('csi_1'):.3f}", f"{mean('csi_5'):.3f}", f"{mean('fss_10km_1'):.3f}",
+                      f"{mean('csi_1', 30):.3f}", f"{mean('csi_1', 60):.3f}", f"{mean('spectrum_err'):.3f}",
+                      f"{mean('seconds'):.2f}")
+    console.print(table)
+
+
+def lead_gap(rows: list[Row], console: Console) -> None:
+    """Mean CSI at 1 mm/h per lead for the extrapolation nowcasts, and dacast's largest gap to pysteps'."""
+    candidates = ("pysteps-extrapolation", "dacast-extrapolation", "dacast-trec")
+    names = [m for m in candidates if any(r.method == m for r in rows)]
+    if "pysteps-extrapolation" not in names or len(names) < 2:
+        return
+    table = Table(title="CSI at 1 mm/h by lead (mean over issue times)")
+    table.add_column("lead min", justify="right")
+    for m in names:
+        table.add_column(m, justify="right")
+    per = {m: {} for m in names}
+    for m in names:
+        for lead in range(5, 5 * N_LEADS + 1, 5):
+            per[m][lead] = float(np.nanmean([r.csi_1 for r in rows if r.method == m and r.lead_min == lead]))
+    for lead in range(5, 5 * N_LEADS + 1, 5):
+        table.add_row(str(lead), *[f"{per[m][lead]:.3f}" for m in names])
+    console.print(table)
+    for m in names[1:]:
+        gap = max(abs(per[m][lead] - per["pysteps-extrapolation"][lead]) for lead in per[m])
+        console.print(f"{m}: largest |CSI(1 mm/h) - pysteps-extrapolation| over leads = {gap:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", type=Path, help="radar folder laid out like the shared one")
+    parser.add_argument("--events", help="comma-separated event ids (e.g. mch-201505151545); default: all found")
+    parser.add_argument("--methods", default=",".join(m for m in ALL_METHODS if m != "dacast-convlstm"),
+                        help=f"comma-separated, from {', '.join(ALL_METHODS)}")
+    parser.add_argument("--checkpoint", help="ConvLSTM checkpoint (.pt or folder) for dacast-convlstm")
+    parser.add_argument("--interval", type=int, default=30, help="minutes between issue times")
+    parser.add_argument("--held-out-only", action="store_true", help="only issue times unseen in training")
+    parser.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    args = parser.parse_args(argv)
+    console = Console(width=150)
+
+    def fail(msg: str) -> int:
+        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        return 2
+
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in ALL_METHODS]
+    if unknown:
+        return fail(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
+    if "dacast-convlstm" in names and not args.checkpoint:
+        return fail("dacast-convlstm needs --checkpoint")
+    if args.interval <= 0 or args.interval % 5:
+        return fail("--interval must be a positive multiple of 5 minutes")
+    try:
+        root = args.data_root or default_radar_root()
+        events = list_events(root)
+    except (FileNotFoundError, RadarReadError) as err:
+        return fail(str(err))
+    if args.events:
+        wanted = {e.strip() for e in args.events.split(",")}
+        events = tuple(e for e in events if event_id(e.source, e.start) in wanted)
+        missing = wanted - {event_id(e.source, e.start) for e in events}
+        if missing:
+            return fail(f"no such event(s) under {root}: {', '.join(sorted(missing))}")
+    if not events:
+        return fail(f"no radar events found under {root}")
+    try:
+        methods, n_past = make_methods(names, args.checkpoint)
+    except ImportError as err:
+        return fail(f"{err}; install the bench extra: pip install -e '.[bench]'")
+    except (OSError, ValueError, RuntimeError) as err:
+        return fail(f"cannot load the checkpoint: {err}")
+    rows: list[Row] = []
+    for ev in events:
+        console.log(f"{event_id(ev.source, ev.start)}: {ev.n_frames} frames")
+        rows += run_event(ev.source, ev.start, ev.end, Path(ev.root), methods, n_past, args.interval,
+                          args.held_out_only, console)
+        summarise([r for r in rows if r.event == event_id(ev.source, ev.start)], console,
+                  f"{event_id(ev.source, ev.start)} (mean over issue times and leads 5-60 min)")
+    summarise(rows, console, "all events")
+    lead_gap(rows, console)
+    held = [r for r in rows if r.held_out]
+    if held and not args.held_out_only:
+        summarise(held, console, "held-out issue times only")
+    if args.json:
+        Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
