@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dacast.cli_nowcast import app as nowcast_app
 from dacast.workflow import PRESETS, ConfigError, load_target, run_experiment
 from dacast.workflow.loader import is_yaml_path
 
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(nowcast_app, name="nowcast")
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True)
 

@@ -28,7 +28,9 @@ def _rain_cmap() -> Colormap:
 
 
 def _numpy(x: Array) -> np.ndarray:
-    return as_float(x).cpu().numpy()
+    """Rain rate for a log colour scale: values <= 0 go below the range (white), since LogNorm masks them (grey)."""
+    a = as_float(x).cpu().numpy()
+    return np.where(a <= 0, RAIN_LEVELS[0] / 2, a)
 
 
 def _save(fig: Figure, path: str | Path | None, dpi: int = 110) -> Figure:
