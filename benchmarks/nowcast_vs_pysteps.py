@@ -149,14 +149,24 @@ def make_methods(names: list[str], checkpoint: str | None) -> tuple[dict, int]:
             methods[name] = lambda past: dacast_extrapolation(past, trec_cfg)
         elif name == "dacast-convlstm":
             from dacast.ml import load_nowcaster, predict
+            from dacast.workflow.nowcast_train import extrapolation_config, read_training_sidecar
 
             model = load_nowcaster(checkpoint, device="auto")
             t_in = model.config.t_in
             n_past = max(n_past, t_in)
+            # The extrapolation input is made exactly as in training (settings saved beside the checkpoint).
+            ext_cfg = (
+                extrapolation_config(read_training_sidecar(Path(checkpoint)), "checkpoint")
+                if model.config.use_extrapolation
+                else None
+            )
 
-            def convlstm(past: np.ndarray, model=model, t_in=t_in) -> np.ndarray:
-                extra = dacast_extrapolation(past) if model.config.use_extrapolation else None
-                return predict(model, past[-t_in:], extra).numpy()
+            def convlstm(past: np.ndarray, model=model, t_in=t_in, ext_cfg=ext_cfg) -> np.ndarray:
+                x = torch.from_numpy(past[-t_in:])
+                extra = None
+                if ext_cfg is not None:
+                    extra = extrapolation_nowcast(torch.nan_to_num(x, nan=0.0), model.config.t_out, ext_cfg)
+                return predict(model, x, extra).numpy()[:N_LEADS]
 
             methods[name] = convlstm
     return methods, n_past

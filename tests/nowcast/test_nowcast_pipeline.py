@@ -89,11 +89,15 @@ def test_precomputed_motion_and_rain_space() -> None:
     frames = torch.rand(3, 20, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 10
     motion = torch.zeros(2, 20, 30, dtype=torch.float64)
     motion[0] = 1.0
-    out = extrapolation_nowcast(frames, 2, ExtrapolationConfig(space="rain"), motion=motion)
+    exact = ExtrapolationConfig(space="rain", precision="float64")
+    out = extrapolation_nowcast(frames, 2, exact, motion=motion)
     torch.testing.assert_close(out[1, :, 2:], frames[-1, :, :-2])
-    db = extrapolation_nowcast(frames, 2, motion=motion)  # dBR space: values below 0.1 mm/h become 0
-    expected = torch.where(frames[-1] >= 0.1, frames[-1], 0.0)
+    db = extrapolation_nowcast(frames, 2, ExtrapolationConfig(precision="float64"), motion=motion)
+    expected = torch.where(frames[-1] >= 0.1, frames[-1], 0.0)  # dBR space: below 0.1 mm/h becomes 0
     torch.testing.assert_close(db[1, :, 2:], expected[:, :-2])
+    fast = extrapolation_nowcast(frames, 2, motion=motion)  # float32 default: same to float32 rounding
+    assert fast.dtype == torch.float32
+    torch.testing.assert_close(fast[1, :, 2:], expected[:, :-2].float(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("motion", [TRECConfig(), OpticalFlowConfig(method="dis")], ids=["trec", "dis"])
