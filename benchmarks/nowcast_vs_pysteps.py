@@ -25,7 +25,7 @@ second half of its event: the ConvLSTM training example
 (``examples/nowcast_train.yaml``) only sees first halves.
 
     pip install -e ".[bench]"
-    python benchmarks/nowcast_vs_pysteps.py --json nowcast.json
+    python benchmarks/nowcast_vs_pysteps.py --json nowcast.json --plot skill.png
     python benchmarks/nowcast_vs_pysteps.py --events mch-201505151545 --methods persistence,dacast-extrapolation
     python benchmarks/nowcast_vs_pysteps.py --checkpoint runs/nowcast-train/best.pt --held-out-only
 """
@@ -252,6 +252,34 @@ def lead_gap(rows: list[Row], console: Console) -> None:
         console.print(f"{m}: largest |CSI(1 mm/h) - pysteps-extrapolation| over leads = {gap:.3f}")
 
 
+def plot(rows: list[Row], path: Path) -> None:
+    """CSI (1, 5 mm/h) and FSS (1 mm/h, 10 km) vs lead time per method, averaged over issue times."""
+    import xarray as xr
+
+    from dacast.verify import plot_skill
+
+    leads = np.arange(5, 5 * N_LEADS + 1, 5, dtype=float)
+    results = {}
+    for method in dict.fromkeys(r.method for r in rows):
+        rs = [r for r in rows if r.method == method]
+
+        def mean(attr: str, lead: float, rs=rs) -> float:
+            return float(np.nanmean([getattr(r, attr) for r in rs if r.lead_min == lead]))
+
+        csi = np.array([[mean("csi_1", ld), mean("csi_5", ld)] for ld in leads])
+        fss = np.array([[[mean("fss_10km_1", ld)], [np.nan]] for ld in leads])
+        results[method] = xr.Dataset(
+            {"csi": (("lead_time", "threshold"), csi), "fss": (("lead_time", "threshold", "scale"), fss)},
+            coords={"lead_time": leads, "threshold": [1.0, 5.0], "scale": [10.0]},
+        )
+    plot_skill(results, path)
+
+
+def rows_from_json(path: Path) -> list[Row]:
+    """Rows written by ``--json`` (to re-plot or re-summarise without re-running)."""
+    return [Row(**r) for r in json.loads(Path(path).read_text())]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, help="radar folder laid out like the shared one")
@@ -262,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=int, default=30, help="minutes between issue times")
     parser.add_argument("--held-out-only", action="store_true", help="only issue times unseen in training")
     parser.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    parser.add_argument("--plot", metavar="PNG", help="draw CSI and FSS vs lead time per method")
     args = parser.parse_args(argv)
     console = Console(width=150)
 
@@ -310,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         summarise(held, console, "held-out issue times only")
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    if args.plot:
+        plot(rows, Path(args.plot))
     return 0
 
 
