@@ -16,10 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from dacast.cli import app
-from dacast.io import default_radar_root
 
 runner = CliRunner()
-SHARED_RADAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "radar"
 T0 = "2015-05-15T16:30"
 
 TINY_TRAIN = {
@@ -35,15 +33,6 @@ TINY_TRAIN = {
     "training": {"crop_size": 32, "batch_size": 2, "max_steps": 2, "val_every": 2, "val_batches": 1, "device": "cpu"},
 }
 
-
-@pytest.fixture(scope="module")
-def radar_root() -> Path:
-    if (SHARED_RADAR / "mch").is_dir():
-        return SHARED_RADAR
-    try:
-        return default_radar_root()
-    except FileNotFoundError as exc:
-        pytest.skip(f"shared radar data not found: {exc}")
 
 
 def _ok(result) -> None:  # type: ignore[no-untyped-def]

@@ -6,21 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dacast.io import default_radar_root
-
-# <repo>/tests/io/conftest.py -> <repo>/../shared/data/radar (the repo is checked out beside shared/).
-SHARED_RADAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "radar"
-
-
-@pytest.fixture(scope="session")
-def radar_root() -> Path:
-    """The shared radar folder beside the repository, else ``default_radar_root()``; skip cleanly if neither."""
-    if (SHARED_RADAR / "mch").is_dir():
-        return SHARED_RADAR
-    try:
-        return default_radar_root()
-    except FileNotFoundError as exc:
-        pytest.skip(f"shared radar data not found: {exc}")
+# ``radar_root`` comes from tests/conftest.py.
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,12 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import read_mch
 
+from dacast.io import default_radar_root, read_mch_gif
 from dacast.nowcast import (
     ExtrapolationConfig,
     OpticalFlowConfig,
@@ -29,6 +30,13 @@ from dacast.nowcast import (
     trec,
 )
 from dacast.verify import score_nowcast
+
+
+def read_mch(hhmm: str) -> np.ndarray:
+    """MeteoSwiss 2015-05-15 rain rate [mm/h] at ``hhmm`` UTC, (640, 710), NaN = no data."""
+    path = Path(default_radar_root()) / "mch" / "20150515" / f"AQC15135{hhmm}F_00005.801.gif"
+    return read_mch_gif(path).values.astype(np.float64)
+
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dacast.io import default_radar_root, list_events
+from dacast.io import list_events
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig
 from dacast.workflow import ConfigError
 from dacast.workflow.nowcast import (
@@ -27,17 +27,7 @@ from dacast.workflow.nowcast import (
 from dacast.workflow.nowcast_train import extrapolation_config, extrapolation_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nowcast_train.yaml"
-SHARED_RADAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "radar"
 
-
-@pytest.fixture(scope="module")
-def radar_root() -> Path:
-    if (SHARED_RADAR / "mch").is_dir():
-        return SHARED_RADAR
-    try:
-        return default_radar_root()
-    except FileNotFoundError as exc:
-        pytest.skip(f"shared radar data not found: {exc}")
 
 
 # ----------------------------------------------------------------------------- run configuration
