@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from dacast._console import fail
+from dacast._console import out as stdout
 from dacast.cli_nowcast import app as nowcast_app
 from dacast.workflow import PRESETS, ConfigError, load_target, run_experiment
 from dacast.workflow.loader import is_yaml_path
@@ -26,13 +27,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(nowcast_app, name="nowcast")
-_out = Console(soft_wrap=True)
-_err = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 @app.command()
@@ -54,15 +48,15 @@ def run(
     try:
         config, preset = load_target(target, members=members, cycles=cycles, seed=seed, device=device)
     except ConfigError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     label = Path(target).stem if is_yaml_path(target) else target
     out_dir = out if out is not None else Path("runs") / label
     try:
         result = run_experiment(config, out_dir, preset=preset, progress=progress, plots=plots)
     except ConfigError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     except OSError as err:
-        raise _fail(f"cannot write results to {out_dir}: {err}") from None
+        raise fail(f"cannot write results to {out_dir}: {err}") from None
     _report(label, result.summary, result.paths.results, result.paths.summary, result.paths.plots)
 
 
@@ -77,16 +71,16 @@ def _report(label: str, summary: dict, results: Path, summary_path: Path, plots:
     if expected is not None and rmse is not None:
         line += f" (expected {expected:.3g}, {100.0 * (rmse - expected) / expected:+.1f}%)"
     line += f", rmse.f = {_fmt(summary['rmse_forecast'])}, spread.a = {_fmt(summary['spread_analysis'])}"
-    _out.print(line, highlight=False)
+    stdout.print(line, highlight=False)
     if summary["diverged"]:
-        _out.print(
+        stdout.print(
             f"[bold yellow]diverged[/] at cycle {summary['diverged_cycle']}: {summary['diverged_reason']}",
             highlight=False,
         )
-    _out.print(f"wall time {summary['wall_time_s']:.2f} s on {summary['device']}", highlight=False)
-    _out.print(f"results: {results}\nsummary: {summary_path}", highlight=False)
+    stdout.print(f"wall time {summary['wall_time_s']:.2f} s on {summary['device']}", highlight=False)
+    stdout.print(f"results: {results}\nsummary: {summary_path}", highlight=False)
     if plots:
-        _out.print("plots:   " + ", ".join(str(p) for p in plots), highlight=False)
+        stdout.print("plots:   " + ", ".join(str(p) for p in plots), highlight=False)
 
 
 @app.command()
@@ -100,7 +94,7 @@ def presets() -> None:
     for p in PRESETS.values():
         expected = "-" if p.expected_rmse_analysis is None else f"{p.expected_rmse_analysis:.2f}"
         table.add_row(p.name, p.description, expected, p.source)
-    _out.print(table)
+    stdout.print(table)
 
 
 def main() -> None:

@@ -15,10 +15,11 @@ import numpy as np
 import typer
 import xarray as xr
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dacast._console import fail
+from dacast._console import out as stdout
 from dacast.io import RadarReadError
 from dacast.workflow.config import ConfigError
 from dacast.workflow.nowcast import (
@@ -43,14 +44,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_out = Console(soft_wrap=True)
-_err = Console(stderr=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    text = " ".join(str(message).split())
-    _err.print(f"[bold red]error:[/] {escape(text)}", markup=True, highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
 
 
 def _hhmm(t: np.datetime64) -> str:
@@ -76,19 +69,19 @@ def _scores_rich(title: str, scores: xr.Dataset) -> Table:
 
 def _report(result: NowcastResult, title: str) -> None:
     if result.scores is not None:
-        _out.print(_scores_rich(title, result.scores))
+        stdout.print(_scores_rich(title, result.scores))
     else:
-        _out.print(f"[bold]{title}[/]", highlight=False)
-        _out.print("[yellow]no observed frames after the issue time: the nowcast is not scored[/]", highlight=False)
+        stdout.print(f"[bold]{title}[/]", highlight=False)
+        stdout.print("[yellow]no observed frames after the issue time: the nowcast is not scored[/]", highlight=False)
     if result.scores is not None and result.missing_observed:
         gaps = ", ".join(_hhmm(t)[-5:] for t in result.missing_observed)
-        _out.print(f"[yellow]no observed frame at {gaps} UTC[/]: those leads are not scored", highlight=False)
+        stdout.print(f"[yellow]no observed frame at {gaps} UTC[/]: those leads are not scored", highlight=False)
     p = result.paths
-    _out.print(f"nowcast: {p.nowcast}", highlight=False)
+    stdout.print(f"nowcast: {p.nowcast}", highlight=False)
     if p.scores_csv is not None:
-        _out.print(f"scores:  {p.scores_csv}, {p.scores_nc}", highlight=False)
+        stdout.print(f"scores:  {p.scores_csv}, {p.scores_nc}", highlight=False)
     if p.plots:
-        _out.print("plots:   " + ", ".join(str(x) for x in p.plots), highlight=False)
+        stdout.print("plots:   " + ", ".join(str(x) for x in p.plots), highlight=False)
 
 
 @app.command()
@@ -142,9 +135,9 @@ def run(
         out_dir = out if out is not None else Path("runs") / "nowcast" / f"{source}-{stamp}-{method}"
         result = run_nowcast(config, out_dir, plots=plots)
     except (ConfigError, RadarReadError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     except OSError as err:
-        raise _fail(f"cannot write the nowcast to {out_dir}: {err}") from None
+        raise fail(f"cannot write the nowcast to {out_dir}: {err}") from None
     ds = result.dataset
     what = method + (f" ({ds.attrs['motion']})" if "motion" in ds.attrs else "")
     title = f"{source} {_hhmm(config.start)} UTC: {what}, {ds.sizes['lead_time']} leads of 5 min"
@@ -169,9 +162,9 @@ def verify(
             plots=plots,
         )
     except ConfigError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     except OSError as err:
-        raise _fail(f"cannot write the scores: {err}") from None
+        raise fail(f"cannot write the scores: {err}") from None
     a = result.dataset.attrs
     issued = str(a.get("issue_time", "?"))[:16].replace("T", " ")
     title = f"{a.get('source', '?')} {issued} UTC: {a.get('method', '?')} (from {nowcast.name})"
@@ -189,17 +182,18 @@ def train(
     """Train (or continue training) a ConvLSTM nowcaster; checkpoints go to checkpoint_dir."""
     try:
         spec = with_train_overrides(load_train_yaml(config), device=device, max_steps=max_steps, checkpoint_dir=out)
-        run = train_from_spec(spec, progress=progress, log=lambda text: _out.print(text, markup=False, highlight=False))
+        log = lambda text: stdout.print(text, markup=False, highlight=False)  # noqa: E731
+        run = train_from_spec(spec, progress=progress, log=log)
     except (ConfigError, RadarReadError) as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     except OSError as err:
-        raise _fail(f"cannot write checkpoints: {err}") from None
+        raise fail(f"cannot write checkpoints: {err}") from None
     res = run.result
     line = f"[bold]trained[/] to step {res.step}/{spec.config.max_steps} on {res.device}"
     if np.isfinite(res.best_val_loss):
         line += f"; best validation loss {res.best_val_loss:.4g} at step {res.best_step}"
     if res.stopped_early:
         line += " (stopped early)"
-    _out.print(line, highlight=False)
+    stdout.print(line, highlight=False)
     ck = res.checkpoint_dir
-    _out.print(f"checkpoints: {ck / 'best.pt'}, {ck / 'last.pt'}, {ck / 'metrics.json'}", highlight=False)  # type: ignore[operator]
+    stdout.print(f"checkpoints: {ck / 'best.pt'}, {ck / 'last.pt'}, {ck / 'metrics.json'}", highlight=False)  # type: ignore[operator]

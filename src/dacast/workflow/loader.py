@@ -51,13 +51,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from dacast.da import EnKFConfig, ETKFConfig, FreeRunConfig, LETKFConfig, Localization
 from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, TwinConfig, config_to_dict
 from dacast.workflow.presets import PRESETS, Preset, get_preset
+
+T = TypeVar("T")
 
 _FILTER_CLASSES: dict[str, type] = {
     "etkf": ETKFConfig,
@@ -304,15 +306,20 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
 
 
-def load_yaml(path: str | Path) -> TwinConfig:
-    """A validated `TwinConfig` from a YAML file following the schema in this module's docstring."""
+def load_yaml_with(path: str | Path, build: Callable[[Any], T]) -> T:
+    """``build(data)`` of a YAML file; its `ConfigError`s are prefixed with the file name."""
     data = read_yaml(path)
     if data is None:
         raise ConfigError(f"{path} is empty")
     try:
-        return config_from_dict(data)
+        return build(data)
     except ConfigError as err:
         raise ConfigError(f"{Path(path).name}: {err}") from None
+
+
+def load_yaml(path: str | Path) -> TwinConfig:
+    """A validated `TwinConfig` from a YAML file following the schema in this module's docstring."""
+    return load_yaml_with(path, config_from_dict)
 
 
 def with_overrides(

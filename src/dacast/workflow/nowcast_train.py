@@ -59,7 +59,7 @@ from dacast.ml import (
 )
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig, extrapolation_nowcast
 from dacast.workflow.config import ConfigError
-from dacast.workflow.loader import _build, _check_keys, _mapping, read_yaml
+from dacast.workflow.loader import _build, _check_keys, _mapping, load_yaml_with
 
 MOTIONS: tuple[str, ...] = ("trec", "farneback", "dis")
 SIDECAR = "nowcast_workflow.json"
@@ -305,13 +305,7 @@ def train_config_from_dict(data: Any) -> NowcastTrainSpec:
 
 def load_train_yaml(path: str | Path) -> NowcastTrainSpec:
     """A validated `NowcastTrainSpec` from a YAML file; every problem raises a one-line `ConfigError`."""
-    data = read_yaml(path)
-    if data is None:
-        raise ConfigError(f"{path} is empty")
-    try:
-        return train_config_from_dict(data)
-    except ConfigError as err:
-        raise ConfigError(f"{Path(path).name}: {err}") from None
+    return load_yaml_with(path, train_config_from_dict)
 
 
 def with_train_overrides(

@@ -1,0 +1,17 @@
+"""The consoles and the one-line error exit shared by every dacast command."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: message`` on one red stderr line; return the exit (code 2) to raise."""
+    text = " ".join(str(message).split())
+    err.print(f"[bold red]error:[/] {escape(text)}", markup=True, highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
