@@ -114,7 +114,8 @@ def letkf(
     xp = fields - xmean[:, None, :]
     dev, dtype = prior.device, prior.dtype
     weights = config.localization.weights(local.distance)
-    # Drop columns that are zero for every point (beyond min_weight, padding).
+    # Neighbours are sorted by distance and both tapers fall with distance, so each
+    # point's non-zero weights form a prefix: cut the columns past the longest one.
     live = int((weights > 0).sum(-1).max()) if weights.numel() else 0
     index = local.index[:, :live].to(dev)
     sqrt_w = weights[:, :live].sqrt().to(device=dev, dtype=dtype)
