@@ -11,6 +11,7 @@ point, laid out ``(var, point)``, shares one set of weights across variables.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -75,6 +76,86 @@ def _chunk_points(n_members: int, width: int, form: str, itemsize: int, budget_m
     return max(1, int(budget_mb * 2**20 // (3 * itemsize * max(per_point, 1))))
 
 
+def tapered_neighbours(
+    local: Neighbours, localization: Localization, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """Neighbour indices and square-root taper weights, cut to the longest non-zero prefix.
+
+    Neighbours are sorted by distance and both tapers fall with distance, so
+    each point's non-zero weights form a prefix: the columns past the longest
+    one carry nothing and are dropped (exact).
+
+    Returns:
+        ``(index, sqrt_w)``, both shape ``(n_points, live)`` on ``device``.
+    """
+    weights = localization.weights(local.distance)
+    live = int((weights > 0).sum(-1).max()) if weights.numel() else 0
+    return local.index[:, :live].to(device), weights[:, :live].sqrt().to(device=device, dtype=dtype)
+
+
+def map_chunks(n_points: int, chunk: int, device: torch.device, solve: Callable[[int, int], None]) -> None:
+    """Call ``solve(start, stop)`` for every chunk, on a thread pool on CPU.
+
+    Batched small eigenproblems run serially inside torch: giving every
+    thread a chunk uses all cores (torch releases the GIL).
+    """
+    workers = min(torch.get_num_threads(), os.cpu_count() or 1) if device.type == "cpu" else 1
+    workers = min(workers, n_points // _MIN_POINTS_PER_THREAD)
+    if workers > 1:
+        chunk = min(chunk, -(-n_points // workers))
+    starts = list(range(0, n_points, chunk))
+    if workers > 1 and len(starts) > 1:
+        list(_pool(workers).map(lambda s: solve(s, min(s + chunk, n_points)), starts))
+    else:
+        for s in starts:
+            solve(s, min(s + chunk, n_points))
+
+
+def solve_points(
+    ya_t: Tensor,
+    d: Tensor,
+    index: Tensor,
+    sqrt_w: Tensor,
+    xp: Tensor,
+    xmean: Tensor,
+    inflation: float = 1.0,
+    form: Form = "auto",
+    chunk_mb: float | None = None,
+) -> Tensor:
+    """Local ensemble transforms of many points, in chunks (no loop over points).
+
+    Args:
+        ya_t: whitened observation anomalies, transposed, shape ``(n_obs, k)``.
+        d: whitened innovations, shape ``(n_obs,)``.
+        index: neighbour observation indices, shape ``(n_points, width)``.
+        sqrt_w: square roots of the taper weights, shape ``(n_points, width)``.
+        xp: prior anomalies, shape ``(n_points, k, n_var)``.
+        xmean: prior mean, shape ``(n_points, n_var)``.
+        inflation: multiplicative inflation inside the transform.
+        form: transform form (see `transform_update`).
+        chunk_mb: memory budget of one chunk's gathered anomalies (MB).
+
+    Returns:
+        Analysis ensembles, shape ``(n_points, k, n_var)``.
+    """
+    n_points, k = xp.shape[0], xp.shape[1]
+    width = index.shape[1]
+    form_used = choose_form(k, width, form)
+    budget = chunk_mb or (16.0 if xp.device.type == "cpu" else 2048.0)
+    chunk = _chunk_points(k, width, form_used, xp.element_size(), budget)
+    out = torch.empty_like(xp)
+
+    def solve(start: int, stop: int) -> None:
+        sw = sqrt_w[start:stop]
+        idx = index[start:stop]
+        yt = ya_t[idx] * sw[..., None]  # (B, p, k)
+        dd = d[idx] * sw
+        out[start:stop] = transform_update(yt, dd, xp[start:stop], xmean[start:stop], inflation, form_used)
+
+    map_chunks(n_points, chunk, xp.device, solve)
+    return out
+
+
 def letkf(
     prior: Tensor,
     y: Tensor,
@@ -112,38 +193,8 @@ def letkf(
     fields = prior.reshape(k, n_var, n_points).permute(2, 0, 1)  # (points, k, var)
     xmean = fields.mean(1)
     xp = fields - xmean[:, None, :]
-    dev, dtype = prior.device, prior.dtype
-    weights = config.localization.weights(local.distance)
-    # Neighbours are sorted by distance and both tapers fall with distance, so each
-    # point's non-zero weights form a prefix: cut the columns past the longest one.
-    live = int((weights > 0).sum(-1).max()) if weights.numel() else 0
-    index = local.index[:, :live].to(dev)
-    sqrt_w = weights[:, :live].sqrt().to(device=dev, dtype=dtype)
+    index, sqrt_w = tapered_neighbours(local, config.localization, prior.device, prior.dtype)
     ya_t = y_anom.T.contiguous()  # (n_obs, k)
-    form = choose_form(k, live, config.form)
-    budget = config.chunk_mb or (16.0 if dev.type == "cpu" else 2048.0)
-    chunk = _chunk_points(k, live, form, prior.element_size(), budget)
-    workers = min(torch.get_num_threads(), os.cpu_count() or 1) if dev.type == "cpu" else 1
-    workers = min(workers, n_points // _MIN_POINTS_PER_THREAD)
-    if workers > 1:
-        # Batched small eigenproblems run serially inside torch: give every
-        # thread work (torch releases the GIL).
-        chunk = min(chunk, -(-n_points // workers))
-    out = torch.empty_like(fields)
-
-    def solve(start: int) -> None:
-        stop = min(start + chunk, n_points)
-        sw = sqrt_w[start:stop]
-        idx = index[start:stop]
-        yt = ya_t[idx] * sw[..., None]  # (B, p, k)
-        dd = d[idx] * sw
-        out[start:stop] = transform_update(yt, dd, xp[start:stop], xmean[start:stop], config.inflation, form)
-
-    starts = list(range(0, n_points, chunk))
-    if workers > 1 and len(starts) > 1:
-        list(_pool(workers).map(solve, starts))
-    else:
-        for s in starts:
-            solve(s)
+    out = solve_points(ya_t, d, index, sqrt_w, xp, xmean, config.inflation, config.form, config.chunk_mb)
     post = out.permute(1, 2, 0).reshape(k, n_state)
     return Analysis.of(relax(prior, post, config.rtpp, config.rtps), innovation)
