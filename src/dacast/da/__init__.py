@@ -10,6 +10,8 @@ from torch import Tensor
 from dacast.da.analysis import Analysis, whiten
 from dacast.da.enkf import EnKFConfig, enkf
 from dacast.da.etkf import ETKFConfig, etkf
+from dacast.da.gridded import GriddedLETKFConfig, gridded_letkf, gridded_neighbours, weight_grid
+from dacast.da.gridded_dask import gridded_letkf_dask
 from dacast.da.inflation import rtpp, rtps
 from dacast.da.letkf import LETKFConfig, letkf, local_neighbours
 from dacast.da.localization import Localization, gaspari_cohn, gaussian
@@ -84,6 +86,7 @@ __all__ = [
     "ETKFConfig",
     "FilterConfig",
     "FreeRunConfig",
+    "GriddedLETKFConfig",
     "LETKFConfig",
     "Localization",
     "analyse",
@@ -92,9 +95,13 @@ __all__ = [
     "gaspari_cohn",
     "gaussian",
     "get_filter",
+    "gridded_letkf",
+    "gridded_letkf_dask",
+    "gridded_neighbours",
     "letkf",
     "local_neighbours",
     "rtpp",
     "rtps",
     "transform_update",
+    "weight_grid",
 ]

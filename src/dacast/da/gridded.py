@@ -1,0 +1,407 @@
+"""Gridded LETKF on ``(member, var, y, x)`` states, with weights on a coarse grid (SCALE-LETKF).
+
+Conventions: the grid is periodic with spacing ``dx_km`` in both directions;
+grid point ``(i, j)`` (row ``i`` along y, column ``j`` along x) sits at
+``(i dx, j dx)`` km, and points are flattened in C order over ``(y, x)``, as
+`Grid.cartesian((ny, nx), spacing=dx_km, periodic=True)` lays them out.
+Observation locations are ``(y, x)`` in km. A state ``(k, n_var, ny, nx)``
+flattened to ``(k, n_var * ny * nx)`` is the ``(var, point)`` layout of
+`dacast.da.letkf`, so ``gridded_letkf`` with ``weight_stride=1`` is that LETKF
+with SCALE-LETKF's Gaussian localization, one set of weights per grid point
+shared by all variables.
+
+Coarse weights (``weight_stride = s > 1``): the ensemble transform is computed
+on every s-th point in y and x and interpolated bilinearly (periodically) to
+the points between (Yang et al. 2009; SCALE-LETKF). Per coarse point c the
+transform is kept in factored form: with ``V_c`` (r × k) the eigenvector
+rotation of the whitened local anomalies (r = min(p, k)),
+
+    mean weights w̄_c = V_cᵀ g_c,      W_c = s_c I + V_cᵀ diag(coef_c) V_c,
+
+so the interpolated analysis of a fine point f with prior anomalies X'_f
+(k × n_var) and bilinear weights b_c(f) over the four corners of its cell,
+
+    x̄_f + Σ_c b_c(f) (w̄_cᵀ X'_f + W_c X'_f),
+
+costs four rank-r products instead of four dense k × k ones. It equals the
+stride-1 analysis exactly at the coarse points.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dacast.da.analysis import check_inputs, relax, whiten
+from dacast.da.letkf import map_chunks, solve_points, tapered_neighbours
+from dacast.da.localization import Localization
+from dacast.da.transform import choose_form
+from dacast.obs.grid import Grid, Neighbours, neighbours
+from dacast.obs.operators import ObsOperator
+
+
+@dataclass(frozen=True, kw_only=True)
+class GriddedLETKFConfig:
+    """Gridded LETKF settings (SCALE-LETKF defaults).
+
+    Attributes:
+        localization: Gaussian localization length L (km), taper ``exp(-r²/2L²)``
+            cut to zero at 2·sqrt(10/3)·L ≈ 3.65 L.
+        max_obs: at most this many nearest observations per grid point.
+        rtpp: relaxation to prior perturbations weight in [0, 1].
+        rtps: relaxation to prior spread weight in [0, 1].
+        inflation: multiplicative inflation of prior anomalies inside the transform.
+        weight_stride: compute the weights on every ``weight_stride``-th point in
+            y and x and interpolate them bilinearly (periodic); 1 = every point.
+            The grid size must be a multiple of it.
+        chunk_mb: memory budget (MB) of one chunk of gathered local anomalies;
+            default 16 MB on CPU and 2 GB on CUDA (stride 1), and 8× that for the
+            bands of coarse factors (stride > 1).
+    """
+
+    localization: float = 2.0
+    max_obs: int = 100
+    rtpp: float = 0.95
+    rtps: float = 0.0
+    inflation: float = 1.0
+    weight_stride: int = 1
+    chunk_mb: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.localization > 0:
+            raise ValueError(f"localization length must be positive, got {self.localization}")
+        if self.max_obs < 1:
+            raise ValueError(f"max_obs must be at least 1, got {self.max_obs}")
+        for name in ("rtpp", "rtps"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {value}")
+        if not self.inflation > 0:
+            raise ValueError(f"inflation must be positive, got {self.inflation}")
+        if self.weight_stride < 1:
+            raise ValueError(f"weight_stride must be at least 1, got {self.weight_stride}")
+        if self.chunk_mb is not None and not self.chunk_mb > 0:
+            raise ValueError(f"chunk_mb must be positive, got {self.chunk_mb}")
+
+    @property
+    def taper(self) -> Localization:
+        """The equivalent `Localization` (Gaussian, km, nearest ``max_obs``)."""
+        return Localization(length=self.localization, taper="gaussian", max_obs=self.max_obs)
+
+
+def weight_grid(shape: tuple[int, int], dx_km: float, stride: int = 1) -> Grid:
+    """The periodic grid of the points where weights are computed.
+
+    Args:
+        shape: ``(ny, nx)`` of the model grid, multiples of ``stride``.
+        dx_km: model grid spacing (km).
+        stride: weight stride (1: the model grid itself).
+
+    Returns:
+        `Grid` of ``(ny/stride) * (nx/stride)`` points, coordinates ``(y, x)`` in km, C order.
+    """
+    ny, nx = shape
+    if ny % stride or nx % stride:
+        raise ValueError(f"grid {ny}x{nx} is not a multiple of weight_stride {stride}")
+    return Grid.cartesian((ny // stride, nx // stride), spacing=dx_km * stride, periodic=True)
+
+
+def gridded_neighbours(
+    shape: tuple[int, int], dx_km: float, locations: Tensor, config: GriddedLETKFConfig
+) -> Neighbours:
+    """Neighbour table of the weight points (k-d tree); reuse it while the observation network is fixed.
+
+    Args:
+        shape: ``(ny, nx)`` of the model grid.
+        dx_km: grid spacing (km).
+        locations: observation coordinates ``(n_obs, 2)``, ``(y, x)`` in km.
+        config: filter settings (length, ``max_obs``, ``weight_stride``).
+
+    Returns:
+        `Neighbours` with ``(ny/stride) * (nx/stride)`` rows in C order.
+    """
+    grid = weight_grid(shape, dx_km, config.weight_stride)
+    loc = config.taper
+    return neighbours(grid, locations, loc.cutoff, loc.max_obs)
+
+
+@dataclass(frozen=True)
+class TransformFactors:
+    """Ensemble transforms of B local problems in factored form.
+
+    Attributes:
+        v: rotation ``V``, shape ``(B, r, k)`` with orthonormal rows.
+        coef: ``(B, r)``; the transform is ``W = scale I + Vᵀ diag(coef) V``.
+        g: ``(B, r)``; the mean weights are ``w̄ = Vᵀ g``.
+        scale: ``sqrt(k - 1) / sqrt(a)`` with ``a = (k - 1)/ρ²``, i.e. the inflation ρ.
+    """
+
+    v: Tensor
+    coef: Tensor
+    g: Tensor
+    scale: float
+
+
+def transform_factors(yt: Tensor, d: Tensor, inflation: float = 1.0, form: str = "auto") -> TransformFactors:
+    """Factored transforms of the same problems as `transform_update` (same algebra, no state).
+
+    Args:
+        yt: whitened observation anomalies transposed, shape ``(B, p, k)``.
+        d: whitened innovations, shape ``(B, p)``.
+        inflation: multiplicative inflation ρ.
+        form: ``"gram"`` (r = p), ``"ensemble"`` (r = k) or ``"auto"``.
+
+    Returns:
+        `TransformFactors`; applied to anomalies ``X'`` (k × nv) they give
+        ``x̄ + (V X')ᵀ g + scale X' + Vᵀ (coef ⊙ V X')``, the `transform_update` result.
+    """
+    k, p = yt.shape[-1], yt.shape[-2]
+    a = (k - 1) / inflation**2
+    sa = a**0.5
+    scale = ((k - 1) / a) ** 0.5
+    if choose_form(k, p, form) == "ensemble":  # type: ignore[arg-type]
+        c = yt.transpose(-1, -2) @ yt
+        c.diagonal(dim1=-2, dim2=-1).add_(a)
+        lam, vec = torch.linalg.eigh(c)
+        v = vec.transpose(-1, -2).contiguous()
+        q = (v @ (yt.transpose(-1, -2) @ d[..., None]))[..., 0]
+        return TransformFactors(v=v, coef=torch.sqrt((k - 1) / lam) - scale, g=q / lam, scale=scale)
+    lam, u = torch.linalg.eigh(yt @ yt.transpose(-1, -2))
+    lam = lam.clamp_min(0.0)
+    v = u.transpose(-1, -2) @ yt
+    g = (u.transpose(-1, -2) @ d[..., None])[..., 0] / (lam + a)
+    sla = torch.sqrt(lam + a)
+    coef = -((k - 1) ** 0.5) / (sa * sla * (sa + sla))
+    return TransformFactors(v=v, coef=coef, g=g, scale=scale)
+
+
+def _factors_of_points(
+    ya_t: Tensor, d: Tensor, index: Tensor, sqrt_w: Tensor, inflation: float, chunk_mb: float | None
+) -> TransformFactors:
+    """`transform_factors` of every point of a neighbour table ``(n, width)``, in chunks on a thread pool."""
+    n, width = index.shape
+    k = ya_t.shape[1]
+    form = choose_form(k, width)
+    r = width if form == "gram" else k
+    dev, dtype = ya_t.device, ya_t.dtype
+    v = torch.empty((n, r, k), device=dev, dtype=dtype)
+    coef = torch.empty((n, r), device=dev, dtype=dtype)
+    g = torch.empty((n, r), device=dev, dtype=dtype)
+    scale = [inflation]
+    budget = chunk_mb or (16.0 if dev.type == "cpu" else 2048.0)
+    per_point = 3 * ya_t.element_size() * (width * k + r * k + 2 * r * r)
+    chunk = max(1, int(budget * 2**20 // per_point))
+
+    def solve(start: int, stop: int) -> None:
+        sw = sqrt_w[start:stop]
+        idx = index[start:stop]
+        f = transform_factors(ya_t[idx] * sw[..., None], d[idx] * sw, inflation, form)
+        v[start:stop], coef[start:stop], g[start:stop] = f.v, f.coef, f.g
+        scale[0] = f.scale
+
+    map_chunks(n, chunk, dev, solve)
+    return TransformFactors(v=v, coef=coef, g=g, scale=scale[0])
+
+
+def _bilinear(stride: int, n_var: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """Weights of the four cell corners (00, 01, 10, 11) at the cell's points, shape ``(4, n_var * s * s)``."""
+    t = torch.arange(stride, device=device, dtype=dtype) / stride
+    wy = torch.stack([1 - t, 1 - t, t, t])[:, :, None]
+    wx = torch.stack([1 - t, t, 1 - t, t])[:, None, :]
+    return (wy * wx)[:, None].expand(4, n_var, stride, stride).reshape(4, -1)
+
+
+def analyse_tile(
+    prior: Tensor,
+    ya_t: Tensor,
+    d: Tensor,
+    index: Tensor,
+    sqrt_w: Tensor,
+    config: GriddedLETKFConfig,
+) -> Tensor:
+    """Analysis of one rectangle of the grid from its own prior columns and nearby observations.
+
+    Args:
+        prior: prior ensemble on the rectangle, shape ``(k, n_var, ty, tx)``.
+        ya_t: whitened observation anomalies transposed, shape ``(n_obs, k)``.
+        d: whitened innovations, shape ``(n_obs,)``.
+        index: observation indices of the weight points, shape ``(ty, tx, width)``
+            with stride 1, ``(ty/s + 1, tx/s + 1, width)`` with stride s > 1 (the
+            coarse points at and around the rectangle: its last row and column are
+            the first ones of the next rectangle, wrapped periodically).
+        sqrt_w: square roots of the taper weights, same shape as ``index``.
+        config: filter settings.
+
+    Returns:
+        Analysis ensemble on the rectangle, shape ``(k, n_var, ty, tx)``, RTPP/RTPS applied.
+    """
+    k, n_var, ty, tx = prior.shape
+    s = config.weight_stride
+    if s == 1:
+        fields = prior.permute(2, 3, 0, 1).reshape(ty * tx, k, n_var)
+        xmean = fields.mean(1)
+        out = solve_points(
+            ya_t,
+            d,
+            index.reshape(ty * tx, -1),
+            sqrt_w.reshape(ty * tx, -1),
+            fields - xmean[:, None, :],
+            xmean,
+            config.inflation,
+            "auto",
+            config.chunk_mb,
+        )
+        post = out.reshape(ty, tx, k, n_var).permute(2, 3, 0, 1)
+        return relax(prior, post, config.rtpp, config.rtps)
+    if ty % s or tx % s:
+        raise ValueError(f"tile {ty}x{tx} is not a multiple of weight_stride {s}")
+    cy, cx = ty // s, tx // s
+    if index.shape[:2] != (cy + 1, cx + 1):
+        raise ValueError(f"expected a ({cy + 1}, {cx + 1}, width) table of coarse points, got {tuple(index.shape)}")
+    width = index.shape[-1]
+    m = n_var * s * s
+    # (k, var, cy, s, cx, s) -> cells (cy, cx, k, var*s*s)
+    cells = prior.reshape(k, n_var, cy, s, cx, s).permute(2, 4, 0, 1, 3, 5).reshape(cy, cx, k, m)
+    corner_w = _bilinear(s, n_var, prior.device, prior.dtype)  # (4, m)
+    r = width if choose_form(k, width) == "gram" else k
+    budget = 8.0 * (config.chunk_mb or (16.0 if prior.device.type == "cpu" else 2048.0))
+    per_row = prior.element_size() * ((cx + 1) * r * k * 2 + 3 * cx * k * m)
+    band = max(1, min(cy, int(budget * 2**20 // per_row)))
+    post = torch.empty_like(cells)
+
+    def factors(rows: slice) -> TransformFactors:
+        idx = index[rows].reshape(-1, width)
+        sw = sqrt_w[rows].reshape(-1, width)
+        f = _factors_of_points(ya_t, d, idx, sw, config.inflation, config.chunk_mb)
+        n_rows = index[rows].shape[0]
+        return TransformFactors(
+            v=f.v.reshape(n_rows, cx + 1, r, k),
+            coef=f.coef.reshape(n_rows, cx + 1, r),
+            g=f.g.reshape(n_rows, cx + 1, r),
+            scale=f.scale,
+        )
+
+    prev = factors(slice(0, 1))
+    for i0 in range(0, cy, band):
+        i1 = min(i0 + band, cy)
+        new = factors(slice(i0 + 1, i1 + 1))
+        v = torch.cat([prev.v, new.v])
+        coef = torch.cat([prev.coef, new.coef])
+        g = torch.cat([prev.g, new.g])
+        x = cells[i0:i1]
+        xmean = x.mean(2, keepdim=True)
+        xp = x - xmean
+        out = xmean + new.scale * xp
+        for c, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            rows, cols = slice(dy, dy + i1 - i0), slice(dx, dx + cx)
+            vc = v[rows, cols]  # (nb, cx, r, k)
+            q = vc @ xp  # (nb, cx, r, m)
+            mean_inc = (g[rows, cols][..., None, :] @ q) * corner_w[c]  # (nb, cx, 1, m)
+            h = q * coef[rows, cols][..., None] * corner_w[c]
+            out += mean_inc + vc.transpose(-1, -2) @ h
+        post[i0:i1] = out
+        prev = TransformFactors(v=new.v[-1:], coef=new.coef[-1:], g=new.g[-1:], scale=new.scale)
+    analysis = post.reshape(cy, cx, k, n_var, s, s).permute(2, 3, 0, 4, 1, 5).reshape(k, n_var, ty, tx)
+    return relax(prior, analysis, config.rtpp, config.rtps)
+
+
+def check_gridded_inputs(prior: Tensor, y: Tensor, operator: ObsOperator) -> None:
+    if prior.ndim != 4:
+        raise ValueError(f"prior must have shape (members, n_var, ny, nx), got {tuple(prior.shape)}")
+    check_inputs(prior.reshape(prior.shape[0], -1), y, operator)
+    if operator.locations.ndim != 2 or operator.locations.shape[-1] != 2:
+        raise ValueError(f"observation locations must have shape (n_obs, 2), got {tuple(operator.locations.shape)}")
+
+
+def weight_rows(start: int, stop: int, n: int, stride: int) -> Tensor:
+    """Weight-point indices along one axis needed by fine points ``start..stop-1`` (periodic, length n)."""
+    if stride == 1:
+        return torch.arange(start, stop)
+    if start % stride or (stop % stride and stop != n):
+        raise ValueError(f"tile bounds {start}:{stop} must be multiples of weight_stride {stride}")
+    nc = n // stride
+    return torch.arange(start // stride, stop // stride + 1) % nc
+
+
+def prepare(
+    prior: Tensor,
+    y: Tensor,
+    operator: ObsOperator,
+    config: GriddedLETKFConfig,
+    dx_km: float,
+    local: Neighbours | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``H(prior)`` once and the tapered neighbour table of the weight grid.
+
+    Returns:
+        ``(ya_t (n_obs, k), d (n_obs,), index (wy, wx, width), sqrt_w (wy, wx, width))``
+        with ``(wy, wx) = (ny, nx) / weight_stride``.
+    """
+    k, _, ny, nx = prior.shape
+    s = config.weight_stride
+    if local is None:
+        local = gridded_neighbours((ny, nx), dx_km, operator.locations, config)
+    if local.index.shape[0] != (ny // s) * (nx // s):
+        raise ValueError(f"neighbour table has {local.index.shape[0]} rows, expected {(ny // s) * (nx // s)}")
+    y_anom, d, _ = whiten(prior.reshape(k, -1), y, operator)
+    index, sqrt_w = tapered_neighbours(local, config.taper, prior.device, prior.dtype)
+    wy, wx = ny // s, nx // s
+    return y_anom.T.contiguous(), d, index.reshape(wy, wx, -1), sqrt_w.reshape(wy, wx, -1)
+
+
+def gridded_letkf(
+    prior: Tensor,
+    y: Tensor,
+    operator: ObsOperator,
+    config: GriddedLETKFConfig,
+    *,
+    dx_km: float,
+    local: Neighbours | None = None,
+    tile: tuple[slice, slice] | None = None,
+) -> Tensor:
+    """One gridded LETKF analysis; inputs are not modified.
+
+    Args:
+        prior: forecast ensemble, shape ``(k, n_var, ny, nx)`` on a periodic grid.
+        y: observations, shape ``(n_obs,)``.
+        operator: maps ``prior.reshape(k, -1)`` to ``(k, n_obs)``; ``locations``
+            shape ``(n_obs, 2)``, ``(y, x)`` in km.
+        config: filter settings.
+        dx_km: grid spacing (km).
+        local: `gridded_neighbours` of this network (searched when omitted).
+        tile: optional ``(y slice, x slice)`` of grid points to analyse (steps of 1;
+            bounds multiples of ``weight_stride``); the whole grid when omitted.
+
+    Returns:
+        Analysis ensemble ``(k, n_var, ny, nx)`` (or the tile's ``(k, n_var, ty, tx)``);
+        the prior itself (a copy) when there are no observations.
+    """
+    check_gridded_inputs(prior, y, operator)
+    k, _, ny, nx = prior.shape
+    ys, xs = tile if tile is not None else (slice(0, ny), slice(0, nx))
+    y0, y1, _ = ys.indices(ny)
+    x0, x1, _ = xs.indices(nx)
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"empty tile {tile}")
+    part = prior[:, :, y0:y1, x0:x1]
+    if y.shape[0] == 0:
+        return part.clone()
+    ya_t, d, index, sqrt_w = prepare(prior, y, operator, config, dx_km, local)
+    rows = weight_rows(y0, y1, ny, config.weight_stride).to(index.device)
+    cols = weight_rows(x0, x1, nx, config.weight_stride).to(index.device)
+    return analyse_tile(part, ya_t, d, index[rows][:, cols], sqrt_w[rows][:, cols], config)
+
+
+__all__ = [
+    "GriddedLETKFConfig",
+    "TransformFactors",
+    "analyse_tile",
+    "gridded_letkf",
+    "gridded_neighbours",
+    "prepare",
+    "transform_factors",
+    "weight_grid",
+    "weight_rows",
+]
