@@ -4,5 +4,16 @@ from dacast.models.base import Model, integrate, rk4_step
 from dacast.models.coupled_lorenz63 import CoupledLorenz63
 from dacast.models.lorenz63 import Lorenz63
 from dacast.models.lorenz96 import Lorenz96
+from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig, rain_fraction
 
-__all__ = ["CoupledLorenz63", "Lorenz63", "Lorenz96", "Model", "integrate", "rk4_step"]
+__all__ = [
+    "CoupledLorenz63",
+    "Lorenz63",
+    "Lorenz96",
+    "Model",
+    "WurschCraig",
+    "WurschCraigConfig",
+    "integrate",
+    "rain_fraction",
+    "rk4_step",
+]

@@ -1,0 +1,357 @@
+"""The Würsch & Craig (2014) convective-scale model, extended to two dimensions.
+
+A modified shallow-water model: winds ``u, v``, fluid height ``h`` and a
+dimensionless rain mass ``r`` on a periodic Arakawa C-grid. Convection is a
+conditional instability: where ``h`` exceeds ``hc`` the geopotential drops to
+the constant ``phi_c``, so converging air keeps rising; where ``h`` exceeds
+``hr`` and the flow converges rain is produced; rain weighs the column down
+(``gamma * r`` in the pressure gradient), spreads out and decays at the rate
+``alpha``. Small random convergence perturbations of the wind trigger cells
+that grow, move and decay. Equations, parameter sources, the 2-D extension
+and the numerics are in ``docs/bda_model.md``.
+
+States are ``(member, var, y, x)`` with ``var`` = ``u, v, h, r`` (m/s, m/s, m,
+dimensionless); ``u[j, i]`` lives on the east face of cell ``(j, i)``,
+``v[j, i]`` on its north face, ``h`` and ``r`` at the centre. The flat form
+used by `Model.step` is ``(*batch, 4 * ny * nx)`` laid out ``(var, y, x)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+_MASK31 = (1 << 31) - 1
+_NOISE_QUANTUM = 1 << 12  # patch values are stored as integers in units of amplitude / 4096
+_R_MIN = 1e-12  # rain below this is set to 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WurschCraigConfig:
+    """Grid, physical constants, time step and stochastic triggering.
+
+    Physical defaults follow Würsch & Craig (2014) and the public large-ensemble
+    configuration of the model (Ruckstuhl & Janjić 2018; Tempest et al. 2023);
+    the 2-D noise rate is this package's choice. See ``docs/bda_model.md``.
+    """
+
+    ny: int = 256
+    nx: int = 256
+    dx: float = 500.0  # m, grid spacing (both directions)
+    dt: float = 10.0  # s, model step (forward-backward; divides 30 s)
+    g: float = 10.0  # m s^-2
+    H0: float = 90.0  # m, resting fluid height
+    hc: float = 90.02  # m, cloud threshold: above it the geopotential is phi_c
+    hr: float = 90.4  # m, rain threshold
+    phi_c: float = 899.77  # m^2 s^-2, geopotential above hc (< g * hc: conditional instability)
+    gamma: float = 900.0  # m^2 s^-2 per unit r, negative buoyancy of rain (c^2 = g H0)
+    alpha: float = 1.4e-4  # s^-1, rain removal rate (half-life ~ 83 min)
+    beta: float = 0.1  # dimensionless, rain production per unit convergence x time
+    ku: float = 3000.0  # m^2 s^-1, diffusion of u, v
+    kh: float = 3000.0  # m^2 s^-1, diffusion of h (= ku: see docs, stability)
+    kr: float = 10.0  # m^2 s^-1, diffusion of r
+    noise_amplitude: float = 0.02  # m s^-1, peak convergent wind of one perturbation
+    noise_radius: float = 1500.0  # m, Gaussian length scale of one perturbation
+    noise_rate: float = 1e-10  # perturbations per m^2 per s (about 16 per step on 256x256 at dt = 10 s)
+    initial_h_std: float = 1e-3  # m, std of the white height perturbations of `initial_state`
+
+    def __post_init__(self) -> None:
+        if self.ny < 8 or self.nx < 8:
+            raise ValueError(f"grid must be at least 8x8, got {self.ny}x{self.nx}")
+        for name in ("dx", "dt", "g", "H0"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("alpha", "beta", "ku", "kh", "kr", "noise_amplitude", "noise_rate", "initial_h_std"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.H0 < self.hc < self.hr:
+            raise ValueError(f"need H0 < hc < hr, got {self.H0}, {self.hc}, {self.hr}")
+        if self.noise_radius <= 0:
+            raise ValueError(f"noise_radius must be positive, got {self.noise_radius}")
+
+
+def _hash(x: Tensor) -> Tensor:
+    """A 31-bit integer mixer (int64 in, int64 in ``[0, 2**31)`` out); no overflow anywhere."""
+    for mult, add in ((1103515245, 12345), (69069, 2891336453 & _MASK31), (1664525, 1013904223)):
+        x = x & _MASK31
+        x = x ^ (x >> 15)
+        x = (x * mult + add) & _MASK31
+        x = x ^ (x >> 13)
+    return x & _MASK31
+
+
+@dataclass(frozen=True, eq=False)
+class WurschCraig:
+    """Batched 2-D Würsch-Craig model; meets `dacast.models.Model`.
+
+    ``step`` is deterministic; ``forecast`` adds the stochastic triggering,
+    a deterministic function of ``(seed, global member index, global step index)``.
+    """
+
+    config: WurschCraigConfig = field(default_factory=WurschCraigConfig)
+    VARS = ("u", "v", "h", "r")
+
+    @property
+    def n_var(self) -> int:
+        """Number of variables (4)."""
+        return 4
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Grid shape ``(ny, nx)``."""
+        return (self.config.ny, self.config.nx)
+
+    @property
+    def n_state(self) -> int:
+        """Length of the flat state, ``4 * ny * nx``."""
+        return 4 * self.config.ny * self.config.nx
+
+    # ------------------------------------------------------------------ dynamics
+    def _advance(self, u: Tensor, v: Tensor, h: Tensor, r: Tensor, dt: float) -> None:
+        """One forward-backward step, in place, on ``(k, ny, nx)`` fields."""
+        c = self.config
+        idx = 1.0 / c.dx
+        idx2 = idx * idx
+
+        def rx(a: Tensor, s: int) -> Tensor:
+            return torch.roll(a, s, dims=-1)
+
+        def ry(a: Tensor, s: int) -> Tensor:
+            return torch.roll(a, s, dims=-2)
+
+        # diffusion of h first (split: diffuse, then a forward-backward gravity-wave step
+        # on the diffused fields; stable for equal u and h diffusion up to c dt / dx = 1/sqrt(2))
+        h_e, h_w, h_n, h_s = rx(h, -1), rx(h, 1), ry(h, -1), ry(h, 1)
+        lap = h_e.add_(h_w).add_(h_n).add_(h_s).sub_(h, alpha=4.0)
+        h.add_(lap, alpha=c.kh * dt * idx2)
+        del lap, h_e, h_w, h_n, h_s
+
+        # geopotential of the diffused height + rain weight, at centres
+        phi = torch.where(h > c.hc, torch.full_like(h, c.phi_c), h * c.g)
+        phi.add_(r, alpha=c.gamma)
+
+        # momentum: u at east faces, v at north faces
+        u_e, u_w, u_n, u_s = rx(u, -1), rx(u, 1), ry(u, -1), ry(u, 1)
+        v_e, v_w, v_n, v_s = rx(v, -1), rx(v, 1), ry(v, -1), ry(v, 1)
+        # v at u-points: mean of v(j,i), v(j,i+1), v(j-1,i), v(j-1,i+1)
+        vbar = v + v_e + v_s + rx(v_s, -1)
+        vbar.mul_(0.25)
+        # u at v-points: mean of u(j,i), u(j,i-1), u(j+1,i), u(j+1,i-1)
+        ubar = u + u_w + u_n + rx(u_n, 1)
+        ubar.mul_(0.25)
+
+        du = rx(phi, -1).sub_(phi).mul_(-idx)  # -dphi/dx
+        du.addcmul_(u, u_e - u_w, value=-0.5 * idx)
+        du.addcmul_(vbar, u_n - u_s, value=-0.5 * idx)
+        lap = u_e.add_(u_w).add_(u_n).add_(u_s).sub_(u, alpha=4.0)
+        du.add_(lap, alpha=c.ku * idx2)
+
+        dv = ry(phi, -1).sub_(phi).mul_(-idx)
+        dv.addcmul_(ubar, v_e - v_w, value=-0.5 * idx)
+        dv.addcmul_(v, v_n - v_s, value=-0.5 * idx)
+        lap = v_e.add_(v_w).add_(v_n).add_(v_s).sub_(v, alpha=4.0)
+        dv.add_(lap, alpha=c.ku * idx2)
+        del phi, lap, u_e, u_w, u_n, u_s, v_e, v_w, v_n, v_s, vbar, ubar
+
+        u.add_(du, alpha=dt)
+        v.add_(dv, alpha=dt)
+        del du, dv
+
+        # continuity with the new winds (flux form: the domain sum of h is conserved)
+        fx = (h + rx(h, -1)).mul_(u)  # 2 * flux through east face
+        fy = (h + ry(h, -1)).mul_(v)
+        dh = fx - rx(fx, 1)
+        dh.add_(fy).sub_(ry(fy, 1))
+        del fx, fy
+
+        # rain: upwind advection (advective form), production in converging air above hr,
+        # removal, diffusion; r >= 0
+        div = u - rx(u, 1)
+        div.add_(v).sub_(ry(v, 1))
+        div.mul_(idx)  # s^-1, at centres
+        r_e, r_w, r_n, r_s = rx(r, -1), rx(r, 1), ry(r, -1), ry(r, 1)
+        # upwind flux through east/north faces: max(u,0) r + min(u,0) r_e
+        gx = u.clamp(min=0.0).mul_(r).addcmul_(u.clamp(max=0.0), r_e)
+        gy = v.clamp(min=0.0).mul_(r).addcmul_(v.clamp(max=0.0), r_n)
+        dr = gx - rx(gx, 1)
+        dr.add_(gy).sub_(ry(gy, 1))
+        dr.mul_(-idx)
+        dr.addcmul_(r, div)  # advective form: -(div(r u) - r div u)
+        dr.sub_(r, alpha=c.alpha)
+        lap = r_e.add_(r_w).add_(r_n).add_(r_s).sub_(r, alpha=4.0)
+        dr.add_(lap, alpha=c.kr * idx2)
+        rain = (h > c.hr) & (div < 0)
+        dr.sub_(div.mul_(rain), alpha=c.beta)
+        del gx, gy, lap, r_e, r_w, r_n, r_s, div, rain
+
+        h.add_(dh, alpha=-0.5 * idx * dt)
+        # r >= 0; rain below 1e-12 is set to 0 (keeps float32 free of slow denormal numbers)
+        torch.nn.functional.threshold_(r.add_(dr, alpha=dt), _R_MIN, 0.0)
+
+    def step(self, x: Tensor, t: float, dt: float) -> Tensor:
+        """One deterministic step (no triggering noise).
+
+        Args:
+            x: flat states, shape ``(*batch, 4 * ny * nx)`` laid out ``(var, y, x)``; not modified.
+            t: time (s); the model is autonomous.
+            dt: step length (s); stable up to about 10 s at the default constants.
+
+        Returns:
+            The states at ``t + dt``, same shape and dtype.
+        """
+        ny, nx = self.shape
+        batch = x.shape[:-1]
+        y = x.reshape(-1, 4, ny, nx).clone()
+        self._advance(y[:, 0], y[:, 1], y[:, 2], y[:, 3], dt)
+        return y.reshape(*batch, self.n_state)
+
+    # ------------------------------------------------------------------ noise
+    def _noise_patches(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Integer patch values of one convergent perturbation and their offsets.
+
+        Returns ``(du, dv, oy, ox)``, each ``(P,)``: ``du``/``dv`` in units of
+        ``noise_amplitude / 4096`` at ``u``/``v`` points offset ``(oy, ox)``
+        from the perturbation's centre cell.
+        """
+        c = self.config
+        ell = c.noise_radius / c.dx
+        w = max(1, math.ceil(3.0 * ell))
+        off = torch.arange(-w, w + 1, dtype=torch.float64)
+        oy, ox = torch.meshgrid(off, off, indexing="ij")
+        # u at (j, i + 1/2), v at (j + 1/2, i); the wind points at the centre (convergence)
+        norm = math.exp(0.5)  # max of s exp(-s^2/2) is exp(-1/2)
+
+        def patch(along: Tensor, across: Tensor) -> Tensor:
+            s = along / ell
+            val = -norm * s * torch.exp(-0.5 * (s * s + (across / ell) ** 2))
+            return torch.round(val * _NOISE_QUANTUM).to(torch.int32)
+
+        du = patch(ox + 0.5, oy).reshape(-1)
+        dv = patch(oy + 0.5, ox).reshape(-1)
+        keep = (du != 0) | (dv != 0)
+        return (
+            du[keep].to(device),
+            dv[keep].to(device),
+            oy.reshape(-1)[keep].to(torch.int64).to(device),
+            ox.reshape(-1)[keep].to(torch.int64).to(device),
+        )
+
+    def _add_noise(self, u: Tensor, v: Tensor, seed: int, members: Tensor, step: int, patches) -> None:
+        """Add the triggering perturbations of one step to ``u, v`` (``(k, ny, nx)``) in place."""
+        c = self.config
+        ny, nx = self.shape
+        k = u.shape[0]
+        lam = c.noise_rate * (ny * nx * c.dx * c.dx) * c.dt  # expected perturbations per member and step
+        if lam <= 0 or c.noise_amplitude == 0:
+            return
+        n_slots = max(1, math.ceil(2.0 * lam))
+        p_on = lam / n_slots
+        dev = u.device
+        slot = torch.arange(n_slots, device=dev, dtype=torch.int64)
+        base = _hash(
+            _hash(_hash(torch.full((1,), seed & _MASK31, device=dev, dtype=torch.int64) + 7919) + members[:, None])
+            + step * 2654435
+            + slot[None, :] * 40503
+        )  # (k, S)
+        draws = [_hash(base + 97 * (i + 1)) for i in range(3)]
+        on = draws[0].to(torch.float64) < p_on * 2.0**31
+        iy = (draws[1] % ny)[on]
+        ix = (draws[2] % nx)[on]
+        m = torch.arange(k, device=dev, dtype=torch.int64)[:, None].expand(k, n_slots)[on]
+        if m.numel() == 0:
+            return
+        du, dv, oy, ox = patches
+        flat = m[:, None] * (ny * nx) + ((iy[:, None] + oy) % ny) * nx + (ix[:, None] + ox) % nx
+        flat = flat.reshape(-1)
+        acc = torch.zeros(k * ny * nx, dtype=torch.int32, device=dev)
+        scale = c.noise_amplitude / _NOISE_QUANTUM
+        acc.index_put_((flat,), du.repeat(m.numel()), accumulate=True)
+        u.add_(acc.view(k, ny, nx).to(u.dtype), alpha=scale)
+        acc.zero_()
+        acc.index_put_((flat,), dv.repeat(m.numel()), accumulate=True)
+        v.add_(acc.view(k, ny, nx).to(v.dtype), alpha=scale)
+
+    # ------------------------------------------------------------------ public runs
+    def forecast(
+        self,
+        x: Tensor,
+        seconds: float,
+        *,
+        seed: int | None,
+        start_step: int = 0,
+        member_offset: int = 0,
+        chunk_members: int | None = None,
+    ) -> Tensor:
+        """Run every member ``seconds / dt`` steps with stochastic triggering.
+
+        Member ``i`` of ``x`` is global member ``member_offset + i``; step ``j``
+        of this call is global step ``start_step + j``. The noise depends only
+        on ``(seed, global member, global step)``, so running members in
+        chunks, or a forecast in pieces, gives bitwise the same result on the
+        same device and dtype.
+
+        Args:
+            x: states, shape ``(k, 4, ny, nx)``; not modified.
+            seconds: forecast length (s), a multiple of ``config.dt``.
+            seed: noise seed; ``None`` runs without triggering noise.
+            start_step: global index of the first step.
+            member_offset: global index of member 0 of ``x``.
+            chunk_members: members advanced together (default 4: cache-sized chunks).
+
+        Returns:
+            States after the forecast, shape ``(k, 4, ny, nx)``, dtype and device of ``x``.
+        """
+        c = self.config
+        ny, nx = self.shape
+        if x.ndim != 4 or tuple(x.shape[1:]) != (4, ny, nx):
+            raise ValueError(f"x must have shape (k, 4, {ny}, {nx}), got {tuple(x.shape)}")
+        n_steps = round(seconds / c.dt)
+        if n_steps < 0 or abs(n_steps * c.dt - seconds) > 1e-9 * max(1.0, abs(seconds)):
+            raise ValueError(f"seconds must be a non-negative multiple of dt={c.dt}, got {seconds}")
+        chunk = chunk_members or 4
+        if chunk < 1:
+            raise ValueError(f"chunk_members must be >= 1, got {chunk}")
+        out = x.clone()
+        patches = self._noise_patches(x.device) if seed is not None else None
+        for lo in range(0, x.shape[0], chunk):
+            hi = min(lo + chunk, x.shape[0])
+            y = out[lo:hi]
+            u, v, h, r = y[:, 0], y[:, 1], y[:, 2], y[:, 3]
+            members = torch.arange(member_offset + lo, member_offset + hi, device=x.device, dtype=torch.int64)
+            for j in range(n_steps):
+                if seed is not None:
+                    self._add_noise(u, v, seed, members, start_step + j, patches)
+                self._advance(u, v, h, r, c.dt)
+        return out
+
+    def initial_state(
+        self,
+        members: int,
+        *,
+        seed: int,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> Tensor:
+        """Fluid at rest at height ``H0`` with tiny white height perturbations.
+
+        Returns:
+            States, shape ``(members, 4, ny, nx)``; ``u = v = r = 0``,
+            ``h = H0 + N(0, initial_h_std^2)`` (m).
+        """
+        ny, nx = self.shape
+        gen = torch.Generator().manual_seed(seed)
+        x = torch.zeros((members, 4, ny, nx), dtype=torch.float64)
+        x[:, 2] = self.config.H0 + self.config.initial_h_std * torch.randn((members, ny, nx), generator=gen)
+        return x.to(dtype=dtype, device=device)
+
+    def spinup(self, x: Tensor, seconds: float, *, seed: int) -> Tensor:
+        """Forecast from ``x`` (``(k, 4, ny, nx)``) for ``seconds`` with noise, until convection has developed."""
+        return self.forecast(x, seconds, seed=seed)
+
+
+def rain_fraction(x: Tensor, threshold: float = 0.01) -> Tensor:
+    """Fraction of grid cells with ``r > threshold``, per member; ``x`` is ``(k, 4, ny, nx)`` -> ``(k,)``."""
+    return (x[:, 3] > threshold).to(x.dtype).mean(dim=(-2, -1))
