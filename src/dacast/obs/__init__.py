@@ -11,6 +11,14 @@ from dacast.obs.operators import (
     matrix,
     subset,
 )
+from dacast.obs.radar import (
+    RadarConfig,
+    RadarOperator,
+    observe_radar,
+    radar_mask,
+    radial_velocity,
+    reflectivity_dbz,
+)
 from dacast.obs.synthetic import observe
 
 __all__ = [
@@ -19,12 +27,18 @@ __all__ = [
     "MatrixObs",
     "Neighbours",
     "ObsOperator",
+    "RadarConfig",
+    "RadarOperator",
     "SquareObs",
     "every_kth",
     "identity",
     "matrix",
     "neighbours",
     "observe",
+    "observe_radar",
     "pairwise_distances",
+    "radar_mask",
+    "radial_velocity",
+    "reflectivity_dbz",
     "subset",
 ]

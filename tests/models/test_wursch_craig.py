@@ -1,0 +1,141 @@
+"""The 2-D Würsch-Craig model: conservation, stability, convection, reproducible noise."""
+
+import math
+
+import pytest
+import torch
+
+from dacast.models import Model, WurschCraig, WurschCraigConfig, rain_fraction
+
+
+def _model(n: int = 32, **kw) -> WurschCraig:
+    return WurschCraig(WurschCraigConfig(ny=n, nx=n, **kw))
+
+
+def test_meets_model_protocol_and_shapes():
+    m = _model(16)
+    assert isinstance(m, Model)
+    assert m.n_var == 4 and m.shape == (16, 16) and m.n_state == 4 * 16 * 16
+    x = m.initial_state(3, seed=0)
+    assert x.shape == (3, 4, 16, 16) and x.dtype == torch.float32
+    flat = m.step(x.reshape(3, -1), 0.0, 10.0)
+    assert flat.shape == (3, m.n_state)
+    assert torch.equal(flat.reshape(3, 4, 16, 16), m.forecast(x, 10.0, seed=None))
+
+
+def test_rest_state_stays_at_rest_without_noise():
+    m = _model(16, initial_h_std=0.0)
+    x = m.initial_state(2, seed=0, dtype=torch.float64)
+    y = m.forecast(x, 600.0, seed=None)
+    assert torch.equal(x, y)
+
+
+def test_mass_is_conserved_with_noise_and_convection():
+    m = _model(32)
+    x = m.initial_state(2, seed=1, dtype=torch.float64)
+    y = m.forecast(x, 3600.0, seed=5)
+    assert float(y[:, 3].max()) > 0.0  # rain formed, so the sources were active
+    mass0, mass1 = x[:, 2].sum(dim=(-2, -1)), y[:, 2].sum(dim=(-2, -1))
+    torch.testing.assert_close(mass1, mass0, rtol=1e-12, atol=0.0)
+
+
+def test_rain_decays_at_rate_alpha_without_production():
+    m = _model(16, beta=0.0, initial_h_std=0.0)
+    x = m.initial_state(1, seed=0, dtype=torch.float64)
+    x[:, 3] = 1e-3
+    y = m.forecast(x, 300.0, seed=None)
+    c = m.config
+    expected = 1e-3 * (1.0 - c.alpha * c.dt) ** 30
+    torch.testing.assert_close(y[:, 3], torch.full_like(y[:, 3], expected), rtol=1e-12, atol=0.0)
+
+
+def test_long_run_stays_finite_and_bounded():
+    m = _model(48)
+    x = m.initial_state(1, seed=2)
+    y = m.forecast(x, 3 * 3600.0, seed=9)
+    assert bool(torch.isfinite(y).all())
+    assert float(y[:, :2].abs().max()) < 5.0  # m/s
+    assert 89.0 < float(y[:, 2].min()) and float(y[:, 2].max()) < 92.0  # m
+
+
+def test_convection_develops_and_cells_come_and_go():
+    m = _model(64)
+    x = m.spinup(m.initial_state(1, seed=0), 1800.0, seed=4)
+    rainy, fractions = [], []
+    step = 180
+    for _ in range(4):
+        x = m.forecast(x, 600.0, seed=4, start_step=step)
+        step += 60
+        rainy.append(x[0, 3] > 1e-4)
+        fractions.append(float(rain_fraction(x, 1e-4)))
+    assert min(fractions) > 0.005, fractions  # rain after spin-up
+    assert max(fractions) < 0.6, fractions  # not everywhere: isolated cells
+    assert len({round(f, 4) for f in fractions}) > 1  # the number of rainy cells varies
+    a, b = rainy[0], rainy[-1]
+    overlap = float((a & b).sum()) / float((a | b).sum())
+    assert overlap < 0.8  # cells moved, died or were born within 30 minutes
+
+
+def test_chunks_pieces_and_offsets_reproduce_one_call_exactly():
+    m = _model(24)
+    x = m.spinup(m.initial_state(6, seed=0), 300.0, seed=1)
+    one = m.forecast(x, 60.0, seed=7, start_step=30, chunk_members=6)
+    for chunk in (1, 2, 4):
+        assert torch.equal(m.forecast(x, 60.0, seed=7, start_step=30, chunk_members=chunk), one)
+    part = m.forecast(x[2:5], 60.0, seed=7, start_step=30, member_offset=2)
+    assert torch.equal(part, one[2:5])
+    first = m.forecast(x, 30.0, seed=7, start_step=30)
+    assert torch.equal(m.forecast(first, 30.0, seed=7, start_step=33), one)
+    assert not torch.equal(m.forecast(x, 60.0, seed=8, start_step=30), one)  # the seed matters
+    assert not torch.equal(one[0], one[1])  # members get different noise
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_float32_and_float64(dtype):
+    m = _model(24)
+    x = m.initial_state(2, seed=0, dtype=dtype)
+    y = m.forecast(x, 600.0, seed=3)
+    assert y.dtype == dtype and bool(torch.isfinite(y).all())
+
+
+def test_float32_tracks_float64():
+    m = _model(24)
+    x = m.initial_state(1, seed=0, dtype=torch.float64)
+    y64 = m.forecast(x, 300.0, seed=3)
+    y32 = m.forecast(x.float(), 300.0, seed=3)
+    assert float((y32[:, 2].double() - y64[:, 2]).abs().max()) < 1e-3
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="hc"):
+        WurschCraigConfig(hc=80.0)
+    m = _model(16)
+    x = m.initial_state(1, seed=0)
+    with pytest.raises(ValueError, match="multiple of dt"):
+        m.forecast(x, 15.0, seed=0)
+    with pytest.raises(ValueError, match="shape"):
+        m.forecast(x[:, :3], 10.0, seed=0)
+
+
+def test_noise_rate_sets_the_number_of_triggers():
+    m = _model(32, noise_rate=1e-9, initial_h_std=0.0)
+    x = m.initial_state(1, seed=0, dtype=torch.float64)
+    patches = m._noise_patches(x.device)
+    u, v = x[:, 0].clone(), x[:, 1].clone()
+    m._add_noise(u, v, 0, torch.tensor([0]), 0, patches)
+    lam = 1e-9 * (32 * 500.0) ** 2 * 10.0
+    assert lam > 1
+    assert 0 < float(u.abs().max()) <= m.config.noise_amplitude * math.ceil(2 * lam) + 1e-12
+    # the perturbations converge: the mean divergence around them is negative where u was pushed
+    div = (u - torch.roll(u, 1, -1)) + (v - torch.roll(v, 1, -2))
+    assert float(div.min()) < 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_chunking_and_is_close_to_cpu():
+    m = _model(32)
+    x = m.initial_state(4, seed=0, dtype=torch.float64)
+    gpu = m.forecast(x.cuda(), 600.0, seed=2)
+    assert torch.equal(m.forecast(x.cuda(), 600.0, seed=2, chunk_members=1), gpu)
+    cpu = m.forecast(x, 600.0, seed=2)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-8)
