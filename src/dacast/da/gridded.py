@@ -144,7 +144,9 @@ class TransformFactors:
     scale: float
 
 
-def transform_factors(yt: Tensor, d: Tensor, inflation: float = 1.0, form: str = "auto") -> TransformFactors:
+def transform_factors(
+    yt: Tensor, d: Tensor, inflation: float = 1.0, form: str = "auto", pad: Tensor | None = None
+) -> TransformFactors:
     """Factored transforms of the same problems as `transform_update` (same algebra, no state).
 
     Args:
@@ -152,6 +154,8 @@ def transform_factors(yt: Tensor, d: Tensor, inflation: float = 1.0, form: str =
         d: whitened innovations, shape ``(B, p)``.
         inflation: multiplicative inflation ρ.
         form: ``"gram"`` (r = p), ``"ensemble"`` (r = k) or ``"auto"``.
+        pad: optional ``(B, p)`` mask of padding rows (zero rows of ``yt`` and
+            entries of ``d``); used to keep the Gram matrix regular.
 
     Returns:
         `TransformFactors`; applied to anomalies ``X'`` (k × nv) they give
@@ -159,7 +163,6 @@ def transform_factors(yt: Tensor, d: Tensor, inflation: float = 1.0, form: str =
     """
     k, p = yt.shape[-1], yt.shape[-2]
     a = (k - 1) / inflation**2
-    sa = a**0.5
     scale = ((k - 1) / a) ** 0.5
     if choose_form(k, p, form) == "ensemble":  # type: ignore[arg-type]
         c = yt.transpose(-1, -2) @ yt
@@ -168,13 +171,64 @@ def transform_factors(yt: Tensor, d: Tensor, inflation: float = 1.0, form: str =
         v = vec.transpose(-1, -2).contiguous()
         q = (v @ (yt.transpose(-1, -2) @ d[..., None]))[..., 0]
         return TransformFactors(v=v, coef=torch.sqrt((k - 1) / lam) - scale, g=q / lam, scale=scale)
-    lam, u = torch.linalg.eigh(yt @ yt.transpose(-1, -2))
+    u, coef, g = _gram_eigen(yt, d, a, pad)
+    return TransformFactors(v=u.transpose(-1, -2) @ yt, coef=coef, g=g, scale=scale)
+
+
+def _gram_eigen(yt: Tensor, d: Tensor, a: float, pad: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Gram-form eigenvectors ``U (B, p, p)``, ``coef (B, p)`` and ``g = Uᵀd̂/(λ + a)`` (B, p)."""
+    k = yt.shape[-1]
+    gram = yt @ yt.transpose(-1, -2)
+    if pad is not None:
+        # Padding rows of Ŷᵀ are zero: a unit diagonal there keeps the Gram matrix
+        # regular without changing the result (padding rows contribute nothing to
+        # UᵀŶᵀ or Uᵀd̂ and a rotation inside an eigenspace changes no sum over it),
+        # and spares LAPACK the rank-deficient case, many times slower in float32.
+        gram.diagonal(dim1=-2, dim2=-1).add_(pad.to(gram.dtype))
+    lam, u = torch.linalg.eigh(gram)
     lam = lam.clamp_min(0.0)
-    v = u.transpose(-1, -2) @ yt
     g = (u.transpose(-1, -2) @ d[..., None])[..., 0] / (lam + a)
+    sa = a**0.5
     sla = torch.sqrt(lam + a)
     coef = -((k - 1) ** 0.5) / (sa * sla * (sa + sla))
-    return TransformFactors(v=v, coef=coef, g=g, scale=scale)
+    return u, coef, g
+
+
+def _solve_points(
+    ya_t: Tensor,
+    d: Tensor,
+    index: Tensor,
+    sqrt_w: Tensor,
+    xp: Tensor,
+    xmean: Tensor,
+    inflation: float,
+    chunk_mb: float | None,
+) -> Tensor:
+    """`solve_points` (one transform per point), with padded Gram matrices kept regular.
+
+    Args and result as `dacast.da.letkf.solve_points`: ``xp (n, k, nv)`` -> ``(n, k, nv)``.
+    """
+    n, k, _ = xp.shape
+    width = index.shape[1]
+    if choose_form(k, width) == "ensemble":
+        return solve_points(ya_t, d, index, sqrt_w, xp, xmean, inflation, "ensemble", chunk_mb)
+    a = (k - 1) / inflation**2
+    budget = chunk_mb or (16.0 if xp.device.type == "cpu" else 2048.0)
+    chunk = max(1, int(budget * 2**20 // (3 * xp.element_size() * (width * k + 2 * width * width))))
+    out = torch.empty_like(xp)
+
+    def solve(start: int, stop: int) -> None:
+        sw = sqrt_w[start:stop]
+        yt = ya_t[index[start:stop]] * sw[..., None]  # (B, p, k)
+        u, coef, g = _gram_eigen(yt, d[index[start:stop]] * sw, a, sw == 0)
+        x = xp[start:stop]
+        uz = u.transpose(-1, -2) @ (yt @ x)  # (B, p, nv)
+        mean_inc = g[:, None, :] @ uz  # (B, 1, nv)
+        pert = inflation * x + yt.transpose(-1, -2) @ (u @ (coef[..., None] * uz))
+        out[start:stop] = xmean[start:stop, None, :] + mean_inc + pert
+
+    map_chunks(n, chunk, xp.device, solve)
+    return out
 
 
 def _factors_of_points(
@@ -197,7 +251,7 @@ def _factors_of_points(
     def solve(start: int, stop: int) -> None:
         sw = sqrt_w[start:stop]
         idx = index[start:stop]
-        f = transform_factors(ya_t[idx] * sw[..., None], d[idx] * sw, inflation, form)
+        f = transform_factors(ya_t[idx] * sw[..., None], d[idx] * sw, inflation, form, pad=sw == 0)
         v[start:stop], coef[start:stop], g[start:stop] = f.v, f.coef, f.g
         scale[0] = f.scale
 
@@ -242,7 +296,7 @@ def analyse_tile(
     if s == 1:
         fields = prior.permute(2, 3, 0, 1).reshape(ty * tx, k, n_var)
         xmean = fields.mean(1)
-        out = solve_points(
+        out = _solve_points(
             ya_t,
             d,
             index.reshape(ty * tx, -1),
@@ -250,7 +304,6 @@ def analyse_tile(
             fields - xmean[:, None, :],
             xmean,
             config.inflation,
-            "auto",
             config.chunk_mb,
         )
         post = out.reshape(ty, tx, k, n_var).permute(2, 3, 0, 1)
