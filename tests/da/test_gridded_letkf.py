@@ -65,6 +65,21 @@ def test_stride_one_equals_foundation_letkf(max_obs: int, inflation: float, rtpp
     assert (post.mean(0) - prior.mean(0)).abs().max() > 0.1  # the analysis did something
 
 
+def test_stride_one_equals_foundation_letkf_with_padded_neighbour_tables() -> None:
+    """Observations in one corner: most points have fewer than ``max_obs`` neighbours (padding)."""
+    prior, y, op = gridded_problem(k=30, shape=(16, 16), frac=1.0, seed=9)
+    near = (op.locations < 2.5).all(-1)
+    part = IndexObs(
+        n_state=op.n_state, indices=op.indices[near], error_std=op.error_std[near], locations=op.locations[near]
+    )
+    k = prior.shape[0]
+    cfg = GriddedLETKFConfig(localization=1.0, max_obs=20)
+    grid = Grid.cartesian(prior.shape[-2:], spacing=DX, periodic=True)
+    ref = letkf(prior.reshape(k, -1), y[near], part, LETKFConfig(localization=cfg.taper, rtpp=0.95), grid).ensemble
+    post = gridded_letkf(prior, y[near], part, cfg, dx_km=DX)
+    torch.testing.assert_close(post.reshape(k, -1), ref, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("form", ["gram", "ensemble"])
 def test_factored_transform_equals_transform_update(form: str) -> None:
     gen = torch.Generator().manual_seed(1)
