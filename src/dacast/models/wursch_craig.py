@@ -57,6 +57,8 @@ class WurschCraigConfig:
     noise_radius: float = 1500.0  # m, Gaussian length scale of one perturbation
     noise_rate: float = 1e-10  # perturbations per m^2 per s (about 16 per step on 256x256 at dt = 10 s)
     initial_h_std: float = 1e-3  # m, std of the white height perturbations of `initial_state`
+    background_u: float = 0.0  # m/s, uniform steering wind of `initial_state` (x direction)
+    background_v: float = 0.0  # m/s, uniform steering wind of `initial_state` (y direction)
 
     def __post_init__(self) -> None:
         if self.ny < 8 or self.nx < 8:
@@ -335,15 +337,20 @@ class WurschCraig:
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "cpu",
     ) -> Tensor:
-        """Fluid at rest at height ``H0`` with tiny white height perturbations.
+        """Fluid at height ``H0`` with tiny white height perturbations, moving with the background wind.
+
+        A uniform wind is a steady solution on the periodic domain (Galilean
+        invariance): it carries the cells that later form across the domain.
 
         Returns:
-            States, shape ``(members, 4, ny, nx)``; ``u = v = r = 0``,
-            ``h = H0 + N(0, initial_h_std^2)`` (m).
+            States, shape ``(members, 4, ny, nx)``; ``u = background_u``, ``v = background_v``
+            (m/s), ``r = 0``, ``h = H0 + N(0, initial_h_std^2)`` (m).
         """
         ny, nx = self.shape
         gen = torch.Generator().manual_seed(seed)
         x = torch.zeros((members, 4, ny, nx), dtype=torch.float64)
+        x[:, 0] = self.config.background_u
+        x[:, 1] = self.config.background_v
         x[:, 2] = self.config.H0 + self.config.initial_h_std * torch.randn((members, ny, nx), generator=gen)
         return x.to(dtype=dtype, device=device)
 
