@@ -15,6 +15,7 @@ from rich.table import Table
 
 from dacast._console import fail
 from dacast._console import out as stdout
+from dacast.cli_bda import app as bda_app
 from dacast.cli_nowcast import app as nowcast_app
 from dacast.workflow import PRESETS, ConfigError, load_target, run_experiment
 from dacast.workflow.loader import is_yaml_path
@@ -27,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(nowcast_app, name="nowcast")
+app.add_typer(bda_app, name="bda")
 
 
 @app.command()

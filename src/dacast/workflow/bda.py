@@ -1,0 +1,395 @@
+"""The Big Data Assimilation twin: radar volumes every 30 s, a gridded LETKF, 30-minute forecasts.
+
+One cycle (mission S4, after SCALE-LETKF's 30-second cycle):
+
+1. the truth runs 30 s (its own triggering noise) and the radar scans it
+   (reflectivity and Doppler velocity, superobbed to the grid);
+2. the ensemble runs 30 s from the last analysis (each member its own noise);
+3. the gridded LETKF makes the analysis (skipped, with a message, in a radar outage);
+4. every ``forecast_every`` cycles, a 30-minute forecast runs from the
+   analysis mean (deterministic) and from ``forecast_members`` members, and
+   is scored against the truth's reflectivity (threat score at 30 dBZ) next
+   to persistence of the observed reflectivity.
+
+A free ensemble run from the same initial members (same noise, no DA) is the
+reference every analysis must beat. The truth, the initial ensemble and all
+noise are deterministic functions of ``config.seed``: a run restarted from its
+checkpoint continues exactly as if never interrupted. With ``client`` (a
+``dask.distributed.Client``) the forecasts run as member chunks and the
+LETKF as domain tiles on the cluster; the numbers equal the single-process run
+to float tolerance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dacast.da.gridded import gridded_letkf
+from dacast.da.gridded_dask import gridded_letkf_dask
+from dacast.models.wursch_craig import WurschCraig
+from dacast.obs.radar import RadarOperator, observe_radar, reflectivity_dbz
+from dacast.verify import contingency
+from dacast.workflow.bda_config import BDAConfig
+from dacast.workflow.config import resolve_device
+
+VARS = ("u", "v", "h", "r")
+THRESHOLD_DBZ = 30.0
+LEAD_STEP_SECONDS = 60.0
+STAGES = ("forecast", "observation", "letkf")
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """Independent integer seeds spawned from the master seed."""
+
+    truth: int
+    pool: int
+    obs: int
+
+    @staticmethod
+    def of(seed: int) -> Seeds:
+        """Spawn ``(truth, pool, obs)`` from ``seed`` (`numpy.random.SeedSequence`)."""
+        s = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint32)
+        return Seeds(truth=int(s[0]), pool=int(s[1]), obs=int(s[2]))
+
+
+def obs_generator(seed: int, cycle: int) -> torch.Generator:
+    """The observation-error generator of ``cycle``: independent of every other cycle (restart-safe)."""
+    state = np.random.SeedSequence([seed, cycle]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+@dataclass
+class CycleState:
+    """Everything needed to continue a run: the states after ``cycle`` cycles and the diagnostics so far.
+
+    Attributes:
+        cycle: number of completed cycles.
+        truth: shape ``(1, 4, ny, nx)``.
+        ensemble: analysis ensemble, ``(k, 4, ny, nx)``.
+        free: free-run ensemble, ``(m, 4, ny, nx)``.
+        records: one dict of per-cycle diagnostics per completed cycle.
+        forecasts: one dict of extended-forecast scores per forecast made.
+        fields: per completed cycle, ``(truth, analysis mean, analysis spread)`` each ``(4, ny, nx)`` float32 CPU.
+    """
+
+    cycle: int
+    truth: Tensor
+    ensemble: Tensor
+    free: Tensor
+    records: list[dict] = field(default_factory=list)
+    forecasts: list[dict] = field(default_factory=list)
+    fields: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+
+
+def build_model(config: BDAConfig) -> WurschCraig:
+    """The convective-scale model of ``config``."""
+    return WurschCraig(config.model)
+
+
+def torch_dtype(config: BDAConfig) -> torch.dtype:
+    """``torch.float32`` or ``torch.float64``."""
+    return torch.float32 if config.dtype == "float32" else torch.float64
+
+
+class Forecaster:
+    """Runs ensemble forecasts in one process or as member chunks on a Dask cluster.
+
+    Member ``i`` of a forecast always gets the noise stream of global member
+    ``offset + i``, so chunking never changes the result.
+    """
+
+    def __init__(self, model: WurschCraig, client: object | None = None, chunks: int = 0) -> None:
+        self.model = model
+        self.client = client
+        self.chunks = chunks
+
+    def __call__(self, x: Tensor, seconds: float, *, seed: int | None, start_step: int, offset: int = 0) -> Tensor:
+        """``x`` ``(k, 4, ny, nx)`` after ``seconds`` of model time."""
+        if self.client is None or x.shape[0] < 2:
+            return self.model.forecast(x, seconds, seed=seed, start_step=start_step, member_offset=offset)
+        n_chunks = max(1, min(self.chunks or _n_workers(self.client), x.shape[0]))
+        bounds = np.linspace(0, x.shape[0], n_chunks + 1).round().astype(int)
+        device = x.device
+        futures = [
+            self.client.submit(  # type: ignore[attr-defined]
+                _forecast_chunk,
+                self.model.config,
+                x[a:b].cpu(),
+                seconds,
+                seed,
+                start_step,
+                offset + int(a),
+                pure=False,
+            )
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            if b > a
+        ]
+        parts = self.client.gather(futures)  # type: ignore[attr-defined]
+        return torch.cat(parts, 0).to(device)
+
+
+def _forecast_chunk(
+    config: object, x: Tensor, seconds: float, seed: int | None, start_step: int, offset: int
+) -> Tensor:
+    return WurschCraig(config).forecast(x, seconds, seed=seed, start_step=start_step, member_offset=offset)  # type: ignore[arg-type]
+
+
+def _n_workers(client: object) -> int:
+    info = client.scheduler_info()  # type: ignore[attr-defined]
+    return max(1, len(info.get("workers", {})))
+
+
+def initial_state(config: BDAConfig, model: WurschCraig, forecaster: Forecaster, device: torch.device) -> CycleState:
+    """Spun-up truth and initial ensemble (time-lagged snapshots of ``ensemble_pool`` independent runs).
+
+    Each pool run starts from the model's rest state with its own triggering
+    noise, spins up for ``spinup_minutes``, then yields one member every
+    ``ensemble_lag_minutes`` until ``members`` are collected. The truth is
+    a separate run with its own noise: the ensemble knows where convection
+    is only through the observations.
+    """
+    seeds = Seeds.of(config.seed)
+    dtype = torch_dtype(config)
+    spin = config.spinup_minutes * 60.0
+    steps_spin = round(spin / config.model.dt)
+    truth = model.initial_state(1, seed=seeds.truth, dtype=dtype, device=device)
+    truth = model.forecast(truth, spin, seed=seeds.truth, start_step=-steps_spin) if spin > 0 else truth
+    pool_n = min(config.ensemble_pool, config.members)
+    pool = model.initial_state(pool_n, seed=seeds.pool, dtype=dtype, device=device)
+    step = -steps_spin - 10**7  # pool noise steps never meet the cycling steps
+    pool = forecaster(pool, spin, seed=seeds.pool, start_step=step) if spin > 0 else pool
+    step += steps_spin
+    snaps = [pool]
+    lag = config.ensemble_lag_minutes * 60.0
+    while sum(s.shape[0] for s in snaps) < config.members:
+        pool = forecaster(pool, lag, seed=seeds.pool, start_step=step)
+        step += round(lag / config.model.dt)
+        snaps.append(pool)
+    ensemble = torch.cat(snaps, 0)[: config.members].contiguous()
+    free = ensemble[: config.n_free_members].clone()
+    return CycleState(cycle=0, truth=truth, ensemble=ensemble, free=free)
+
+
+def _rmse_by_var(mean: Tensor, truth: Tensor) -> list[float]:
+    return ((mean - truth) ** 2).mean(dim=(-2, -1)).sqrt().double().cpu().tolist()
+
+
+def _spread_by_var(ensemble: Tensor) -> list[float]:
+    return ensemble.var(0).mean(dim=(-2, -1)).sqrt().double().cpu().tolist()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_cycles(
+    config: BDAConfig,
+    *,
+    state: CycleState | None = None,
+    client: object | None = None,
+    on_cycle: Callable[[CycleState], None] | None = None,
+    say: Callable[[str], None] = lambda _msg: None,
+) -> CycleState:
+    """Cycle from ``state`` (or from the spun-up initial state) to ``config.cycles``.
+
+    Args:
+        config: run settings.
+        state: a state loaded from a checkpoint; None starts afresh.
+        client: optional ``dask.distributed.Client`` (member-chunk forecasts, LETKF tiles).
+        on_cycle: called after every completed cycle (progress, checkpoints).
+        say: receives one-line notes (radar outages).
+
+    Returns:
+        The final `CycleState`.
+    """
+    device = resolve_device(config.device)
+    model = build_model(config)
+    forecaster = Forecaster(model, client)
+    seeds = Seeds.of(config.seed)
+    if state is None:
+        state = initial_state(config, model, forecaster, device)
+    state.truth, state.ensemble, state.free = (t.to(device) for t in (state.truth, state.ensemble, state.free))
+    spc = config.steps_per_cycle
+    k = config.members
+    for c in range(state.cycle, config.cycles):
+        start = c * spc
+        state.truth = model.forecast(state.truth, config.cycle_seconds, seed=seeds.truth, start_step=start)
+        _sync(device)
+        t0 = time.perf_counter()
+        prior = forecaster(state.ensemble, config.cycle_seconds, seed=seeds.pool, start_step=start)
+        _sync(device)
+        t1 = time.perf_counter()
+        outage = c in config.outage_cycles
+        if outage:
+            y, op = None, None
+            say(f"cycle {c + 1}: no radar data (outage) - forecast only, no analysis")
+        else:
+            y, op = observe_radar(state.truth[0], config.model, config.radar, obs_generator(seeds.obs, c))
+            op_fn = _retyped(op, prior.dtype, device)
+            hx_time = time.perf_counter()
+            op_fn(prior.reshape(k, -1))
+            _sync(device)
+            hx_time = time.perf_counter() - hx_time
+        t2 = time.perf_counter()
+        if outage or op is None or op.n_obs == 0:
+            posterior = prior
+        elif client is not None:
+            posterior = gridded_letkf_dask(
+                client, prior, y.to(device=device, dtype=prior.dtype), op_fn, config.letkf, dx_km=config.dx_km
+            )
+        else:
+            posterior = gridded_letkf(
+                prior, y.to(device=device, dtype=prior.dtype), op_fn, config.letkf, dx_km=config.dx_km
+            )
+        _sync(device)
+        t3 = time.perf_counter()
+        state.free = forecaster(state.free, config.cycle_seconds, seed=seeds.pool, start_step=start)
+        state.ensemble = posterior
+        truth = state.truth[0]
+        record = {
+            "cycle": c + 1,
+            "time_s": (c + 1) * config.cycle_seconds,
+            "outage": outage,
+            "n_obs_dbz": 0 if op is None else int((op.kind == 0).sum()),
+            "n_obs_vr": 0 if op is None else int((op.kind == 1).sum()),
+            "rmse_forecast": _rmse_by_var(prior.mean(0), truth),
+            "rmse_analysis": _rmse_by_var(posterior.mean(0), truth),
+            "rmse_free_run": _rmse_by_var(state.free.mean(0), truth),
+            "spread_forecast": _spread_by_var(prior),
+            "spread_analysis": _spread_by_var(posterior),
+            "seconds_forecast": t1 - t0,
+            # Simulating the radar volume is the twin's stand-in for receiving it and
+            # is not part of the cycle: the stage time is one H(x) of the ensemble.
+            "seconds_observation": 0.0 if outage else hx_time,
+            "seconds_letkf": t3 - t2,
+        }
+        record["seconds_cycle"] = record["seconds_forecast"] + record["seconds_observation"] + record["seconds_letkf"]
+        state.records.append(record)
+        mean = posterior.mean(0)
+        state.fields.append(
+            (truth.float().cpu(), mean.float().cpu(), posterior.std(0).float().cpu())  # type: ignore[arg-type]
+        )
+        if config.forecast_due(c):
+            state.forecasts.append(
+                extended_forecast(config, model, forecaster, state, y=y, op=op, cycle=c, seeds=seeds)
+            )
+        state.cycle = c + 1
+        if on_cycle is not None:
+            on_cycle(state)
+    return state
+
+
+def _retyped(op: RadarOperator, dtype: torch.dtype, device: torch.device) -> RadarOperator:
+    to = getattr(op, "to", None)
+    return to(device=device, dtype=dtype) if callable(to) else op
+
+
+def observed_dbz_field(op: RadarOperator | None, y: Tensor | None, shape: tuple[int, int]) -> Tensor:
+    """Observed reflectivity on the grid, NaN where the radar has no (reflectivity) data; ``(ny, nx)`` dBZ."""
+    out = torch.full(shape, float("nan"), dtype=torch.float64)
+    if op is None or y is None:
+        return out
+    sel = op.kind.cpu() == 0
+    out.view(-1)[op.cell.cpu()[sel]] = y.cpu().double()[sel]
+    return out
+
+
+def extended_forecast(
+    config: BDAConfig,
+    model: WurschCraig,
+    forecaster: Forecaster,
+    state: CycleState,
+    *,
+    y: Tensor | None,
+    op: RadarOperator | None,
+    cycle: int,
+    seeds: Seeds,
+) -> dict:
+    """A ``forecast_minutes`` forecast from the analysis of ``cycle``, scored every minute.
+
+    The deterministic forecast starts from the analysis mean (no triggering
+    noise), the ensemble forecast from the first ``forecast_members`` members.
+    Both are verified against the truth's reflectivity on the radar's
+    coverage, with persistence of the observed reflectivity as reference.
+
+    Returns:
+        A dict with ``lead_minutes``, ``ts_forecast``, ``ts_persistence``,
+        ``ts_ensemble_mean_prob`` (TS of P(dBZ > 30) >= 0.5) and contingency
+        counts per lead, plus ``probability`` maps ``(lead, ny, nx)`` (CPU float32)
+        and truth reflectivity ``(lead, ny, nx)`` at 0, 10, 20, 30 minutes.
+    """
+    n_leads = round(config.forecast_minutes * 60.0 / LEAD_STEP_SECONDS)
+    shape = (config.grid, config.grid)
+    observed = observed_dbz_field(op, y, shape)
+    coverage = ~torch.isnan(observed)
+    if not bool(coverage.any()):
+        coverage = torch.ones(shape, dtype=torch.bool)
+        observed = state_dbz(config, state.truth[0]).cpu().double()
+    start = (cycle + 1) * config.steps_per_cycle
+    lead_steps = round(LEAD_STEP_SECONDS / config.model.dt)
+    truth = state.truth.clone()
+    det = state.ensemble.mean(0, keepdim=True)
+    members = state.ensemble[: config.n_forecast_members].clone()
+    truth_dbz, det_dbz, probs = [state_dbz(config, truth[0])], [state_dbz(config, det[0])], [_prob(config, members)]
+    for j in range(n_leads):
+        s = start + j * lead_steps
+        truth = model.forecast(truth, LEAD_STEP_SECONDS, seed=seeds.truth, start_step=s)
+        det = model.forecast(det, LEAD_STEP_SECONDS, seed=None, start_step=s)
+        members = forecaster(members, LEAD_STEP_SECONDS, seed=seeds.pool, start_step=s)
+        truth_dbz.append(state_dbz(config, truth[0]))
+        det_dbz.append(state_dbz(config, det[0]))
+        probs.append(_prob(config, members))
+    t = torch.stack(truth_dbz).cpu().double()
+    f = torch.stack(det_dbz).cpu().double()
+    p = torch.stack(probs).cpu().double()
+    persist = observed.expand_as(t)
+    tables = {
+        "forecast": contingency(f, t, THRESHOLD_DBZ, mask=coverage),
+        "persistence": contingency(persist, t, THRESHOLD_DBZ, mask=coverage),
+        "ensemble_prob": contingency(p, t > THRESHOLD_DBZ, 0.4999, mask=coverage),
+    }
+    out: dict = {"cycle": cycle + 1, "lead_minutes": [j * LEAD_STEP_SECONDS / 60.0 for j in range(n_leads + 1)]}
+    for name, table in tables.items():
+        out[f"counts_{name}"] = {
+            key: getattr(table, key).tolist() for key in ("hits", "misses", "false_alarms", "correct_negatives")
+        }
+    snaps = [i for i in range(n_leads + 1) if (i * LEAD_STEP_SECONDS / 60.0) % 10 == 0]
+    out["map_leads"] = [i * LEAD_STEP_SECONDS / 60.0 for i in snaps]
+    out["probability"] = p[snaps].float()
+    out["truth_dbz"] = t[snaps].float()
+    out["forecast_dbz"] = f[snaps].float()
+    out["coverage"] = coverage
+    return out
+
+
+def state_dbz(config: BDAConfig, x: Tensor) -> Tensor:
+    """Reflectivity of states ``(..., 4, ny, nx)`` -> ``(..., ny, nx)`` dBZ (the radar's power law)."""
+    radar = config.radar
+    return reflectivity_dbz(x[..., VARS.index("r"), :, :], rain_to_rhoqr=radar.rain_to_rhoqr, floor_dbz=radar.floor_dbz)
+
+
+def _prob(config: BDAConfig, members: Tensor) -> Tensor:
+    """Fraction of members above 30 dBZ, ``(ny, nx)``."""
+    return (state_dbz(config, members) > THRESHOLD_DBZ).double().mean(0)
+
+
+def threat_scores(forecasts: list[dict]) -> dict[str, list[float]]:
+    """Threat score (CSI) at 30 dBZ per lead, pooled over every extended forecast, per method."""
+    if not forecasts:
+        return {}
+    out: dict[str, list[float]] = {"lead_minutes": forecasts[0]["lead_minutes"]}
+    for name in ("forecast", "persistence", "ensemble_prob"):
+        hits = np.sum([f[f"counts_{name}"]["hits"] for f in forecasts], axis=0)
+        misses = np.sum([f[f"counts_{name}"]["misses"] for f in forecasts], axis=0)
+        fa = np.sum([f[f"counts_{name}"]["false_alarms"] for f in forecasts], axis=0)
+        den = hits + misses + fa
+        out[name] = [float(h / d) if d > 0 else float("nan") for h, d in zip(hits, den, strict=True)]
+    return out
