@@ -1,0 +1,268 @@
+"""Wall time and peak memory of one 30-second Big Data Assimilation cycle, by stage.
+
+For every (members, grid) cell a fresh process builds a spun-up truth and an
+ensemble, then times one cycle: the 30-s ensemble forecast, the observation
+operator H(x) on all members, and the gridded LETKF (neighbour search
+included). The radar volume itself is simulated from the truth and not timed
+(in the real system it arrives from the radar). Peak memory is the process's
+resident high-water mark (VmHWM). Modes: one process (``cpu``), a Dask
+LocalCluster with 2 worker processes (``dask``: member chunks and LETKF tiles),
+and ``cuda`` when a GPU is present.
+
+The last table runs the same gridded LETKF analysis (RTPP off, float64, stride
+1) through DAPPER's ``local_analyses`` — the path of the foundation's DAPPER
+benchmark — at a size DAPPER handles, with the largest difference of the two
+analysis ensembles.
+
+    pip install -e ".[bench]"
+    python benchmarks/bda_cycle.py                                  # full table (long: 1000 x 256^2 cells)
+    python benchmarks/bda_cycle.py --members 50,100 --grids 64,128 --modes cpu
+    python benchmarks/bda_cycle.py --members 1000 --grids 256 --stride 4 --json docs/bda_cycle.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from dacast.da.gridded import GriddedLETKFConfig, gridded_letkf, gridded_neighbours
+from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
+from dacast.obs.radar import RadarConfig, observe_radar
+
+SPINUP_S = 20 * 60.0
+
+
+def _peak_mb() -> float:
+    return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_states(
+    members: int, grid: int, device: str, dtype: torch.dtype
+) -> tuple[WurschCraig, torch.Tensor, torch.Tensor]:
+    """A model, a spun-up truth ``(1, 4, g, g)`` and ``members`` states from 8 spun-up runs ``(k, 4, g, g)``."""
+    model = WurschCraig(WurschCraigConfig(ny=grid, nx=grid))
+    truth = model.initial_state(1, seed=1, dtype=dtype, device=device)
+    truth = model.forecast(truth, SPINUP_S, seed=1, start_step=0)
+    pool = model.initial_state(min(members, 8), seed=2, dtype=dtype, device=device)
+    pool = model.forecast(pool, SPINUP_S, seed=2, start_step=0)
+    reps = -(-members // pool.shape[0])
+    ens = pool.repeat(reps, 1, 1, 1)[:members].contiguous()
+    return model, truth, ens
+
+
+def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -> dict:
+    """Time one cycle; returns seconds per stage, observation counts and peak memory."""
+    device = "cuda" if mode == "cuda" else "cpu"
+    dtype = torch.float32 if dtype_name == "float32" else torch.float64
+    config = GriddedLETKFConfig(weight_stride=stride)
+    dx_km = 0.5
+    model, truth, ens = make_states(members, grid, device, dtype)
+    client = cluster = None
+    if mode == "dask":
+        from dask.distributed import Client, LocalCluster
+
+        from dacast.da.gridded_dask import gridded_letkf_dask
+        from dacast.workflow.bda import Forecaster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        forecaster = Forecaster(model, client)
+    # Warm-up on a small problem (thread pools, kernels).
+    w_model, w_truth, w_ens = make_states(4, 16, device, dtype) if grid > 16 else (model, truth, ens)
+    wy, wop = observe_radar(w_truth[0], w_model.config, RadarConfig(), torch.Generator().manual_seed(0))
+    if wop.n_obs:
+        gridded_letkf(w_ens, wy.to(device=device, dtype=dtype), _on(wop, device, dtype), config, dx_km=dx_km)
+    truth = model.forecast(truth, 30.0, seed=1, start_step=0)
+    y, op = observe_radar(truth[0], model.config, RadarConfig(), torch.Generator().manual_seed(1))
+    op = _on(op, device, dtype)
+    y = y.to(device=device, dtype=dtype)
+    _sync(device)
+    t0 = time.perf_counter()
+    if client is not None:
+        prior = forecaster(ens, 30.0, seed=2, start_step=0)
+    else:
+        prior = model.forecast(ens, 30.0, seed=2, start_step=0)
+    _sync(device)
+    t1 = time.perf_counter()
+    op(prior.reshape(members, -1))
+    _sync(device)
+    t2 = time.perf_counter()
+    local = gridded_neighbours((grid, grid), dx_km, op.locations, config)
+    t3 = time.perf_counter()
+    if client is not None:
+        gridded_letkf_dask(client, prior, y, op, config, dx_km=dx_km)
+    else:
+        gridded_letkf(prior, y, op, config, dx_km=dx_km, local=local)
+    _sync(device)
+    t4 = time.perf_counter()
+    if client is not None:
+        client.close()
+        cluster.close()
+    row = {
+        "members": members,
+        "grid": grid,
+        "mode": mode,
+        "stride": stride,
+        "dtype": dtype_name,
+        "n_obs_dbz": int((op.kind == 0).sum()),
+        "n_obs_vr": int((op.kind == 1).sum()),
+        "forecast_s": t1 - t0,
+        "hx_s": t2 - t1,
+        "neighbours_s": t3 - t2,
+        "letkf_s": t4 - t3 if client is not None else t4 - t3 + (t3 - t2),
+        "peak_mb": _peak_mb(),
+    }
+    if device == "cuda":
+        row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    row["cycle_s"] = row["forecast_s"] + row["hx_s"] + row["letkf_s"]
+    return row
+
+
+def _on(op, device: str, dtype: torch.dtype):
+    to = getattr(op, "to", None)
+    return to(device=device, dtype=dtype) if callable(to) else op
+
+
+def dapper_comparison(members: int = 50, grid: int = 48) -> dict:
+    """The same analysis (float64, RTPP off, stride 1) by dacast and by DAPPER's ``local_analyses``."""
+    from dapper.da_methods.ensemble import local_analyses
+    from dapper.tools.matrices import CovMat
+
+    config = GriddedLETKFConfig(rtpp=0.0, weight_stride=1)
+    model, truth, ens = make_states(members, grid, "cpu", torch.float64)
+    ens = model.forecast(ens, 30.0, seed=2, start_step=0)
+    truth = model.forecast(truth, 30.0, seed=1, start_step=0)
+    y, op = observe_radar(truth[0], model.config, RadarConfig(), torch.Generator().manual_seed(1))
+    op = _on(op, "cpu", torch.float64)
+    y = y.double()
+    t0 = time.perf_counter()
+    post = gridded_letkf(ens, y, op, config, dx_km=0.5)
+    t_dacast = time.perf_counter() - t0
+
+    local = gridded_neighbours((grid, grid), 0.5, op.locations, config)
+    weights = config.taper.weights(local.distance).numpy()
+    index = local.index.numpy()
+    n_points = grid * grid
+    e = ens.reshape(members, -1).numpy().copy()
+    eo = op(ens.reshape(members, -1)).numpy()
+    batches = [np.array([p + v * n_points for v in range(4)]) for p in range(n_points)]
+
+    def taperer(ii: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = int(ii[0])
+        keep = weights[p] > 0
+        return index[p][keep], weights[p][keep]
+
+    r = CovMat(op.error_std.double().numpy() ** 2, "diag")
+    t0 = time.perf_counter()
+    dapper_post, _ = local_analyses(e, eo, r, y.numpy(), batches, taperer)
+    t_dapper = time.perf_counter() - t0
+    diff = float(np.abs(dapper_post - post.reshape(members, -1).numpy()).max())
+    scale = float(np.abs(post.numpy()).max())
+    return {
+        "members": members,
+        "grid": grid,
+        "n_obs": op.n_obs,
+        "dacast_s": t_dacast,
+        "dapper_s": t_dapper,
+        "ratio": t_dapper / t_dacast,
+        "max_abs_diff": diff,
+        "max_abs_value": scale,
+    }
+
+
+def _child(args: list[str]) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def render(rows: list[dict], console: Console) -> None:
+    table = Table(title="one 30-s cycle (seconds) and peak memory")
+    for col in ("mode", "members", "grid", "stride", "obs (dBZ+Vr)", "forecast", "H(x)", "LETKF", "cycle", "peak MB"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["mode"], str(r["members"]), str(r["grid"]), str(r["stride"]), r["error"], *[""] * 5)
+            continue
+        table.add_row(
+            r["mode"],
+            str(r["members"]),
+            f"{r['grid']}²",
+            str(r["stride"]),
+            f"{r['n_obs_dbz']}+{r['n_obs_vr']}",
+            f"{r['forecast_s']:.2f}",
+            f"{r['hx_s']:.3f}",
+            f"{r['letkf_s']:.2f}",
+            f"{r['cycle_s']:.2f}",
+            f"{r['peak_mb']:.0f}" + (f" (GPU {r['gpu_peak_mb']:.0f})" if "gpu_peak_mb" in r else ""),
+        )
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", default="50,100,250,1000")
+    parser.add_argument("--grids", default="64,128,256")
+    parser.add_argument("--modes", default=None, help="cpu,dask[,cuda] (default: cpu,dask and cuda when present)")
+    parser.add_argument("--stride", default="1", help="weight strides to time, e.g. 1,2,4")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument("--no-dapper", action="store_true", help="skip the DAPPER comparison")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--cell", nargs=4, metavar=("MEMBERS", "GRID", "MODE", "STRIDE"), help=argparse.SUPPRESS)
+    parser.add_argument("--dapper-cell", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cell:
+        m, g, mode, s = args.cell
+        print(json.dumps(run_cell(int(m), int(g), mode, int(s), args.dtype)))
+        return 0
+    if args.dapper_cell:
+        print(json.dumps(dapper_comparison()))
+        return 0
+    console = Console(width=150)
+    modes = args.modes.split(",") if args.modes else ["cpu", "dask"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for mode in modes:
+        for grid in (int(g) for g in args.grids.split(",")):
+            for members in (int(m) for m in args.members.split(",")):
+                for stride in (int(s) for s in args.stride.split(",")):
+                    console.print(f"[dim]{mode} {members} members {grid}² stride {stride}...[/]")
+                    row = _child(["--cell", str(members), str(grid), mode, str(stride), "--dtype", args.dtype])
+                    rows.append({"members": members, "grid": grid, "mode": mode, "stride": stride, **row})
+    render(rows, console)
+    dapper = None
+    if not args.no_dapper:
+        dapper = _child(["--dapper-cell"])
+        if "error" in dapper:
+            console.print(f"DAPPER comparison failed: {dapper['error']}")
+        else:
+            console.print(
+                f"same analysis, {dapper['members']} members, {dapper['grid']}² grid, {dapper['n_obs']} obs, float64: "
+                f"dacast {dapper['dacast_s']:.3f} s, DAPPER local_analyses {dapper['dapper_s']:.2f} s "
+                f"({dapper['ratio']:.0f}x); max |difference| {dapper['max_abs_diff']:.1e} "
+                f"(values up to {dapper['max_abs_value']:.3g})"
+            )
+    if args.json:
+        info = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+        with open(args.json, "w") as fh:
+            json.dump({"machine": info, "rows": rows, "dapper": dapper}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
