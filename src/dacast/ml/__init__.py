@@ -6,6 +6,10 @@ nowcasting"), spatial and temporal discriminators (Ravuri et al. 2021), the
 intensity-weighted Huber, adversarial and non-local losses, random-crop
 datasets of radar sequences, and a resumable training loop. Networks work in
 log-rain space ``z = log(1 + R)``, R in mm/h (`rain_to_log`, `log_to_rain`).
+
+Surrogates (mission §S2): an LSTM over a window of past states and a periodic
+residual CNN (Brajard et al. 2020), both `dacast.models.Model`s, trained on
+analysis trajectories (`windows_from_trajectory`, `train_surrogate`).
 """
 
 from dacast.ml.convlstm import ConvLSTMCell, ConvLSTMConfig, ConvLSTMNowcaster, log_to_rain, rain_to_log
@@ -30,6 +34,16 @@ from dacast.ml.nowcast_losses import (
 )
 from dacast.ml.nowcast_predict import load_nowcaster, predict
 from dacast.ml.nowcast_train import NowcastTrainConfig, TrainResult, resolve_device, train_nowcast
+from dacast.ml.surrogate import LSTMSurrogate, ResidualCNN, SurrogateNet, SurrogateSpec, build_surrogate
+from dacast.ml.surrogate_train import (
+    SurrogateData,
+    SurrogateTrainConfig,
+    SurrogateTrainResult,
+    load_surrogate,
+    save_surrogate,
+    train_surrogate,
+    windows_from_trajectory,
+)
 
 __all__ = [
     "ConvLSTMCell",
@@ -37,27 +51,39 @@ __all__ = [
     "ConvLSTMNowcaster",
     "DiscriminatorConfig",
     "ExtrapolationFn",
+    "LSTMSurrogate",
     "NowcastDataConfig",
     "NowcastLossConfig",
     "NowcastTrainConfig",
     "RainArray",
     "RainCropDataset",
+    "ResidualCNN",
     "SpatialDiscriminator",
+    "SurrogateData",
+    "SurrogateNet",
+    "SurrogateSpec",
+    "SurrogateTrainConfig",
+    "SurrogateTrainResult",
     "TemporalDiscriminator",
     "TrainResult",
+    "build_surrogate",
     "discriminator_adversarial_loss",
     "discriminator_loss",
     "generator_adversarial_loss",
     "generator_loss",
     "intensity_weight",
     "load_nowcaster",
+    "load_surrogate",
     "log_to_rain",
     "moving_blobs",
     "nonlocal_loss",
     "predict",
     "rain_to_log",
     "resolve_device",
+    "save_surrogate",
     "split_by_time",
     "train_nowcast",
+    "train_surrogate",
     "weighted_huber_loss",
+    "windows_from_trajectory",
 ]

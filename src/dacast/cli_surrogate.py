@@ -1,0 +1,64 @@
+"""``dacast surrogate run``: the surrogate <-> DA cycle of Goodliff & Miyoshi from the command line.
+
+Bad input (unknown preset, missing or malformed YAML, invalid values, an
+existing run without ``--resume``) prints one red ``error:`` line and exits 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dacast._console import fail
+from dacast._console import out as stdout
+from dacast.workflow.config import ConfigError
+from dacast.workflow.surrogate import SURROGATE_PRESETS, load_surrogate_target
+from dacast.workflow.surrogate_plots import summarise_surrogate, write_surrogate_outputs
+from dacast.workflow.surrogate_run import run_surrogate
+
+app = typer.Typer(
+    name="surrogate",
+    help="Train data-driven surrogates from DA analyses and assimilate with them, iteratively.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command("run")
+def run(
+    target: Annotated[str, typer.Argument(help=f"preset ({', '.join(SURROGATE_PRESETS)}) or a YAML file")],
+    iterations: Annotated[int | None, typer.Option(help="maximum surrogate iterations after iteration 0")] = None,
+    device: Annotated[str | None, typer.Option(help="training device: cpu, cuda or auto")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run found in --out")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")] = True,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="write the PNG figures")] = True,
+) -> None:
+    """Run (or resume) the cycle; write surrogate_run.nc, summary.json, checkpoints and plots."""
+    try:
+        config = load_surrogate_target(target, iterations=iterations, device=device)
+        out_dir = out or Path("runs") / config.name
+        result = run_surrogate(config, out_dir, resume=resume, progress=progress)
+        paths = write_surrogate_outputs(result, plots=plots)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    s = summarise_surrogate(result)
+    stdout.print(f"[bold]{config.name}[/]: {s['iterations_completed']} iterations ({s['stopped']})", highlight=False)
+    stdout.print(
+        f"analysis RMSE: perfect model {s['rmse_analysis_perfect']:.3f}, imperfect {s['rmse_analysis_imperfect']:.3f}, "
+        f"{s['final_model']} {s['rmse_analysis_final']:.3f}",
+        highlight=False,
+    )
+    stdout.print(f"wall time {s['wall_time_s']:.1f} s; summary: {paths['summary']}", highlight=False)
+
+
+@app.command("presets")
+def presets() -> None:
+    """List the surrogate presets."""
+    for name, cfg in SURROGATE_PRESETS.items():
+        stdout.print(
+            f"{name}: truth {cfg.truth.name}, imperfect {cfg.imperfect.name}, net {cfg.net.kind}", highlight=False
+        )

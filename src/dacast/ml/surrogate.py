@@ -1,0 +1,205 @@
+"""Data-driven surrogate models that meet the `dacast.models.Model` protocol.
+
+Both networks map a *history* of states ``(B, window, n_var)`` to the next
+state ``(B, n_var)`` one analysis interval ``dt`` later, in residual form:
+``x_next = x_last + delta_std * net(normalised history)``. The normalisation
+buffers (state mean and std, increment std) are set from the training data by
+`SurrogateNet.fit_normalization` and travel with the checkpoint.
+
+* `LSTMSurrogate` (Goodliff & Miyoshi): an LSTM reads the window of past states.
+  To meet the `Model` protocol the state is *delay-embedded*: ``n_state =
+  window * n_var``, laid out ``(slot, var)`` with the newest state in the last
+  slot. ``step`` predicts the next state, drops the oldest slot and appends the
+  prediction. An observation operator reads the newest slot
+  (`SurrogateNet.view`); a filter updates all slots (a fixed-lag smoother
+  for the history).
+* `ResidualCNN` (Brajard et al. 2020): periodic 1-D convolutions on a ring of
+  ``n_var`` points with a bilinear (product) branch, window 1, so
+  ``n_state = n_var`` and a filter sees the plain state.
+
+``step`` refuses any ``dt`` other than the one the network was trained for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+SurrogateKind = Literal["lstm", "cnn"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurrogateSpec:
+    """Architecture of a surrogate network.
+
+    Attributes:
+        kind: ``"lstm"`` or ``"cnn"``.
+        n_var: number of modelled variables (grid points for the CNN).
+        dt: the time step the network predicts (model time units, > 0).
+        window: number of past states the network reads (CNN: must be 1).
+        hidden: LSTM hidden size, or CNN channels per layer.
+        layers: LSTM layers, or CNN hidden convolution layers.
+        kernel: CNN kernel size (odd).
+    """
+
+    kind: SurrogateKind
+    n_var: int
+    dt: float
+    window: int = 8
+    hidden: int = 64
+    layers: int = 1
+    kernel: int = 5
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("lstm", "cnn"):
+            raise ValueError(f"surrogate kind must be 'lstm' or 'cnn', got {self.kind!r}")
+        if self.n_var < 1:
+            raise ValueError(f"n_var must be >= 1, got {self.n_var}")
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt must be > 0, got {self.dt}")
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.kind == "cnn" and self.window != 1:
+            raise ValueError(f"the CNN surrogate reads one state (window 1), got window {self.window}")
+        if self.hidden < 1 or self.layers < 1:
+            raise ValueError(f"hidden and layers must be >= 1, got {self.hidden}, {self.layers}")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd and >= 1, got {self.kernel}")
+
+
+class SurrogateNet(nn.Module):
+    """Shared part of the surrogates: normalisation, the residual step and the `Model` protocol."""
+
+    def __init__(self, spec: SurrogateSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.n_var = spec.n_var
+        self.window = spec.window
+        self.n_state = spec.window * spec.n_var
+        self.register_buffer("state_mean", torch.zeros(spec.n_var))
+        self.register_buffer("state_std", torch.ones(spec.n_var))
+        self.register_buffer("delta_std", torch.ones(spec.n_var))
+
+    @property
+    def view(self) -> Tensor:
+        """Indices of the newest state in the model state, shape ``(n_var,)``."""
+        return torch.arange(self.n_state - self.n_var, self.n_state)
+
+    def fit_normalization(self, history: Tensor, target: Tensor) -> None:
+        """Set the normalisation from training pairs (statistics pooled over variables for the CNN).
+
+        Args:
+            history: shape ``(N, window, n_var)``.
+            target: next states, shape ``(N, n_var)``.
+        """
+        states = history.reshape(-1, self.n_var).double()
+        delta = (target - history[:, -1]).double()
+        mean, std, dstd = states.mean(0), states.std(0), delta.std(0)
+        if self.spec.kind == "cnn":  # translation invariance: one value for every point
+            mean, std, dstd = (v.mean().expand(self.n_var) for v in (mean, std, dstd))
+        self.state_mean.copy_(mean)
+        self.state_std.copy_(std.clamp_min(1e-6))
+        self.delta_std.copy_(dstd.clamp_min(1e-6))
+
+    def normalized_increment(self, history: Tensor) -> Tensor:
+        """Network output ``(x_next - x_last) / delta_std``, ``(B, n_var)``, from a history ``(B, window, n_var)``."""
+        raise NotImplementedError
+
+    def forward(self, history: Tensor) -> Tensor:
+        """The next state ``(B, n_var)`` from a history ``(B, window, n_var)`` (same dtype as the input)."""
+        p = next(self.parameters())
+        h = history.to(dtype=p.dtype, device=p.device)
+        out = h[:, -1] + self.delta_std * self.normalized_increment(h)
+        return out.to(dtype=history.dtype, device=history.device)
+
+    def _check_dt(self, dt: float) -> None:
+        if not math.isclose(dt, self.spec.dt, rel_tol=1e-9, abs_tol=1e-12):
+            raise ValueError(f"this surrogate was trained for steps of dt={self.spec.dt}; it cannot step by dt={dt}")
+
+    def step(self, x: Tensor, t: float, dt: float) -> Tensor:
+        """Advance ``x`` (shape ``(*batch, n_state)``) by one trained step ``dt``; ``t`` is unused.
+
+        Raises:
+            ValueError: ``dt`` differs from the trained step, or ``x`` has the wrong length.
+        """
+        self._check_dt(dt)
+        if x.shape[-1] != self.n_state:
+            raise ValueError(f"state must have {self.n_state} entries in its last axis, got {x.shape[-1]}")
+        batch = x.shape[:-1]
+        hist = x.reshape(-1, self.window, self.n_var)
+        with torch.no_grad():
+            nxt = self(hist)
+        new = torch.cat((hist[:, 1:], nxt[:, None]), dim=1)
+        return new.reshape(*batch, self.n_state)
+
+    def embed(self, history: Tensor) -> Tensor:
+        """Delay-embedded state ``(*batch, n_state)`` from a history ``(*batch, window, n_var)``."""
+        return history.reshape(*history.shape[:-2], self.n_state)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The architecture as plain values (for checkpoints)."""
+        return asdict(self.spec)
+
+
+class LSTMSurrogate(SurrogateNet):
+    """An LSTM over the window of past states, a linear read-out of the last hidden state."""
+
+    def __init__(self, spec: SurrogateSpec) -> None:
+        if spec.kind != "lstm":
+            raise ValueError(f"LSTMSurrogate needs kind 'lstm', got {spec.kind!r}")
+        super().__init__(spec)
+        self.lstm = nn.LSTM(spec.n_var, spec.hidden, num_layers=spec.layers, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(spec.hidden, spec.hidden), nn.GELU(), nn.Linear(spec.hidden, spec.n_var))
+
+    def normalized_increment(self, history: Tensor) -> Tensor:
+        """``(B, window, n_var)`` -> ``(B, n_var)``."""
+        z = (history - self.state_mean) / self.state_std
+        out, _ = self.lstm(z)
+        return self.head(out[:, -1])
+
+
+class ResidualCNN(SurrogateNet):
+    """Periodic 1-D CNN with a bilinear branch (Brajard et al. 2020), on a ring of ``n_var`` points."""
+
+    def __init__(self, spec: SurrogateSpec) -> None:
+        if spec.kind != "cnn":
+            raise ValueError(f"ResidualCNN needs kind 'cnn', got {spec.kind!r}")
+        super().__init__(spec)
+        c, k = spec.hidden, spec.kernel
+
+        def conv(i: int, o: int, kk: int = k) -> nn.Conv1d:
+            return nn.Conv1d(i, o, kk, padding=kk // 2, padding_mode="circular")
+
+        self.linear = conv(1, c)
+        self.left = conv(1, c)
+        self.right = conv(1, c)
+        body: list[nn.Module] = []
+        width = 3 * c
+        for _ in range(spec.layers):
+            body += [conv(width, c), nn.GELU()]
+            width = c
+        self.body = nn.Sequential(*body)
+        self.out = conv(c, 1, 1)
+
+    def normalized_increment(self, history: Tensor) -> Tensor:
+        """``(B, 1, n_var)`` -> ``(B, n_var)``."""
+        z = ((history[:, -1] - self.state_mean) / self.state_std)[:, None]  # (B, 1, n)
+        a = self.linear(z)
+        feats = torch.cat((a, torch.tanh(a), self.left(z) * self.right(z)), dim=1)
+        return self.out(self.body(feats))[:, 0]
+
+
+def build_surrogate(spec: SurrogateSpec, seed: int = 0) -> SurrogateNet:
+    """A freshly initialised surrogate for ``spec``; weights drawn from a generator seeded with ``seed``."""
+    devices: list[int] = []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        net: SurrogateNet = LSTMSurrogate(spec) if spec.kind == "lstm" else ResidualCNN(spec)
+    return net
+
+
+__all__ = ["LSTMSurrogate", "ResidualCNN", "SurrogateKind", "SurrogateNet", "SurrogateSpec", "build_surrogate"]

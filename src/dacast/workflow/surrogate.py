@@ -1,0 +1,444 @@
+"""Configuration, presets and YAML loading of the surrogate <-> DA cycle (mission §S2).
+
+The cycle (`dacast.workflow.surrogate_run.run_surrogate`): iteration 0 runs
+DA with the imperfect model; iteration ``n >= 1`` trains surrogate ``n - 1``
+("LSTM-0", "LSTM-1", ... as in Goodliff & Miyoshi's talk) on the latest
+analysis trajectory and runs DA again with it as the forecast model.
+
+The modelled variables are the first ``imperfect.state_size`` entries of the
+truth state (x0, x1, x2 of the 5-variable coupled Lorenz-63; all 40 points of
+Lorenz-96). Observation indices refer to those variables.
+
+YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
+
+    [preset]: surrogate-lorenz63   # start from a preset; the keys below override it
+    truth:
+      name: coupled_lorenz63       # coupled_lorenz63 | lorenz96
+      [omega]: 2.0                 # coupled only
+      [damping]: 2.0               # coupled only (k)
+      [x3_star]: 0.0               # coupled only
+      [variant]: constant          # coupled only: constant | x1sq
+      [n_state]: 40                # lorenz96 only
+      [forcing]: 8.0               # lorenz96 only
+    imperfect: {name: lorenz63}    # same schema as a twin experiment's model
+    dt: 0.01                       # model step (model time units)
+    obs_every: 5                   # model steps per analysis (= the surrogate's step)
+    obs: {kind: identity, error_std: 1.0}
+    filter: {kind: etkf, inflation: 1.1}      # DA with the imperfect and the perfect model
+    [surrogate_filter]: null       # DA with the surrogates (default: filter)
+    [perfect_filter]: null         # DA with the perfect model, the reference line (default: filter)
+    members: 20
+    cycles: 4000                   # analyses per DA run
+    [burn_in]: 2.0                 # model time units left out of RMSE and training
+    [initial_std]: 1.0
+    net: {kind: lstm, [window]: 8, [hidden]: 48, [layers]: 1, [kernel]: 5}
+    [train]: {epochs: 40, batch_size: 64, lr: 0.003, val_fraction: 0.2, patience: 8}
+    [weight_by_variance]: true     # weight training pairs by 1 / analysis variance
+    [smoother_lag]: 0              # train on lag-L fixed-lag smoothed analyses (delay-embedded DA state)
+    [warm_start]: false            # start surrogate n from surrogate n - 1
+    [iterations]: 30               # maximum surrogate iterations after iteration 0
+    [tolerance]: 0.01              # relative analysis-RMSE improvement that counts
+    [patience]: 3                  # iterations without it before stopping
+    [test_cycles]: 2000            # independent truth segment for forecast scores
+    [test_starts]: 200             # forecast start times drawn from it
+    [free_leads]: 100              # steps of the free forecasts (valid time)
+    [seed]: 0
+    [device]: cpu                  # cpu | cuda | auto (training; DA runs on the CPU)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, LETKFConfig
+from dacast.ml.surrogate import SurrogateKind, SurrogateSpec
+from dacast.ml.surrogate_train import SurrogateTrainConfig
+from dacast.models import CoupledLorenz63, Lorenz96, Model
+from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, build_model, filter_to_dict
+from dacast.workflow.loader import (
+    _bool,
+    _build,
+    _check_keys,
+    _dataclass_section,
+    _filter,
+    _float,
+    _int,
+    _mapping,
+    _merge,
+    _model,
+    _obs,
+    _str,
+    load_yaml_with,
+)
+
+#: Lyapunov time of Lorenz-96 with F = 8 (model time units).
+LYAPUNOV_TIME_L96 = 0.61
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TruthSpec:
+    """The "perfect" system that makes the truth.
+
+    Attributes:
+        name: ``"coupled_lorenz63"`` (5 variables) or ``"lorenz96"``.
+        omega, damping, x3_star, variant: coupled Lorenz-63 parameters (ω, k, x3*).
+        n_state, forcing: Lorenz-96 size and forcing F.
+    """
+
+    name: Literal["coupled_lorenz63", "lorenz96"]
+    omega: float = 2.0
+    damping: float = 2.0
+    x3_star: float = 0.0
+    variant: Literal["constant", "x1sq"] = "constant"
+    n_state: int = 40
+    forcing: float = 8.0
+
+    def __post_init__(self) -> None:
+        _require(
+            self.name in ("coupled_lorenz63", "lorenz96"),
+            f"truth.name must be coupled_lorenz63 or lorenz96, got {self.name!r}",
+        )
+        _require(self.variant in ("constant", "x1sq"), f"truth.variant must be constant or x1sq, got {self.variant!r}")
+        _require(self.damping > 0, f"truth.damping must be > 0, got {self.damping}")
+        _require(self.n_state >= 4, f"truth.n_state must be >= 4, got {self.n_state}")
+
+    @property
+    def state_size(self) -> int:
+        """Length of the truth state."""
+        return 5 if self.name == "coupled_lorenz63" else self.n_state
+
+    def build(self) -> Model:
+        """The model object."""
+        if self.name == "coupled_lorenz63":
+            return CoupledLorenz63(omega=self.omega, damping=self.damping, x3_star=self.x3_star, variant=self.variant)
+        return Lorenz96(n_state=self.n_state, forcing=self.forcing)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetSpec:
+    """Surrogate architecture (see `dacast.ml.SurrogateSpec`); ``n_var`` and ``dt`` come from the experiment."""
+
+    kind: SurrogateKind = "lstm"
+    window: int = 8
+    hidden: int = 48
+    layers: int = 1
+    kernel: int = 5
+
+    def spec(self, n_var: int, dt: float) -> SurrogateSpec:
+        """The full `SurrogateSpec`."""
+        try:
+            return SurrogateSpec(
+                kind=self.kind,
+                n_var=n_var,
+                dt=dt,
+                window=self.window,
+                hidden=self.hidden,
+                layers=self.layers,
+                kernel=self.kernel,
+            )
+        except ValueError as err:
+            raise ConfigError(f"net: {err}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SurrogateConfig:
+    """One surrogate <-> DA experiment (see the module docstring for every field)."""
+
+    name: str = "custom"
+    truth: TruthSpec
+    imperfect: ModelSpec
+    dt: float
+    obs_every: int
+    obs: ObsSpec
+    filter: FilterConfig
+    surrogate_filter: FilterConfig | None = None
+    perfect_filter: FilterConfig | None = None
+    members: int
+    cycles: int
+    burn_in: float = 2.0
+    initial_std: float = 1.0
+    net: NetSpec = field(default_factory=NetSpec)
+    train: SurrogateTrainConfig = field(default_factory=SurrogateTrainConfig)
+    weight_by_variance: bool = True
+    smoother_lag: int = 0
+    warm_start: bool = False
+    iterations: int = 30
+    tolerance: float = 0.01
+    patience: int = 3
+    test_cycles: int = 2000
+    test_starts: int = 200
+    free_leads: int = 100
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+    def __post_init__(self) -> None:
+        _require(math.isfinite(self.dt) and self.dt > 0, f"dt must be > 0, got {self.dt}")
+        _require(self.obs_every > 0, f"obs_every must be > 0, got {self.obs_every}")
+        _require(self.members >= 2, f"members must be >= 2, got {self.members}")
+        _require(self.cycles > 0, f"cycles must be > 0, got {self.cycles}")
+        _require(self.burn_in >= 0, f"burn_in must be >= 0, got {self.burn_in}")
+        _require(self.initial_std >= 0, f"initial_std must be >= 0, got {self.initial_std}")
+        _require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
+        _require(self.tolerance >= 0, f"tolerance must be >= 0, got {self.tolerance}")
+        _require(self.smoother_lag >= 0, f"smoother_lag must be >= 0, got {self.smoother_lag}")
+        _require(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
+        _require(self.test_cycles > 8, f"test_cycles must be > 8, got {self.test_cycles}")
+        _require(self.test_starts >= 1, f"test_starts must be >= 1, got {self.test_starts}")
+        _require(self.free_leads >= 4, f"free_leads must be >= 4, got {self.free_leads}")
+        _require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
+        _require(
+            self.imperfect.name in ("lorenz63", "lorenz96"),
+            f"imperfect.name must be lorenz63 or lorenz96, got {self.imperfect.name!r}",
+        )
+        _require(
+            self.n_var <= self.truth.state_size,
+            f"the imperfect model has {self.n_var} variables but the truth only {self.truth.state_size}",
+        )
+        for f in (self.filter, self.surrogate_filter, self.perfect_filter):
+            _require(
+                f is None or isinstance(f, (ETKFConfig, LETKFConfig, EnKFConfig)), "filter must be etkf, letkf or enkf"
+            )
+            if isinstance(f, LETKFConfig):
+                _require(self.imperfect.name == "lorenz96", "the LETKF needs the Lorenz-96 ring; use etkf or enkf")
+        _require(len(self.obs.state_indices(self.n_var)) > 0, "the observation network is empty")
+        _require(self.burn_cycles + self.net.window + 4 < self.cycles, "cycles is too short for burn_in and window")
+        self.net.spec(self.n_var, self.step)
+        _require(self.test_starts + self.net.window + 4 < self.test_cycles, "test_cycles is too short for test_starts")
+
+    @property
+    def n_var(self) -> int:
+        """Number of modelled variables."""
+        return self.imperfect.state_size
+
+    @property
+    def step(self) -> float:
+        """Analysis interval = the surrogate's time step (model time units)."""
+        return self.obs_every * self.dt
+
+    @property
+    def burn_cycles(self) -> int:
+        """Analyses left out of RMSE and training."""
+        return int(round(self.burn_in / self.step))
+
+    @property
+    def filter_for_surrogate(self) -> FilterConfig:
+        """The filter used with the surrogates."""
+        return self.surrogate_filter or self.filter
+
+    def imperfect_model(self) -> Model:
+        """The imperfect model object."""
+        return build_model(self.imperfect)
+
+    def device_obj(self) -> torch.device:
+        """The training device (``auto``: CUDA when available)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was requested but CUDA is not available; use 'cpu' or 'auto'")
+        return torch.device(self.device)
+
+
+def surrogate_config_to_dict(config: SurrogateConfig) -> dict[str, Any]:
+    """JSON/YAML-serialisable form; `surrogate_config_from_dict` inverts it."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name in ("filter", "surrogate_filter", "perfect_filter"):
+            out[f.name] = None if value is None else filter_to_dict(value)
+        elif f.name == "imperfect":
+            out[f.name] = {"name": value.name} | (
+                {"n_state": value.n_state, "forcing": value.forcing} if value.name == "lorenz96" else {}
+            )
+        elif f.name == "obs":
+            obs = {"kind": value.kind, "error_std": value.error_std}
+            if value.kind == "subset":
+                obs["indices"] = list(value.indices)
+            if value.kind == "every_kth":
+                obs |= {"k": value.k, "offset": value.offset}
+            out[f.name] = obs
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = dataclasses.asdict(value)
+        else:
+            out[f.name] = value
+    if isinstance(out["obs"]["error_std"], tuple):
+        out["obs"]["error_std"] = list(out["obs"]["error_std"])
+    return out
+
+
+# ----------------------------------------------------------------------------- presets
+
+_L63_TRUTH = TruthSpec(name="coupled_lorenz63", omega=2.0, damping=2.0, x3_star=0.0, variant="constant")
+
+SURROGATE_LORENZ63 = SurrogateConfig(
+    name="surrogate-lorenz63",
+    truth=_L63_TRUTH,
+    imperfect=ModelSpec(name="lorenz63"),
+    dt=0.01,
+    obs_every=5,
+    obs=ObsSpec(kind="identity", error_std=1.0),
+    filter=ETKFConfig(inflation=1.1),
+    surrogate_filter=ETKFConfig(inflation=1.1),
+    perfect_filter=ETKFConfig(inflation=1.02),
+    members=20,
+    smoother_lag=3,
+    cycles=4000,
+    burn_in=5.0,
+    net=NetSpec(kind="lstm", window=4, hidden=48),
+    train=SurrogateTrainConfig(epochs=40, batch_size=64, lr=3e-3, patience=8),
+    iterations=30,
+    tolerance=0.005,
+    patience=3,
+)
+
+
+def _l96_obs_indices(seed: int = 2020) -> tuple[int, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(sorted(int(i) for i in torch.randperm(40, generator=gen)[:20]))
+
+
+SURROGATE_LORENZ96 = SurrogateConfig(
+    name="surrogate-lorenz96",
+    truth=TruthSpec(name="lorenz96", n_state=40, forcing=8.0),
+    imperfect=ModelSpec(name="lorenz96", n_state=40, forcing=6.0),
+    dt=0.05,
+    obs_every=1,
+    obs=ObsSpec(kind="subset", indices=_l96_obs_indices(), error_std=1.0),
+    filter=ETKFConfig(inflation=1.06),
+    members=30,
+    cycles=3000,
+    burn_in=10.0,
+    net=NetSpec(kind="cnn", window=1, hidden=24, layers=2, kernel=5),
+    train=SurrogateTrainConfig(epochs=40, batch_size=64, lr=3e-3, patience=8),
+    iterations=6,
+    tolerance=0.01,
+    patience=2,
+    test_cycles=1500,
+    test_starts=100,
+    free_leads=80,
+)
+
+SURROGATE_PRESETS: dict[str, SurrogateConfig] = {
+    "surrogate-lorenz63": SURROGATE_LORENZ63,
+    "surrogate-lorenz96": SURROGATE_LORENZ96,
+}
+
+
+def get_surrogate_preset(name: str) -> SurrogateConfig:
+    """The preset ``name``; the error lists valid names."""
+    if name not in SURROGATE_PRESETS:
+        raise ConfigError(f"unknown surrogate preset {name!r}; choose one of: {', '.join(SURROGATE_PRESETS)}")
+    return SURROGATE_PRESETS[name]
+
+
+# ----------------------------------------------------------------------------- YAML
+
+_TOP = tuple(f.name for f in dataclasses.fields(SurrogateConfig))
+_SCALARS: dict[str, Any] = {
+    "name": _str,
+    "dt": _float,
+    "obs_every": _int,
+    "members": _int,
+    "cycles": _int,
+    "burn_in": _float,
+    "initial_std": _float,
+    "weight_by_variance": _bool,
+    "smoother_lag": _int,
+    "warm_start": _bool,
+    "iterations": _int,
+    "tolerance": _float,
+    "patience": _int,
+    "test_cycles": _int,
+    "test_starts": _int,
+    "free_leads": _int,
+    "seed": _int,
+    "device": _str,
+}
+
+
+def surrogate_config_from_dict(data: Any) -> SurrogateConfig:
+    """A validated `SurrogateConfig` from the YAML schema of this module (a plain mapping).
+
+    Raises:
+        ConfigError: on any invalid key or value; the message is one line.
+    """
+    data = _mapping(data, "the configuration")
+    if "preset" in data:
+        base = surrogate_config_to_dict(get_surrogate_preset(_str(data["preset"], "preset")))
+        data = _merge(base, {k: v for k, v in data.items() if k != "preset"})
+    _check_keys(data, _TOP, "the configuration")
+    required = [
+        f.name
+        for f in dataclasses.fields(SurrogateConfig)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ConfigError(f"the configuration is missing the required key {missing[0]!r}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SCALARS:
+            kwargs[key] = _SCALARS[key](value, key)
+        elif key == "truth":
+            sec = _mapping(value, "truth")
+            kwargs[key] = _build(TruthSpec, _dataclass_section(TruthSpec, sec, "truth"), "truth")
+        elif key == "imperfect":
+            kwargs[key] = _model(value)
+        elif key == "obs":
+            kwargs[key] = _obs(value)
+        elif key in ("filter", "surrogate_filter", "perfect_filter"):
+            kwargs[key] = None if value is None else _filter(value)
+        elif key == "net":
+            kwargs[key] = _build(NetSpec, _dataclass_section(NetSpec, _mapping(value, "net"), "net"), "net")
+        elif key == "train":
+            sec = _mapping(value, "train")
+            kwargs[key] = _build(SurrogateTrainConfig, _dataclass_section(SurrogateTrainConfig, sec, "train"), "train")
+    return _build(SurrogateConfig, kwargs, "configuration")
+
+
+def load_surrogate_yaml(path: str | Path) -> SurrogateConfig:
+    """A validated `SurrogateConfig` from a YAML file."""
+    return load_yaml_with(path, surrogate_config_from_dict)
+
+
+def load_surrogate_target(
+    target: str | Path, *, iterations: int | None = None, device: str | None = None
+) -> SurrogateConfig:
+    """A preset name or a YAML path, with the CLI overrides applied (validated again)."""
+    is_yaml = not (isinstance(target, str) and target in SURROGATE_PRESETS) and (
+        Path(target).suffix.lower() in (".yaml", ".yml") or Path(target).is_file()
+    )
+    config = load_surrogate_yaml(target) if is_yaml else get_surrogate_preset(str(target))
+    changes: dict[str, Any] = {}
+    if iterations is not None:
+        changes["iterations"] = _int(iterations, "iterations")
+    if device is not None:
+        changes["device"] = device
+    return _build(lambda **kw: dataclasses.replace(config, **kw), changes, "override")
+
+
+__all__ = [
+    "LYAPUNOV_TIME_L96",
+    "SURROGATE_LORENZ63",
+    "SURROGATE_LORENZ96",
+    "SURROGATE_PRESETS",
+    "NetSpec",
+    "SurrogateConfig",
+    "TruthSpec",
+    "get_surrogate_preset",
+    "load_surrogate_target",
+    "load_surrogate_yaml",
+    "surrogate_config_from_dict",
+    "surrogate_config_to_dict",
+]

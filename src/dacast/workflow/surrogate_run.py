@@ -1,0 +1,391 @@
+"""The surrogate <-> DA cycle: run, resume, score, write (mission §S2).
+
+State on disk (``out_dir``), written after every completed iteration so an
+interrupted run resumes from its last completed iteration:
+
+* ``state.json``: the settings and one record per completed iteration;
+* ``iteration_NN.npz``: analysis mean and spread ``(cycles, n_var)`` of DA
+  iteration NN, and the surrogate's per-start forecast errors ``(starts, 4)``;
+* ``surrogate_KK.pt`` / ``.json``: surrogate KK (trained after DA iteration KK,
+  used by DA iteration KK + 1);
+* ``perfect.npz``: DA with the perfect (truth) model, the reference line.
+
+Every random draw comes from a generator seeded by ``(seed, purpose,
+iteration)``, so a resumed run equals an uninterrupted one. At the end
+`write_surrogate_outputs` writes ``surrogate_run.nc``, ``summary.json`` and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dacast.ml.surrogate import SurrogateNet
+from dacast.ml.surrogate_train import load_surrogate, train_surrogate, windows_from_trajectory
+from dacast.models import Model
+from dacast.workflow.config import ConfigError
+from dacast.workflow.surrogate import SurrogateConfig, surrogate_config_to_dict
+from dacast.workflow.surrogate_cycle import (
+    DelayEmbedded,
+    assimilate,
+    free_forecasts,
+    time_mean_rmse,
+    valid_time,
+    view_operator,
+)
+
+N_LEADS = 4
+DIVERGENCE_FACTOR = 10.0
+
+
+def _gen(seed: int, *key: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, *key]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
+@dataclass(frozen=True)
+class TruthData:
+    """Truth and observations of one experiment (CPU, float64).
+
+    Attributes:
+        truth: full truth state at analysis times, shape ``(cycles, n_truth)``.
+        observations: shape ``(cycles, n_obs)``.
+        test: independent truth segment after the DA period, shape ``(test_cycles, n_truth)``.
+        obs_indices: observed modelled variables.
+        clim_std: ``sqrt(mean_var var_t(test))`` of the modelled variables.
+    """
+
+    truth: Tensor
+    observations: Tensor
+    test: Tensor
+    obs_indices: list[int]
+    clim_std: float
+
+
+def make_truth(config: SurrogateConfig) -> TruthData:
+    """Spin the truth up onto its attractor, run it, observe it, and run an independent test segment."""
+    model = config.truth.build()
+    gen = _gen(config.seed, 0)
+    x = model.default_initial_state(dtype=torch.float64)  # type: ignore[attr-defined]
+    x = x + torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    for _ in range(int(round(10.0 / config.dt))):
+        x = model.step(x, 0.0, config.dt)
+
+    def run(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
+        out = torch.empty((n, x.shape[-1]), dtype=torch.float64)
+        for c in range(n):
+            for _ in range(config.obs_every):
+                x = model.step(x, 0.0, config.dt)
+            out[c] = x
+        return out, x
+
+    truth, x = run(x, config.cycles)
+    for _ in range(int(round(5.0 / config.dt))):  # decorrelate the test segment
+        x = model.step(x, 0.0, config.dt)
+    test, _ = run(x, config.test_cycles)
+    idx = config.obs.state_indices(config.n_var)
+    std = torch.as_tensor(config.obs.error_std, dtype=torch.float64)
+    noise = torch.randn((config.cycles, len(idx)), generator=_gen(config.seed, 1), dtype=torch.float64)
+    obs = truth[:, idx] + noise * std
+    clim = float(test[:, : config.n_var].var(0).mean().sqrt())
+    return TruthData(truth, obs, test, idx, clim)
+
+
+def run_da(
+    config: SurrogateConfig,
+    data: TruthData,
+    model: Model,
+    iteration: int,
+    previous: Tensor | None,
+    *,
+    progress: bool = False,
+    perfect: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One DA run with ``model``; returns analysis mean, spread and smoothed mean ``(cycles, n_var)``.
+
+    With ``config.smoother_lag > 0`` the imperfect model runs on a delay-embedded
+    state (`DelayEmbedded`), so the filter is also a fixed-lag smoother; a
+    surrogate's window gives the same for free (lag ``min(window - 1, smoother_lag)``).
+
+    A plain model starts from ``N(truth_0, initial_std^2)`` members at time 0. A
+    window-``w`` surrogate starts at cycle ``w`` from the previous analysis
+    trajectory's first ``w`` rows plus ``N(0, initial_std^2)`` noise per member;
+    those rows are copied into the result (they lie in the burn-in).
+    """
+    n_var = data.truth.shape[1] if perfect else config.n_var
+    n_state = model.n_state
+    gen = _gen(config.seed, 2, iteration)
+    k = config.members
+    truth_mod = data.truth[:, : config.n_var]
+    smoother = config.smoother_lag > 0 and not perfect
+    if isinstance(model, SurrogateNet):
+        assert previous is not None
+        w = model.window
+        noise = config.initial_std * torch.randn((k, w, config.n_var), generator=gen, dtype=torch.float64)
+        ens = model.embed(previous[:w][None] + noise)
+        view, start, step, dt = model.view, w, 1, config.step
+        lag_view = torch.arange(config.n_var) + (w - 1 - min(w - 1, config.smoother_lag)) * config.n_var
+        filt = config.filter_for_surrogate
+    elif smoother:
+        w = config.smoother_lag + 1
+        model = DelayEmbedded(model, w, config.obs_every)
+        n_state = model.n_state
+        x0 = truth_mod[0] + config.initial_std * torch.randn((k, config.n_var), generator=gen, dtype=torch.float64)
+        ens = x0.repeat(1, w)
+        view, start, step, dt = model.view, 0, 1, config.step
+        lag_view = torch.arange(config.n_var)
+        filt = config.filter
+    else:
+        x0 = data.truth[0, :n_var] if perfect else truth_mod[0]
+        ens = x0 + config.initial_std * torch.randn((k, n_state), generator=gen, dtype=torch.float64)
+        view, start, step, dt = torch.arange(config.n_var), 0, config.obs_every, config.dt
+        lag_view = None
+        filt = (config.perfect_filter or config.filter) if perfect else config.filter
+    op = view_operator(n_state, view, data.obs_indices, _std(config))
+    grid = None
+    if config.imperfect.name == "lorenz96":
+        from dacast.obs import Grid
+
+        grid = Grid.ring(n_state)
+    threshold = DIVERGENCE_FACTOR * data.clim_std
+    label = "DA perfect" if perfect else f"DA iter {iteration}"
+    res = assimilate(
+        model,
+        ens,
+        data.observations,
+        op,
+        filt,
+        view=view,
+        steps_per_cycle=step,
+        dt=dt,
+        start=start,
+        grid=grid,
+        generator=gen,
+        threshold=threshold,
+        truth=truth_mod,
+        progress=progress,
+        label=label,
+        lag_view=lag_view,
+    )
+    mean, spread, smooth = res.analysis_mean, res.analysis_spread, res.smoothed_mean
+    if start and previous is not None:
+        mean[:start] = previous[:start]
+        spread[:start] = config.initial_std
+    bad = ~torch.isfinite(smooth).all(-1)
+    smooth[bad] = mean[bad]
+    return mean, spread, smooth
+
+
+def _std(config: SurrogateConfig) -> float | Tensor:
+    e = config.obs.error_std
+    return torch.tensor(e, dtype=torch.float64) if isinstance(e, tuple) and len(e) > 1 else float(np.ravel(e)[0])
+
+
+def forecast_scores(config: SurrogateConfig, data: TruthData, model: Model) -> dict[str, Any]:
+    """Forecast scores of ``model`` from true initial states of the test segment.
+
+    Returns:
+        ``rmse`` (``N_LEADS`` values, steps 1-4), ``error`` per start and lead
+        ``(starts, N_LEADS)``, ``start_state`` ``(starts, n_var)``, ``nrmse``
+        (``free_leads`` values: RMSE over starts / climatological std), ``valid_time``.
+    """
+    w = config.net.window if isinstance(model, SurrogateNet) else 1
+    test = data.test[:, : config.n_var]
+    last = config.test_cycles - config.free_leads - 1
+    starts = torch.linspace(w - 1, max(w - 1, last), config.test_starts).round().long().unique()
+    leads = config.free_leads
+    if isinstance(model, SurrogateNet):
+        hist = test[starts[:, None] + torch.arange(-w + 1, 1)]  # (S, w, n_var)
+        init = model.embed(hist)
+        fc = free_forecasts(model, init, leads, steps_per_lead=1, dt=config.step)[..., model.view]
+    else:
+        fc = free_forecasts(model, test[starts], leads, steps_per_lead=config.obs_every, dt=config.dt)
+    idx = (starts[None, :] + torch.arange(1, leads + 1)[:, None]).clamp_max(config.test_cycles - 1)
+    err = (fc - test[idx]).pow(2).mean(-1)  # (leads, S)
+    err = torch.where(torch.isfinite(err), err, torch.full_like(err, 1e6))
+    nrmse = err.mean(1).sqrt().numpy() / data.clim_std
+    return {
+        "rmse": err[:N_LEADS].mean(1).sqrt().tolist(),
+        "error": err[:N_LEADS].sqrt().T.numpy(),
+        "start_state": test[starts].numpy(),
+        "nrmse": nrmse,
+        "valid_time": valid_time(nrmse, config.step),
+    }
+
+
+@dataclass(frozen=True)
+class SurrogateRun:
+    """Everything a finished (or stopped) cycle produced.
+
+    Attributes:
+        config: the experiment.
+        out_dir: where its files are.
+        records: one dict per completed iteration (rmse_analysis, forecast scores, losses, times).
+        perfect_rmse: analysis RMSE of DA with the perfect model.
+        stopped: why the cycle ended.
+        wall_time_s: seconds, including earlier sessions of a resumed run.
+    """
+
+    config: SurrogateConfig
+    out_dir: Path
+    records: list[dict[str, Any]]
+    perfect_rmse: float
+    stopped: str
+    wall_time_s: float
+
+
+def _save_state(out: Path, config: SurrogateConfig, records: list[dict[str, Any]], perfect: float, wall: float) -> None:
+    doc = {"config": surrogate_config_to_dict(config), "records": records, "perfect_rmse": perfect, "wall_time_s": wall}
+    tmp = out / "state.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out / "state.json")
+
+
+def _stop_reason(config: SurrogateConfig, records: list[dict[str, Any]]) -> str | None:
+    n = len(records) - 1
+    rmse = [r["rmse_analysis"] for r in records]
+    if n >= config.iterations:
+        return f"reached the maximum of {config.iterations} iterations"
+    if n >= 1 and not np.isfinite(rmse[-1]):
+        return f"DA with surrogate {n - 1} diverged"
+    if n >= config.patience + 1:
+        best_before = min(rmse[1 : n + 1 - config.patience] or [rmse[0]])
+        recent = min(rmse[n + 1 - config.patience :])
+        if not recent < best_before * (1 - config.tolerance):
+            return f"analysis RMSE improved by less than {config.tolerance:.1%} in {config.patience} iterations"
+    return None
+
+
+def run_surrogate(
+    config: SurrogateConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = False,
+    stop_after: int | None = None,
+) -> SurrogateRun:
+    """Run (or resume) the cycle and keep its state in ``out_dir``.
+
+    Args:
+        config: the experiment.
+        out_dir: output folder (created).
+        resume: continue a run found in ``out_dir`` (its settings must equal ``config``'s,
+            except ``iterations``); without it an existing run there is an error.
+        progress: Rich progress bars.
+        stop_after: stop after this many iterations of *this call* (simulates an interruption; for tests).
+
+    Raises:
+        ConfigError: an existing run without ``resume``, or one with other settings.
+    """
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = config.device_obj()
+    records: list[dict[str, Any]] = []
+    wall_before = 0.0
+    state_path = out / "state.json"
+    if state_path.exists():
+        if not resume:
+            raise ConfigError(
+                f"{out} already holds a surrogate run; pass --resume to continue it or choose another --out"
+            )
+        doc = json.loads(state_path.read_text(encoding="utf-8"))
+        mine = surrogate_config_to_dict(config)
+        theirs = dict(doc["config"])
+        mine.pop("iterations"), theirs.pop("iterations")
+        if json.loads(json.dumps(mine)) != theirs:
+            raise ConfigError(f"the run in {out} has other settings; resume it with the same configuration")
+        records, wall_before = doc["records"], doc["wall_time_s"]
+    data = make_truth(config)
+    truth_mod = data.truth[:, : config.n_var]
+    skip = config.burn_cycles
+    if (out / "perfect.npz").exists():
+        perfect_rmse = float(np.load(out / "perfect.npz")["rmse"])
+    else:
+        pm, _, _ = run_da(config, data, config.truth.build(), 0, None, progress=progress, perfect=True)
+        perfect_rmse = time_mean_rmse(pm, truth_mod, skip)
+        np.savez(out / "perfect.npz", analysis_mean=pm.numpy(), rmse=perfect_rmse)
+    done_now = 0
+    stopped = _stop_reason(config, records) if records else None
+    while stopped is None:
+        it = len(records)
+        t0 = time.perf_counter()
+        rec: dict[str, Any] = {"iteration": it}
+        if it == 0:
+            model: Model = config.imperfect_model()
+            mean, spread, smooth = run_da(config, data, model, 0, None, progress=progress)
+            rec |= {"model": "imperfect", "train_loss": None, "val_loss": None, "train_time_s": 0.0}
+        else:
+            prev = np.load(out / f"iteration_{it - 1:02d}.npz")
+            prev_mean, prev_spread = torch.from_numpy(prev["analysis_mean"]), torch.from_numpy(prev["analysis_spread"])
+            pairs = windows_from_trajectory(
+                torch.from_numpy(prev["smoothed_mean"]),
+                config.net.window,
+                variance=prev_spread**2 if config.weight_by_variance else None,
+                skip=skip,
+            )
+            init = None
+            if config.warm_start and it >= 2:
+                init = load_surrogate(out / f"surrogate_{it - 2:02d}")
+            spec = init if init is not None else config.net.spec(config.n_var, config.step)
+            train_cfg = _replace_train(config, it, device)
+            result = train_surrogate(
+                pairs,
+                spec,
+                train_cfg,
+                init_seed=config.seed * 1000 + it,
+                checkpoint=out / f"surrogate_{it - 1:02d}",
+                settings={"experiment": config.name, "iteration": it},
+                progress=progress,
+            )
+            model = result.model
+            mean, spread, smooth = run_da(config, data, model, it, prev_mean, progress=progress)
+            rec |= {
+                "model": f"surrogate-{it - 1}",
+                "train_loss": result.metrics["final_train_loss"],
+                "val_loss": result.metrics["best_val_loss"],
+                "train_time_s": result.wall_time_s,
+            }
+        rmse = time_mean_rmse(mean, truth_mod, skip)
+        scores = forecast_scores(config, data, model)
+        rec |= {
+            "rmse_analysis": rmse if np.isfinite(rmse) else float("nan"),
+            "forecast_rmse_steps_1_4": scores["rmse"],
+            "valid_time": scores["valid_time"],
+            "nrmse_free": scores["nrmse"].tolist(),
+            "iteration_time_s": time.perf_counter() - t0,
+        }
+        np.savez(
+            out / f"iteration_{it:02d}.npz",
+            analysis_mean=mean.numpy(),
+            analysis_spread=spread.numpy(),
+            smoothed_mean=smooth.numpy(),
+            forecast_error=scores["error"],
+            start_state=scores["start_state"],
+        )
+        records.append(rec)
+        wall = wall_before + time.perf_counter() - t_start
+        _save_state(out, config, records, perfect_rmse, wall)
+        done_now += 1
+        stopped = _stop_reason(config, records)
+        if stopped is None and stop_after is not None and done_now >= stop_after:
+            stopped = "interrupted"
+    wall = wall_before + time.perf_counter() - t_start
+    _save_state(out, config, records, perfect_rmse, wall)
+    return SurrogateRun(config, out, records, perfect_rmse, stopped, wall)
+
+
+def _replace_train(config: SurrogateConfig, iteration: int, device: torch.device) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(config.train, seed=config.seed * 1000 + iteration, device=device.type)
+
+
+__all__ = ["N_LEADS", "SurrogateRun", "TruthData", "forecast_scores", "make_truth", "run_da", "run_surrogate"]

@@ -1,0 +1,103 @@
+"""The surrogate <-> DA cycle: improvement over iteration 0, resume, config and YAML errors, outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from dacast.da import ETKFConfig
+from dacast.ml import SurrogateTrainConfig
+from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec
+from dacast.workflow.surrogate import (
+    SURROGATE_PRESETS,
+    NetSpec,
+    SurrogateConfig,
+    TruthSpec,
+    surrogate_config_from_dict,
+    surrogate_config_to_dict,
+)
+from dacast.workflow.surrogate_plots import write_surrogate_outputs
+from dacast.workflow.surrogate_run import run_surrogate
+
+
+@pytest.fixture
+def tiny() -> SurrogateConfig:
+    """Lorenz-96 on 8 points; the imperfect model has F = 5 instead of 8; a tiny CNN."""
+    return SurrogateConfig(
+        name="tiny",
+        truth=TruthSpec(name="lorenz96", n_state=8, forcing=8.0),
+        imperfect=ModelSpec(name="lorenz96", n_state=8, forcing=5.0),
+        dt=0.05,
+        obs_every=1,
+        obs=ObsSpec(kind="identity", error_std=0.5),
+        filter=ETKFConfig(inflation=1.1),
+        members=10,
+        cycles=200,
+        burn_in=1.0,
+        net=NetSpec(kind="cnn", window=1, hidden=6, layers=1),
+        train=SurrogateTrainConfig(epochs=15, batch_size=32, lr=1e-2, patience=15),
+        iterations=2,
+        patience=2,
+        test_cycles=80,
+        test_starts=10,
+        free_leads=20,
+        seed=4,
+    )
+
+
+def test_short_cycle_runs_and_writes_outputs(tiny: SurrogateConfig, tmp_path: Path) -> None:
+    run = run_surrogate(tiny, tmp_path / "a")
+    rmse = [r["rmse_analysis"] for r in run.records]
+    assert len(rmse) == 3, run.stopped
+    assert all(r < 3.0 for r in rmse), rmse  # no divergence
+    assert run.perfect_rmse < rmse[0]  # the F = 5 model is worse than the truth's
+    paths = write_surrogate_outputs(run, plots=True)
+    summary = json.loads(paths["summary"].read_text())
+    for key in ("rmse_analysis_per_iteration", "rmse_analysis_imperfect", "forecast_rmse_steps_1_4", "valid_time",
+                "wall_time_s", "valid_time_lyapunov"):  # fmt: skip
+        assert key in summary
+    assert set(summary["forecast_rmse_steps_1_4"]) == {"imperfect", "surrogate-0", "surrogate-1"}
+    assert paths["dataset"].is_file() and (tmp_path / "a" / "surrogate_rmse_per_iteration.png").is_file()
+
+
+def test_resume_equals_uninterrupted_run(tiny: SurrogateConfig, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(tiny, iterations=2, cycles=120, warm_start=True, train=SurrogateTrainConfig(epochs=3))
+    full = run_surrogate(cfg, tmp_path / "full")
+    part = run_surrogate(cfg, tmp_path / "part", stop_after=2)
+    assert part.stopped == "interrupted" and len(part.records) == 2
+    with pytest.raises(ConfigError, match="--resume"):
+        run_surrogate(cfg, tmp_path / "part")
+    with pytest.raises(ConfigError, match="other settings"):
+        run_surrogate(dataclasses.replace(cfg, seed=9), tmp_path / "part", resume=True)
+    done = run_surrogate(cfg, tmp_path / "part", resume=True)
+    assert [r["rmse_analysis"] for r in done.records] == [r["rmse_analysis"] for r in full.records]
+    assert done.records[-1]["forecast_rmse_steps_1_4"] == full.records[-1]["forecast_rmse_steps_1_4"]
+
+
+def test_presets_and_yaml_round_trip() -> None:
+    for cfg in SURROGATE_PRESETS.values():
+        assert surrogate_config_from_dict(surrogate_config_to_dict(cfg)) == cfg
+    l96 = SURROGATE_PRESETS["surrogate-lorenz96"]
+    assert l96.members == 30 and l96.dt == 0.05 and len(l96.obs.indices or ()) == 20 and l96.obs.error_std == 1.0
+    cfg = surrogate_config_from_dict({"preset": "surrogate-lorenz63", "iterations": 2, "net": {"hidden": 8}})
+    assert cfg.iterations == 2 and cfg.net.hidden == 8 and cfg.net.kind == "lstm"
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"preset": "nope"}, "unknown surrogate preset"),
+        ({"preset": "surrogate-lorenz63", "members": 1}, "members"),
+        ({"preset": "surrogate-lorenz63", "bogus": 1}, "unknown key 'bogus'"),
+        ({"preset": "surrogate-lorenz63", "net": {"kind": "cnn", "window": 4}}, "window"),
+        ({"preset": "surrogate-lorenz63", "train": {"lr": "fast"}}, "train.lr"),
+        ({"preset": "surrogate-lorenz63", "filter": {"kind": "letkf", "localization": {"length": 2}}}, "LETKF"),
+        ({"truth": {"name": "lorenz96"}}, "missing the required key"),
+    ],
+)
+def test_bad_config_values_raise_config_error(data: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        surrogate_config_from_dict(data)
