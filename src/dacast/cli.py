@@ -17,6 +17,7 @@ from dacast._console import fail
 from dacast._console import out as stdout
 from dacast.cli_bda import app as bda_app
 from dacast.cli_nowcast import app as nowcast_app
+from dacast.cli_surrogate import app as surrogate_app
 from dacast.workflow import PRESETS, ConfigError, load_target, run_experiment
 from dacast.workflow.loader import is_yaml_path
 
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 app.add_typer(nowcast_app, name="nowcast")
 app.add_typer(bda_app, name="bda")
+app.add_typer(surrogate_app, name="surrogate")
 
 
 @app.command()
