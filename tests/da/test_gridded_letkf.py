@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dacast.da import GriddedLETKFConfig, LETKFConfig, gridded_letkf, gridded_neighbours, letkf, transform_update
-from dacast.da.gridded import transform_factors
+from dacast.da.gridded import live_first, transform_factors
+from dacast.da.letkf import single_threaded
 from dacast.obs import Grid
 from dacast.obs.operators import IndexObs
 
@@ -181,3 +182,47 @@ def test_bad_inputs_are_refused() -> None:
         GriddedLETKFConfig(rtpp=1.5)
     with pytest.raises(ValueError, match="weight_stride"):
         GriddedLETKFConfig(weight_stride=0)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_observations_without_spread_are_skipped_exactly(stride: int) -> None:
+    """Clear air: observations where every member has the same value carry no information.
+
+    Dropping them after the ``max_obs`` nearest were chosen gives the same
+    analysis as the foundation LETKF (stride 1), which keeps them in its Gram
+    matrices, and the result does not depend on their innovations.
+    """
+    prior, y, op = gridded_problem(k=24, n_var=2, shape=(16, 16), frac=0.6, seed=11)
+    k = prior.shape[0]
+    flat = prior.reshape(k, -1).clone()
+    clear = op.indices[::2]  # half the observed entries: every member at the same value
+    flat[:, clear] = 5.0
+    prior = flat.reshape(prior.shape)
+    cfg = GriddedLETKFConfig(localization=1.0, max_obs=15, rtpp=0.5, weight_stride=stride)
+    post = gridded_letkf(prior, y, op, cfg, dx_km=DX)
+    y2 = y.clone()
+    y2[::2] += 3.0  # other innovations where there is no spread
+    torch.testing.assert_close(gridded_letkf(prior, y2, op, cfg, dx_km=DX), post, rtol=0, atol=1e-12)
+    assert (post.mean(0) - prior.mean(0)).abs().max() > 0.1
+    if stride == 1:
+        grid = Grid.cartesian((16, 16), spacing=DX, periodic=True)
+        ref = letkf(flat, y, op, LETKFConfig(localization=cfg.taper, rtpp=0.5), grid).ensemble
+        torch.testing.assert_close(post.reshape(k, -1), ref, rtol=0, atol=1e-12)
+
+
+def test_live_first_keeps_order_and_cuts_padding() -> None:
+    index = torch.tensor([[3, 1, 2, 0], [2, 0, 1, 3]])
+    sqrt_w = torch.tensor([[1.0, 0.75, 0.5, 0.0], [0.875, 0.75, 0.625, 0.25]])
+    informative = torch.tensor([True, False, True, True])
+    idx, sw = live_first(index, sqrt_w, informative)
+    assert idx[0, :2].tolist() == [3, 2] and sw[0].tolist() == [1.0, 0.5, 0.0]
+    assert idx[1].tolist() == [2, 0, 3] and sw[1].tolist() == [0.875, 0.75, 0.25]
+
+
+def test_single_threaded_restores_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    with single_threaded():
+        with single_threaded():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

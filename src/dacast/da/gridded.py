@@ -35,9 +35,9 @@ import torch
 from torch import Tensor
 
 from dacast.da.analysis import check_inputs, relax, whiten
-from dacast.da.letkf import map_chunks, solve_points, tapered_neighbours
+from dacast.da.letkf import cpu_workers, map_chunks, map_tasks, tapered_neighbours
 from dacast.da.localization import Localization
-from dacast.da.transform import choose_form
+from dacast.da.transform import choose_form, transform_update
 from dacast.obs.grid import Grid, Neighbours, neighbours
 from dacast.obs.operators import ObsOperator
 
@@ -194,6 +194,59 @@ def _gram_eigen(yt: Tensor, d: Tensor, a: float, pad: Tensor | None) -> tuple[Te
     return u, coef, g
 
 
+def live_first(index: Tensor, sqrt_w: Tensor, informative: Tensor) -> tuple[Tensor, Tensor]:
+    """Each point's informative neighbours first (order kept), the rest as padding, cut to the longest.
+
+    An observation whose whitened anomalies are all exactly zero (e.g. clear
+    air, every member at the same clipped dBZ) adds nothing to any transform:
+    its row of Ŷᵀ is zero, so it only adds a zero eigenvalue whose eigenvector
+    meets neither Ŷᵀ nor the update (whatever its innovation). Dropping it
+    *after* the ``max_obs`` nearest were chosen leaves the analysis unchanged
+    (to rounding); the neighbour selection itself is untouched.
+
+    Args:
+        index: neighbour observation indices ``(n, width)``.
+        sqrt_w: square-root taper weights ``(n, width)`` (0: padding).
+        informative: ``(n_obs,)`` bool, observations with a non-zero anomaly.
+
+    Returns:
+        ``(index, sqrt_w)`` of shape ``(n, live)``, ``live`` the largest count of
+        informative neighbours (zero weights mark padding).
+    """
+    live = (sqrt_w > 0) & informative[index]
+    n_live = int(live.sum(-1).max()) if live.numel() else 0
+    if n_live == index.shape[1] and bool(live.all()):
+        return index, sqrt_w
+    order = torch.sort((~live).to(torch.uint8), dim=-1, stable=True).indices[:, :n_live]
+    sw = torch.where(live, sqrt_w, torch.zeros_like(sqrt_w))
+    return index.gather(1, order), sw.gather(1, order)
+
+
+def _factors(
+    ya_t: Tensor, d: Tensor, informative: Tensor, index: Tensor, sqrt_w: Tensor, inflation: float
+) -> TransformFactors:
+    """`transform_factors` of a batch of points ``(n, width)`` in one go, informative rows only."""
+    idx, sw = live_first(index, sqrt_w, informative)
+    k = ya_t.shape[1]
+    if idx.shape[1] == 0:
+        z = ya_t.new_zeros((index.shape[0], 0))
+        return TransformFactors(v=ya_t.new_zeros((index.shape[0], 0, k)), coef=z, g=z, scale=inflation)
+    return transform_factors(ya_t[idx] * sw[..., None], d[idx] * sw, inflation, pad=sw == 0)
+
+
+def _pad_rank(f: TransformFactors, r: int) -> TransformFactors:
+    """Zero-pad the factors to rank ``r`` (zero rows of ``V`` with zero ``coef``, ``g`` change nothing)."""
+    extra = r - f.v.shape[-2]
+    if extra == 0:
+        return f
+    return TransformFactors(
+        v=torch.nn.functional.pad(f.v, (0, 0, 0, extra)),
+        coef=torch.nn.functional.pad(f.coef, (0, extra)),
+        g=torch.nn.functional.pad(f.g, (0, extra)),
+        scale=f.scale,
+    )
+
+
 def _solve_points(
     ya_t: Tensor,
     d: Tensor,
@@ -204,24 +257,33 @@ def _solve_points(
     inflation: float,
     chunk_mb: float | None,
 ) -> Tensor:
-    """`solve_points` (one transform per point), with padded Gram matrices kept regular.
+    """`solve_points` (one transform per point) on each point's informative neighbours only.
 
     Args and result as `dacast.da.letkf.solve_points`: ``xp (n, k, nv)`` -> ``(n, k, nv)``.
+    Padded Gram matrices are kept regular (see `_gram_eigen`).
     """
     n, k, _ = xp.shape
     width = index.shape[1]
-    if choose_form(k, width) == "ensemble":
-        return solve_points(ya_t, d, index, sqrt_w, xp, xmean, inflation, "ensemble", chunk_mb)
+    informative = (ya_t != 0).any(-1)
     a = (k - 1) / inflation**2
     budget = chunk_mb or (16.0 if xp.device.type == "cpu" else 2048.0)
-    chunk = max(1, int(budget * 2**20 // (3 * xp.element_size() * (width * k + 2 * width * width))))
+    per_point = width * k + (k * k if choose_form(k, width) == "ensemble" else 2 * width * width)
+    chunk = max(1, int(budget * 2**20 // (3 * xp.element_size() * per_point)))
     out = torch.empty_like(xp)
 
     def solve(start: int, stop: int) -> None:
-        sw = sqrt_w[start:stop]
-        yt = ya_t[index[start:stop]] * sw[..., None]  # (B, p, k)
-        u, coef, g = _gram_eigen(yt, d[index[start:stop]] * sw, a, sw == 0)
+        idx, sw = live_first(index[start:stop], sqrt_w[start:stop], informative)
         x = xp[start:stop]
+        p = idx.shape[1]
+        if p == 0:
+            out[start:stop] = xmean[start:stop, None, :] + inflation * x
+            return
+        yt = ya_t[idx] * sw[..., None]  # (B, p, k)
+        dd = d[idx] * sw
+        if choose_form(k, p) == "ensemble":
+            out[start:stop] = transform_update(yt, dd, x, xmean[start:stop], inflation, "ensemble")
+            return
+        u, coef, g = _gram_eigen(yt, dd, a, sw == 0)
         uz = u.transpose(-1, -2) @ (yt @ x)  # (B, p, nv)
         mean_inc = g[:, None, :] @ uz  # (B, 1, nv)
         pert = inflation * x + yt.transpose(-1, -2) @ (u @ (coef[..., None] * uz))
@@ -229,34 +291,6 @@ def _solve_points(
 
     map_chunks(n, chunk, xp.device, solve)
     return out
-
-
-def _factors_of_points(
-    ya_t: Tensor, d: Tensor, index: Tensor, sqrt_w: Tensor, inflation: float, chunk_mb: float | None
-) -> TransformFactors:
-    """`transform_factors` of every point of a neighbour table ``(n, width)``, in chunks on a thread pool."""
-    n, width = index.shape
-    k = ya_t.shape[1]
-    form = choose_form(k, width)
-    r = width if form == "gram" else k
-    dev, dtype = ya_t.device, ya_t.dtype
-    v = torch.empty((n, r, k), device=dev, dtype=dtype)
-    coef = torch.empty((n, r), device=dev, dtype=dtype)
-    g = torch.empty((n, r), device=dev, dtype=dtype)
-    scale = [inflation]
-    budget = chunk_mb or (16.0 if dev.type == "cpu" else 2048.0)
-    per_point = 3 * ya_t.element_size() * (width * k + r * k + 2 * r * r)
-    chunk = max(1, int(budget * 2**20 // per_point))
-
-    def solve(start: int, stop: int) -> None:
-        sw = sqrt_w[start:stop]
-        idx = index[start:stop]
-        f = transform_factors(ya_t[idx] * sw[..., None], d[idx] * sw, inflation, form, pad=sw == 0)
-        v[start:stop], coef[start:stop], g[start:stop] = f.v, f.coef, f.g
-        scale[0] = f.scale
-
-    map_chunks(n, chunk, dev, solve)
-    return TransformFactors(v=v, coef=coef, g=g, scale=scale[0])
 
 
 def _bilinear(stride: int, n_var: int, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -315,49 +349,65 @@ def analyse_tile(
         raise ValueError(f"expected a ({cy + 1}, {cx + 1}, width) table of coarse points, got {tuple(index.shape)}")
     width = index.shape[-1]
     m = n_var * s * s
-    # (k, var, cy, s, cx, s) -> cells (cy, cx, k, var*s*s)
-    cells = prior.reshape(k, n_var, cy, s, cx, s).permute(2, 4, 0, 1, 3, 5).reshape(cy, cx, k, m)
+    informative = (ya_t != 0).any(-1)
+    # cells (cy, cx, k, var, s, s) as views of the prior and of the result
+    cells = prior.reshape(k, n_var, cy, s, cx, s).permute(2, 4, 0, 1, 3, 5)
+    analysis = torch.empty((k, n_var, ty, tx), dtype=prior.dtype, device=prior.device)
+    out_cells = analysis.view(k, n_var, cy, s, cx, s).permute(2, 4, 0, 1, 3, 5)
     corner_w = _bilinear(s, n_var, prior.device, prior.dtype)  # (4, m)
     r = width if choose_form(k, width) == "gram" else k
-    budget = 8.0 * (config.chunk_mb or (16.0 if prior.device.type == "cpu" else 2048.0))
-    per_row = prior.element_size() * ((cx + 1) * r * k * 2 + 3 * cx * k * m)
+    workers = cpu_workers(prior.device)
+    budget = 8.0 * (config.chunk_mb or (16.0 if prior.device.type == "cpu" else 2048.0)) / workers
+    per_row = prior.element_size() * ((cx + 1) * (width + r) * k * 2 + 3 * cx * k * m)
     band = max(1, min(cy, int(budget * 2**20 // per_row)))
-    post = torch.empty_like(cells)
 
     def factors(rows: slice) -> TransformFactors:
-        idx = index[rows].reshape(-1, width)
-        sw = sqrt_w[rows].reshape(-1, width)
-        f = _factors_of_points(ya_t, d, idx, sw, config.inflation, config.chunk_mb)
         n_rows = index[rows].shape[0]
+        f = _factors(
+            ya_t, d, informative, index[rows].reshape(-1, width), sqrt_w[rows].reshape(-1, width), config.inflation
+        )
+        rank = f.v.shape[-2]
         return TransformFactors(
-            v=f.v.reshape(n_rows, cx + 1, r, k),
-            coef=f.coef.reshape(n_rows, cx + 1, r),
-            g=f.g.reshape(n_rows, cx + 1, r),
+            v=f.v.reshape(n_rows, cx + 1, rank, k),
+            coef=f.coef.reshape(n_rows, cx + 1, rank),
+            g=f.g.reshape(n_rows, cx + 1, rank),
             scale=f.scale,
         )
 
-    prev = factors(slice(0, 1))
-    for i0 in range(0, cy, band):
-        i1 = min(i0 + band, cy)
-        new = factors(slice(i0 + 1, i1 + 1))
-        v = torch.cat([prev.v, new.v])
-        coef = torch.cat([prev.coef, new.coef])
-        g = torch.cat([prev.g, new.g])
-        x = cells[i0:i1]
-        xmean = x.mean(2, keepdim=True)
-        xp = x - xmean
-        out = xmean + new.scale * xp
-        for c, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-            rows, cols = slice(dy, dy + i1 - i0), slice(dx, dx + cx)
-            vc = v[rows, cols]  # (nb, cx, r, k)
-            q = vc @ xp  # (nb, cx, r, m)
-            mean_inc = (g[rows, cols][..., None, :] @ q) * corner_w[c]  # (nb, cx, 1, m)
-            h = q * coef[rows, cols][..., None] * corner_w[c]
-            out += mean_inc + vc.transpose(-1, -2) @ h
-        post[i0:i1] = out
-        prev = TransformFactors(v=new.v[-1:], coef=new.coef[-1:], g=new.g[-1:], scale=new.scale)
-    analysis = post.reshape(cy, cx, k, n_var, s, s).permute(2, 3, 0, 4, 1, 5).reshape(k, n_var, ty, tx)
-    return relax(prior, analysis, config.rtpp, config.rtps)
+    def rows_task(r0: int, r1: int) -> None:
+        """Cell rows ``r0..r1-1``: coarse rows ``r0..r1`` in bands, each band's upper row kept for the next."""
+        prev = factors(slice(r0, r0 + 1))
+        for i0 in range(r0, r1, band):
+            i1 = min(i0 + band, r1)
+            new = factors(slice(i0 + 1, i1 + 1))
+            rank = max(prev.v.shape[-2], new.v.shape[-2])
+            prev, new = _pad_rank(prev, rank), _pad_rank(new, rank)
+            v = torch.cat([prev.v, new.v])
+            coef = torch.cat([prev.coef, new.coef])
+            g = torch.cat([prev.g, new.g])
+            x = cells[i0:i1].reshape(i1 - i0, cx, k, m)
+            xmean = x.mean(2, keepdim=True)
+            xp = x - xmean
+            out = xmean + new.scale * xp
+            if rank:
+                for c, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                    rows, cols = slice(dy, dy + i1 - i0), slice(dx, dx + cx)
+                    vc = v[rows, cols]  # (nb, cx, r, k)
+                    q = vc @ xp  # (nb, cx, r, m)
+                    mean_inc = (g[rows, cols][..., None, :] @ q) * corner_w[c]  # (nb, cx, 1, m)
+                    h = q * coef[rows, cols][..., None] * corner_w[c]
+                    out += mean_inc + vc.transpose(-1, -2) @ h
+            post = relax(x.movedim(2, 0), out.movedim(2, 0), config.rtpp, config.rtps).movedim(0, 2)
+            out_cells[i0:i1] = post.reshape(i1 - i0, cx, k, n_var, s, s)
+            prev = TransformFactors(v=new.v[-1:], coef=new.coef[-1:], g=new.g[-1:], scale=new.scale)
+
+    # contiguous row ranges (a few per worker, for balance); each recomputes its first coarse row
+    n_tasks = min(cy, 1 if workers == 1 else 2 * workers)
+    edges = [round(i * cy / n_tasks) for i in range(n_tasks + 1)]
+    map_tasks(
+        [lambda r0=r0, r1=r1: rows_task(r0, r1) for r0, r1 in zip(edges[:-1], edges[1:], strict=True)], prior.device
+    )
+    return analysis
 
 
 def check_gridded_inputs(prior: Tensor, y: Tensor, operator: ObsOperator) -> None:

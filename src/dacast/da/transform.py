@@ -77,6 +77,9 @@ def transform_update(
         pert = v @ (torch.sqrt((k - 1) / lam)[..., None] * g)
     else:
         gram = yt @ yt.transpose(-1, -2)
+        # zero rows of Ŷᵀ (padding, clear air) get a unit diagonal: exact (they add nothing to
+        # UᵀŶᵀ and only rotate inside an eigenspace), and LAPACK avoids its slow rank-deficient path
+        gram.diagonal(dim1=-2, dim2=-1).add_((yt == 0).all(-1).to(gram.dtype))
         lam, u = torch.linalg.eigh(gram)
         lam = lam.clamp_min(0.0)
         z = yt @ xp  # (B, p, nv)
