@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from dacast.da import GriddedLETKFConfig, LETKFConfig, gridded_letkf, gridded_neighbours, letkf, transform_update
-from dacast.da.gridded import live_first, transform_factors
+from dacast.da.analysis import relax
+from dacast.da.gridded import live_first, prepare, transform_factors
 from dacast.da.letkf import single_threaded
 from dacast.obs import Grid
 from dacast.obs.operators import IndexObs
@@ -226,3 +227,54 @@ def test_single_threaded_restores_the_thread_count() -> None:
             assert torch.get_num_threads() == 1
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("rtps", [0.0, 0.3])
+def test_coarse_weights_equal_dense_interpolated_transforms(rtps: float) -> None:
+    """Stride 2 equals interpolating dense k x k transforms and mean weights point by point."""
+    prior, y, op = gridded_problem(k=12, n_var=2, shape=(12, 16), frac=0.5, seed=12)
+    prior.reshape(12, -1)[:, op.indices[::3]] = 2.0  # some observations without spread
+    k, n_var, ny, nx = prior.shape
+    cfg = GriddedLETKFConfig(localization=1.0, max_obs=10, rtpp=0.4, rtps=rtps, inflation=1.1, weight_stride=2)
+    ya_t, d, index, sqrt_w = prepare(prior, y, op, cfg, DX, None)
+    f = transform_factors(ya_t[index] * sqrt_w[..., None], d[index] * sqrt_w, cfg.inflation, "gram", pad=sqrt_w == 0)
+    eye = torch.eye(k, dtype=prior.dtype)
+    w_pert = f.scale * eye + f.v.transpose(-1, -2) @ (f.coef[..., None] * f.v)  # (cy, cx, k, k)
+    w_mean = (f.v.transpose(-1, -2) @ f.g[..., None])[..., 0]  # (cy, cx, k)
+    ref = torch.empty_like(prior)
+    cy, cx = ny // 2, nx // 2
+    for i in range(ny):
+        for j in range(nx):
+            i0, j0, ty, tx = i // 2, j // 2, (i % 2) / 2, (j % 2) / 2
+            pert, mean = torch.zeros((k, k), dtype=prior.dtype), torch.zeros(k, dtype=prior.dtype)
+            for ci, cj, b in (
+                (i0, j0, (1 - ty) * (1 - tx)),
+                (i0, (j0 + 1) % cx, (1 - ty) * tx),
+                ((i0 + 1) % cy, j0, ty * (1 - tx)),
+                ((i0 + 1) % cy, (j0 + 1) % cx, ty * tx),
+            ):
+                pert += b * w_pert[ci, cj]
+                mean += b * w_mean[ci, cj]
+            x = prior[:, :, i, j]
+            xm = x.mean(0)
+            ref[:, :, i, j] = xm + mean @ (x - xm) + pert @ (x - xm)
+    ref = relax(prior, ref, cfg.rtpp, cfg.rtps)
+    post = gridded_letkf(prior, y, op, cfg, dx_km=DX)
+    torch.testing.assert_close(post, ref, rtol=0, atol=1e-11)
+
+
+def test_eigh_falls_back_to_float64(monkeypatch: pytest.MonkeyPatch) -> None:
+    eigh = torch.linalg.eigh
+
+    def fail_in_float32(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if c.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("failed to converge")
+        return eigh(c)
+
+    prior, y, op = gridded_problem(shape=(16, 16), seed=13)
+    cfg = GriddedLETKFConfig(localization=1.0, max_obs=20, weight_stride=2)
+    ref = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX)
+    monkeypatch.setattr(torch.linalg, "eigh", fail_in_float32)
+    got = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-4)
