@@ -105,11 +105,14 @@ def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -
     local = gridded_neighbours((grid, grid), dx_km, op.locations, config)
     t3 = time.perf_counter()
     if client is not None:
-        gridded_letkf_dask(client, prior, y, op, config, dx_km=dx_km)
+        post = gridded_letkf_dask(client, prior, y, op, config, dx_km=dx_km)
     else:
-        gridded_letkf(prior, y, op, config, dx_km=dx_km, local=local)
+        post = gridded_letkf(prior, y, op, config, dx_km=dx_km, local=local)
     _sync(device)
     t4 = time.perf_counter()
+    # Accuracy: RMSE of the analysis mean against the truth (h in m, r dimensionless); compare strides.
+    err = (post.mean(0) - truth[0]).double().pow(2).mean(dim=(-2, -1)).sqrt().cpu()
+    prior_err = (prior.mean(0) - truth[0]).double().pow(2).mean(dim=(-2, -1)).sqrt().cpu()
     if client is not None:
         client.close()
         cluster.close()
@@ -126,6 +129,10 @@ def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -
         "neighbours_s": t3 - t2,
         "letkf_s": t4 - t3 if client is not None else t4 - t3 + (t3 - t2),
         "peak_mb": _peak_mb(),
+        "rmse_prior_h": float(prior_err[2]),
+        "rmse_prior_r": float(prior_err[3]),
+        "rmse_analysis_h": float(err[2]),
+        "rmse_analysis_r": float(err[3]),
     }
     if device == "cuda":
         row["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -194,11 +201,12 @@ def _child(args: list[str]) -> dict:
 
 def render(rows: list[dict], console: Console) -> None:
     table = Table(title="one 30-s cycle (seconds) and peak memory")
-    for col in ("mode", "members", "grid", "stride", "obs (dBZ+Vr)", "forecast", "H(x)", "LETKF", "cycle", "peak MB"):
+    cols = ("mode", "members", "grid", "stride", "obs (dBZ+Vr)", "forecast", "H(x)", "LETKF", "cycle", "peak MB")
+    for col in (*cols, "rmse r a/f"):
         table.add_column(col, justify="right")
     for r in rows:
         if "error" in r:
-            table.add_row(r["mode"], str(r["members"]), str(r["grid"]), str(r["stride"]), r["error"], *[""] * 5)
+            table.add_row(r["mode"], str(r["members"]), str(r["grid"]), str(r["stride"]), r["error"], *[""] * 6)
             continue
         table.add_row(
             r["mode"],
@@ -211,6 +219,7 @@ def render(rows: list[dict], console: Console) -> None:
             f"{r['letkf_s']:.2f}",
             f"{r['cycle_s']:.2f}",
             f"{r['peak_mb']:.0f}" + (f" (GPU {r['gpu_peak_mb']:.0f})" if "gpu_peak_mb" in r else ""),
+            f"{r['rmse_analysis_r'] / r['rmse_prior_r']:.3f}",
         )
     console.print(table)
 
