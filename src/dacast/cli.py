@@ -1,4 +1,4 @@
-"""Command-line interface: ``dacast run PRESET|FILE.yaml`` and ``dacast presets``.
+"""Command-line interface: ``dacast run|presets`` and the ``bda``, ``surrogate`` and ``nowcast`` sub-commands.
 
 Bad input (unknown preset, missing or malformed file, invalid values) prints
 one red line on stderr and exits with status 2. A filter that diverges is a
@@ -23,7 +23,7 @@ from dacast.workflow.loader import is_yaml_path
 
 app = typer.Typer(
     name="dacast",
-    help="Data-assimilation twin experiments (Lorenz-63/96) with batched ensemble filters.",
+    help="Data assimilation and ML for weather prediction: twin experiments, radar BDA cycles, surrogates, nowcasts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
