@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -23,6 +25,15 @@ def cnn() -> ResidualCNN:
     net = build_surrogate(SurrogateSpec(kind="cnn", n_var=12, dt=0.05, window=1, hidden=4, layers=1), seed=0)
     assert isinstance(net, ResidualCNN)
     return net
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one torch thread is far faster than several on a shared CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 def test_surrogates_meet_model_protocol(lstm: LSTMSurrogate, cnn: ResidualCNN) -> None:
@@ -77,3 +88,19 @@ def test_surrogates_run_inside_etkf_and_letkf(lstm: LSTMSurrogate, cnn: Residual
     cfg = LETKFConfig(localization=Localization(length=3.0), inflation=1.05)
     post = analyse(cfg, prior, op(prior.mean(0)) + 0.1, op, grid=grid)
     assert torch.isfinite(post.ensemble).all() and not torch.equal(post.ensemble, prior)
+
+
+def test_residual_base_anchors_on_the_physical_model() -> None:
+    from dacast.models import Lorenz63
+
+    spec = SurrogateSpec(kind="lstm", n_var=3, dt=0.05, window=2, hidden=4, base="lorenz63", base_steps=5)
+    net = build_surrogate(spec, seed=0)
+    for p in net.head[-1].parameters():  # zero read-out: the network adds nothing
+        torch.nn.init.zeros_(p)
+    x = torch.tensor([[1.0, 2.0, 20.0, -3.0, 1.0, 25.0]], dtype=torch.float64)
+    ref = x[:, 3:]
+    for _ in range(5):
+        ref = Lorenz63().step(ref, 0.0, 0.01)
+    torch.testing.assert_close(net.step(x, 0.0, 0.05)[:, 3:], ref)
+    with pytest.raises(ValueError, match="n_var 3"):
+        SurrogateSpec(kind="lstm", n_var=4, dt=0.05, base="lorenz63")

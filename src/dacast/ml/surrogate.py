@@ -2,9 +2,16 @@
 
 Both networks map a *history* of states ``(B, window, n_var)`` to the next
 state ``(B, n_var)`` one analysis interval ``dt`` later, in residual form:
-``x_next = x_last + delta_std * net(normalised history)``. The normalisation
-buffers (state mean and std, increment std) are set from the training data by
-`SurrogateNet.fit_normalization` and travel with the checkpoint.
+``x_next = anchor + delta_std * net(normalised history)``, where the anchor is
+
+* ``base="none"``: the last state (a pure data-driven model), or
+* ``base="lorenz63"`` / ``"lorenz96"``: the last state advanced by ``dt`` with a
+  physical (imperfect) model in ``base_steps`` RK4 steps, so the network only
+  learns the *model error* (a hybrid / residual correction, as in Brajard et
+  al. 2021 and Farchi et al. 2021).
+
+The normalisation buffers (state mean and std, residual std) are set from the
+training data by `SurrogateNet.fit_normalization` and travel with the checkpoint.
 
 * `LSTMSurrogate` (Goodliff & Miyoshi): an LSTM reads the window of past states.
   To meet the `Model` protocol the state is *delay-embedded*: ``n_state =
@@ -29,7 +36,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from dacast.models import Lorenz63, Lorenz96, Model
+
 SurrogateKind = Literal["lstm", "cnn"]
+BaseName = Literal["none", "lorenz63", "lorenz96"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +54,9 @@ class SurrogateSpec:
         hidden: LSTM hidden size, or CNN channels per layer.
         layers: LSTM layers, or CNN hidden convolution layers.
         kernel: CNN kernel size (odd).
+        base: physical model the network corrects (``"none"``: persistence anchor).
+        base_forcing: Lorenz-96 forcing F of the base model.
+        base_steps: RK4 steps of ``dt / base_steps`` the base model takes per surrogate step.
     """
 
     kind: SurrogateKind
@@ -53,6 +66,9 @@ class SurrogateSpec:
     hidden: int = 64
     layers: int = 1
     kernel: int = 5
+    base: BaseName = "none"
+    base_forcing: float = 8.0
+    base_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("lstm", "cnn"):
@@ -69,6 +85,14 @@ class SurrogateSpec:
             raise ValueError(f"hidden and layers must be >= 1, got {self.hidden}, {self.layers}")
         if self.kernel < 1 or self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd and >= 1, got {self.kernel}")
+        if self.base not in ("none", "lorenz63", "lorenz96"):
+            raise ValueError(f"base must be none, lorenz63 or lorenz96, got {self.base!r}")
+        if self.base == "lorenz63" and self.n_var != 3:
+            raise ValueError(f"a lorenz63 base needs n_var 3, got {self.n_var}")
+        if self.base == "lorenz96" and self.n_var < 4:
+            raise ValueError(f"a lorenz96 base needs n_var >= 4, got {self.n_var}")
+        if self.base_steps < 1:
+            raise ValueError(f"base_steps must be >= 1, got {self.base_steps}")
 
 
 class SurrogateNet(nn.Module):
@@ -83,6 +107,21 @@ class SurrogateNet(nn.Module):
         self.register_buffer("state_mean", torch.zeros(spec.n_var))
         self.register_buffer("state_std", torch.ones(spec.n_var))
         self.register_buffer("delta_std", torch.ones(spec.n_var))
+        self.base_model: Model | None = None
+        if spec.base == "lorenz63":
+            self.base_model = Lorenz63()
+        elif spec.base == "lorenz96":
+            self.base_model = Lorenz96(n_state=spec.n_var, forcing=spec.base_forcing)
+
+    def anchor(self, last: Tensor) -> Tensor:
+        """What the network corrects: ``last`` (``(*batch, n_var)``) advanced by the base model, or ``last``."""
+        if self.base_model is None:
+            return last
+        h = self.spec.dt / self.spec.base_steps
+        x = last
+        for i in range(self.spec.base_steps):
+            x = self.base_model.step(x, i * h, h)
+        return x
 
     @property
     def view(self) -> Tensor:
@@ -97,7 +136,7 @@ class SurrogateNet(nn.Module):
             target: next states, shape ``(N, n_var)``.
         """
         states = history.reshape(-1, self.n_var).double()
-        delta = (target - history[:, -1]).double()
+        delta = target.double() - self.anchor(history[:, -1].double())
         mean, std, dstd = states.mean(0), states.std(0), delta.std(0)
         if self.spec.kind == "cnn":  # translation invariance: one value for every point
             mean, std, dstd = (v.mean().expand(self.n_var) for v in (mean, std, dstd))
@@ -106,15 +145,18 @@ class SurrogateNet(nn.Module):
         self.delta_std.copy_(dstd.clamp_min(1e-6))
 
     def normalized_increment(self, history: Tensor) -> Tensor:
-        """Network output ``(x_next - x_last) / delta_std``, ``(B, n_var)``, from a history ``(B, window, n_var)``."""
+        """Network output ``(x_next - anchor) / delta_std``, ``(B, n_var)``, from a history ``(B, window, n_var)``."""
         raise NotImplementedError
 
     def forward(self, history: Tensor) -> Tensor:
-        """The next state ``(B, n_var)`` from a history ``(B, window, n_var)`` (same dtype as the input)."""
+        """The next state ``(B, n_var)`` from a history ``(B, window, n_var)`` (same dtype as the input).
+
+        The anchor is computed in the input's dtype (float64 in DA), the network in its own.
+        """
         p = next(self.parameters())
         h = history.to(dtype=p.dtype, device=p.device)
-        out = h[:, -1] + self.delta_std * self.normalized_increment(h)
-        return out.to(dtype=history.dtype, device=history.device)
+        corr = (self.delta_std * self.normalized_increment(h)).to(dtype=history.dtype, device=history.device)
+        return self.anchor(history[:, -1]) + corr
 
     def _check_dt(self, dt: float) -> None:
         if not math.isclose(dt, self.spec.dt, rel_tol=1e-9, abs_tol=1e-12):
@@ -202,4 +244,12 @@ def build_surrogate(spec: SurrogateSpec, seed: int = 0) -> SurrogateNet:
     return net
 
 
-__all__ = ["LSTMSurrogate", "ResidualCNN", "SurrogateKind", "SurrogateNet", "SurrogateSpec", "build_surrogate"]
+__all__ = [
+    "BaseName",
+    "LSTMSurrogate",
+    "ResidualCNN",
+    "SurrogateKind",
+    "SurrogateNet",
+    "SurrogateSpec",
+    "build_surrogate",
+]

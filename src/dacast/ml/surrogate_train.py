@@ -4,7 +4,8 @@
 (history, next state) pairs, optionally weighted by the inverse analysis
 variance (confident analyses count more). `train_surrogate` fits a
 `dacast.ml.SurrogateNet` with Adam on the weighted mean-squared error of the
-normalised increment, keeps the last ``val_fraction`` of the pairs (a
+normalised residual (target minus the network's anchor: the last state, or
+the base model's forecast of it), keeps the last ``val_fraction`` of the pairs (a
 contiguous block at the end, so neighbours in time do not leak) for
 validation, stops early, restores the best weights, and writes a checkpoint
 (``<name>.pt`` + ``<name>.json`` with settings and metrics).
@@ -162,10 +163,9 @@ def _device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _loss(model: SurrogateNet, hist: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+def _loss(model: SurrogateNet, hist: Tensor, residual: Tensor, weight: Tensor) -> Tensor:
     pred = model.normalized_increment(hist)
-    true = (target - hist[:, -1]) / model.delta_std
-    return (weight * (pred - true).pow(2)).mean()
+    return (weight * (pred - residual / model.delta_std).pow(2)).mean()
 
 
 def train_surrogate(
@@ -205,9 +205,12 @@ def train_surrogate(
     else:
         model = build_surrogate(spec, seed=init_seed)
         model.fit_normalization(data.history[: n - n_val], data.target[: n - n_val])
+    # what the network must learn: target minus the anchor (last state or base-model forecast), in float64
+    with torch.no_grad():
+        residual = data.target.double() - model.anchor(data.history[:, -1].double())
     model = model.to(device=device, dtype=torch.float32)
-    tr = [t[: n - n_val].to(device=device, dtype=torch.float32) for t in (data.history, data.target, data.weight)]
-    va = [t[n - n_val :].to(device=device, dtype=torch.float32) for t in (data.history, data.target, data.weight)]
+    tr = [t[: n - n_val].to(device=device, dtype=torch.float32) for t in (data.history, residual, data.weight)]
+    va = [t[n - n_val :].to(device=device, dtype=torch.float32) for t in (data.history, residual, data.weight)]
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr / 10)
     gen = torch.Generator().manual_seed(config.seed)

@@ -31,7 +31,8 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     cycles: 4000                   # analyses per DA run
     [burn_in]: 2.0                 # model time units left out of RMSE and training
     [initial_std]: 1.0
-    net: {kind: lstm, [window]: 8, [hidden]: 48, [layers]: 1, [kernel]: 5}
+    net: {kind: lstm, [window]: 8, [hidden]: 48, [layers]: 1, [kernel]: 5, [base]: none}
+                                   # base: imperfect = residual on the imperfect model
     [train]: {epochs: 40, batch_size: 64, lr: 0.003, val_fraction: 0.2, patience: 8}
     [weight_by_variance]: true     # weight training pairs by 1 / analysis variance
     [smoother_lag]: 0              # train on lag-L fixed-lag smoothed analyses (delay-embedded DA state)
@@ -44,6 +45,7 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [free_leads]: 100              # steps of the free forecasts (valid time)
     [seed]: 0
     [device]: cpu                  # cpu | cuda | auto (training; DA runs on the CPU)
+    [threads]: 1                   # torch CPU threads during the run (null: torch's default)
 """
 
 from __future__ import annotations
@@ -127,16 +129,28 @@ class TruthSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class NetSpec:
-    """Surrogate architecture (see `dacast.ml.SurrogateSpec`); ``n_var`` and ``dt`` come from the experiment."""
+    """Surrogate architecture (see `dacast.ml.SurrogateSpec`); ``n_var`` and ``dt`` come from the experiment.
+
+    ``base``: ``"imperfect"`` makes the network a residual correction of the
+    imperfect model (next = imperfect forecast + network); ``"none"`` makes it a
+    pure data-driven model (next = last state + network).
+    """
 
     kind: SurrogateKind = "lstm"
     window: int = 8
     hidden: int = 48
     layers: int = 1
     kernel: int = 5
+    base: Literal["imperfect", "none"] = "none"
 
-    def spec(self, n_var: int, dt: float) -> SurrogateSpec:
-        """The full `SurrogateSpec`."""
+    def spec(self, n_var: int, dt: float, imperfect: ModelSpec | None = None, base_steps: int = 1) -> SurrogateSpec:
+        """The full `SurrogateSpec` (``imperfect`` and ``base_steps``: the base model with ``base="imperfect"``)."""
+        _require(self.base in ("imperfect", "none"), f"net.base must be imperfect or none, got {self.base!r}")
+        base = "none"
+        if self.base == "imperfect":
+            _require(imperfect is not None, "net.base 'imperfect' needs the imperfect model")
+            assert imperfect is not None
+            base = imperfect.name
         try:
             return SurrogateSpec(
                 kind=self.kind,
@@ -146,6 +160,9 @@ class NetSpec:
                 hidden=self.hidden,
                 layers=self.layers,
                 kernel=self.kernel,
+                base=base,  # type: ignore[arg-type]
+                base_forcing=imperfect.forcing if imperfect is not None else 8.0,
+                base_steps=base_steps,
             )
         except ValueError as err:
             raise ConfigError(f"net: {err}") from None
@@ -181,6 +198,7 @@ class SurrogateConfig:
     free_leads: int = 100
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    threads: int | None = 1
 
     def __post_init__(self) -> None:
         _require(math.isfinite(self.dt) and self.dt > 0, f"dt must be > 0, got {self.dt}")
@@ -197,6 +215,7 @@ class SurrogateConfig:
         _require(self.test_starts >= 1, f"test_starts must be >= 1, got {self.test_starts}")
         _require(self.free_leads >= 4, f"free_leads must be >= 4, got {self.free_leads}")
         _require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _require(self.threads is None or self.threads >= 1, f"threads must be >= 1 or null, got {self.threads}")
         _require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
         _require(
             self.imperfect.name in ("lorenz63", "lorenz96"),
@@ -214,7 +233,7 @@ class SurrogateConfig:
                 _require(self.imperfect.name == "lorenz96", "the LETKF needs the Lorenz-96 ring; use etkf or enkf")
         _require(len(self.obs.state_indices(self.n_var)) > 0, "the observation network is empty")
         _require(self.burn_cycles + self.net.window + 4 < self.cycles, "cycles is too short for burn_in and window")
-        self.net.spec(self.n_var, self.step)
+        self.surrogate_spec()
         _require(self.test_starts + self.net.window + 4 < self.test_cycles, "test_cycles is too short for test_starts")
 
     @property
@@ -236,6 +255,10 @@ class SurrogateConfig:
     def filter_for_surrogate(self) -> FilterConfig:
         """The filter used with the surrogates."""
         return self.surrogate_filter or self.filter
+
+    def surrogate_spec(self) -> SurrogateSpec:
+        """The surrogate architecture; a residual base model steps like the imperfect model (``obs_every`` of ``dt``)."""
+        return self.net.spec(self.n_var, self.step, self.imperfect, self.obs_every)
 
     def imperfect_model(self) -> Model:
         """The imperfect model object."""
@@ -364,6 +387,7 @@ _SCALARS: dict[str, Any] = {
     "free_leads": _int,
     "seed": _int,
     "device": _str,
+    "threads": lambda v, k: None if v is None else _int(v, k),
 }
 
 

@@ -13,6 +13,8 @@ Observations are taken of that view, and RMSE is computed on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,6 +198,22 @@ class DelayEmbedded:
         return torch.cat((hist[..., 1:, :], new[..., None, :]), dim=-2).reshape(x.shape)
 
 
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), then restore the old count.
+
+    The cycle's tensors are tiny (tens of members by a few dozen variables);
+    on a shared CPU one thread is much faster than several (no thread hand-off).
+    """
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _progress(enabled: bool, label: str) -> Progress:
     return Progress(
         TextColumn(f"[bold]{label}[/]"),
@@ -248,6 +266,7 @@ __all__ = [
     "CycleResult",
     "DelayEmbedded",
     "assimilate",
+    "cpu_threads",
     "free_forecasts",
     "time_mean_rmse",
     "valid_time",

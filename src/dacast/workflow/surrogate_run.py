@@ -35,6 +35,7 @@ from dacast.workflow.surrogate import SurrogateConfig, surrogate_config_to_dict
 from dacast.workflow.surrogate_cycle import (
     DelayEmbedded,
     assimilate,
+    cpu_threads,
     free_forecasts,
     time_mean_rmse,
     valid_time,
@@ -284,6 +285,13 @@ def run_surrogate(
     Raises:
         ConfigError: an existing run without ``resume``, or one with other settings.
     """
+    with cpu_threads(config.threads):
+        return _run_surrogate(config, out_dir, resume=resume, progress=progress, stop_after=stop_after)
+
+
+def _run_surrogate(
+    config: SurrogateConfig, out_dir: str | Path, *, resume: bool, progress: bool, stop_after: int | None
+) -> SurrogateRun:
     t_start = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -334,7 +342,7 @@ def run_surrogate(
             init = None
             if config.warm_start and it >= 2:
                 init = load_surrogate(out / f"surrogate_{it - 2:02d}")
-            spec = init if init is not None else config.net.spec(config.n_var, config.step)
+            spec = init if init is not None else config.surrogate_spec()
             train_cfg = _replace_train(config, it, device)
             result = train_surrogate(
                 pairs,
