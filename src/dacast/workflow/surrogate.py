@@ -257,7 +257,7 @@ class SurrogateConfig:
         return self.surrogate_filter or self.filter
 
     def surrogate_spec(self) -> SurrogateSpec:
-        """The surrogate architecture; a residual base model steps like the imperfect model (``obs_every`` of ``dt``)."""
+        """The surrogate architecture; a residual base steps like the imperfect model (``obs_every`` of ``dt``)."""
         return self.net.spec(self.n_var, self.step, self.imperfect, self.obs_every)
 
     def imperfect_model(self) -> Model:
@@ -315,11 +315,12 @@ SURROGATE_LORENZ63 = SurrogateConfig(
     surrogate_filter=ETKFConfig(inflation=1.1),
     perfect_filter=ETKFConfig(inflation=1.02),
     members=20,
-    smoother_lag=3,
-    cycles=4000,
+    smoother_lag=7,
+    cycles=10000,
     burn_in=5.0,
-    net=NetSpec(kind="lstm", window=4, hidden=48),
-    train=SurrogateTrainConfig(epochs=40, batch_size=64, lr=3e-3, patience=8),
+    net=NetSpec(kind="lstm", window=8, hidden=32, base="imperfect"),
+    train=SurrogateTrainConfig(epochs=15, batch_size=128, lr=3e-3, patience=4),
+    warm_start=True,
     iterations=30,
     tolerance=0.005,
     patience=3,
