@@ -83,7 +83,11 @@ def plot_probability_maps(forecast: dict, path: str | Path, dx_km: float) -> Pat
 
 
 def plot_fields(ds: xr.Dataset, path: str | Path) -> Path:
-    """Truth and analysis-mean reflectivity and height at the last cycle."""
+    """Truth and analysis-mean reflectivity and height at the last cycle.
+
+    The analysis-mean reflectivity is that of the mean rain field (outside the
+    60-km radar range it is the prior mean's).
+    """
     last = ds.isel(cycle=-1)
     fig = Figure(figsize=(9, 7.5), layout="constrained")
     axes = fig.subplots(2, 2)
@@ -97,6 +101,9 @@ def plot_fields(ds: xr.Dataset, path: str | Path) -> Path:
         h = field.sel(var="h").values
         im2 = axes[1, col].imshow(h, origin="lower", extent=extent, cmap="viridis")
         axes[1, col].set_title(f"{name.replace('_', ' ')}: h [m]")
+        axes[1, col].set_xlabel("x [km]")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("y [km]")
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.colorbar(im2, ax=axes[1].tolist(), shrink=0.8)
     fig.suptitle(f"cycle {int(last['cycle'])}")
