@@ -14,6 +14,7 @@ from dacast.workflow.bda_config import (
     BDA_PRESETS,
     BDAConfig,
     bda_config_from_dict,
+    bda_config_to_dict,
     get_bda_preset,
     load_bda_target,
 )
@@ -84,6 +85,11 @@ def test_yaml_preset_with_overrides(tmp_path) -> None:
         load_bda_target("bda-huge")
     with pytest.raises(ConfigError, match="not found"):
         load_bda_target(tmp_path / "missing.yaml")
+
+
+def test_config_round_trips_through_its_dict() -> None:
+    config = BDA_PRESETS["bda-256-1000"].config
+    assert bda_config_from_dict(bda_config_to_dict(config)) == config
 
 
 def test_get_preset_lists_names() -> None:

@@ -276,7 +276,10 @@ def load_bda_target(
 
 
 def bda_config_to_dict(config: BDAConfig) -> dict[str, Any]:
-    """Plain (JSON/YAML-ready) form of ``config``."""
+    """Plain (JSON/YAML-ready) form of ``config``; `bda_config_from_dict` reads it back.
+
+    ``model.ny``/``model.nx`` are left out: they follow ``grid``.
+    """
 
     def plain(value: Any) -> Any:
         if isinstance(value, Mapping):
@@ -285,4 +288,7 @@ def bda_config_to_dict(config: BDAConfig) -> dict[str, Any]:
             return [plain(v) for v in value]
         return value
 
-    return plain(dataclasses.asdict(config))
+    out = plain(dataclasses.asdict(config))
+    for key in ("ny", "nx"):
+        out["model"].pop(key, None)
+    return out
