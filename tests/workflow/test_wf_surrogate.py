@@ -63,6 +63,26 @@ def test_short_cycle_improves_on_iteration_0_and_writes_outputs(tiny: SurrogateC
     assert paths["dataset"].is_file() and (tmp_path / "a" / "surrogate_rmse_per_iteration.png").is_file()
 
 
+def test_observation_target_trains_on_analysed_windows_against_the_next_observations(
+    tiny: SurrogateConfig, tmp_path: Path
+) -> None:
+    """The mode runs end to end; its DA records the analysed window at each cycle and trains on all of them.
+
+    No improvement is asserted: with analysis errors larger than one step's
+    model error this mode learns mostly the analyses' own errors (docs/surrogate.md).
+    """
+    import numpy as np
+
+    cfg = dataclasses.replace(tiny, train_target="observation", weight_by_variance=False)
+    run = run_surrogate(cfg, tmp_path / "o")
+    assert len(run.records) == 2 and np.isfinite(run.records[0]["rmse_analysis"])
+    win = np.load(tmp_path / "o" / "iteration_00.npz")["window_mean"]
+    assert win.shape == (cfg.cycles, cfg.net.window, cfg.n_var) and np.isfinite(win).all()
+    meta = json.loads((tmp_path / "o" / "surrogate_00.json").read_text())["metrics"]
+    assert meta["n_train"] + meta["n_val"] == cfg.cycles - cfg.burn_cycles - 1
+    assert "window_mean" not in np.load(tmp_path / "o" / "perfect.npz")
+
+
 def test_resume_equals_uninterrupted_run(tiny: SurrogateConfig, tmp_path: Path) -> None:
     cfg = dataclasses.replace(tiny, iterations=2, cycles=60, warm_start=True, train=SurrogateTrainConfig(epochs=2))
     full = run_surrogate(cfg, tmp_path / "full")

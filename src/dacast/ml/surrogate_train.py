@@ -2,7 +2,9 @@
 
 `windows_from_trajectory` turns an analysis trajectory ``(T, n_var)`` into
 (history, next state) pairs, optionally weighted by the inverse analysis
-variance (confident analyses count more). `train_surrogate` fits a
+variance (confident analyses count more); `windows_against_observations`
+pairs the window analysed at ``t`` with the observation at ``t + 1`` instead
+(an unbiased but noisy target for the model error). `train_surrogate` fits a
 `dacast.ml.SurrogateNet` with Adam on the weighted mean-squared error of the
 normalised residual (target minus the network's anchor: the last state, or
 the base model's forecast of it), keeps the last ``val_fraction`` of the pairs (a
@@ -92,6 +94,55 @@ def windows_from_trajectory(
         raise ValueError("no finite training pairs in the trajectory")
     weight = weight / weight.mean(0)
     return SurrogateData(seq[:, :-1].contiguous(), seq[:, -1].contiguous(), weight)
+
+
+def windows_against_observations(
+    windows: Tensor,
+    observations: Tensor,
+    obs_indices: list[int] | Tensor,
+    *,
+    skip: int = 0,
+) -> SurrogateData:
+    """(analysed window at ``t``, observation at ``t + 1``) pairs: training against observations.
+
+    The regression target ``y(t+1) - M(x(t))`` is the model error plus
+    observation noise that is independent of the inputs (the window analysed at
+    ``t`` never saw ``y(t+1)``), so its least-squares fit is the full model
+    error, not the damped fraction ``K`` an analysis increment carries
+    (Farchi et al. 2021; Brajard et al. 2021). The windows must be the
+    analyses *at time t* of a delay-embedded state (what the filter hands the
+    surrogate as initial condition); a later smoother's windows have seen
+    ``y(t+1)`` and would teach the network its noise.
+
+    Args:
+        windows: analysis mean of the window of past states at each time, shape
+            ``(T, window, n_var)`` (oldest first); row ``c`` valid with observation row ``c``.
+        observations: shape ``(T, n_obs)``.
+        obs_indices: the observed variable of each observation column, ``n_obs`` entries in ``[0, n_var)``.
+        skip: leading rows to leave out (spin-up).
+
+    Returns:
+        `SurrogateData` with ``N <= T - skip - 1`` pairs (rows with non-finite values dropped):
+        ``target`` holds the observations in the observed variables and the
+        analysis elsewhere; ``weight`` is 0 on unobserved variables (mean 1).
+    """
+    if windows.ndim != 3 or windows.shape[0] != observations.shape[0]:
+        raise ValueError(
+            f"windows must be (T, window, n_var) with T = {observations.shape[0]} rows, got {tuple(windows.shape)}"
+        )
+    idx = torch.as_tensor(obs_indices, dtype=torch.long)
+    if idx.numel() != observations.shape[-1]:
+        raise ValueError(f"{idx.numel()} observation indices for {observations.shape[-1]} observation columns")
+    hist = windows[skip:-1]
+    target = windows[skip + 1 :, -1].clone()
+    target[:, idx] = observations[skip + 1 :].to(windows.dtype)
+    ok = torch.isfinite(hist).all(-1).all(-1) & torch.isfinite(target).all(-1)
+    if not bool(ok.any()):
+        raise ValueError("no finite training pairs")
+    weight = torch.zeros(windows.shape[-1], dtype=windows.dtype)
+    weight[idx] = windows.shape[-1] / idx.unique().numel()
+    hist, target = hist[ok], target[ok]
+    return SurrogateData(hist.contiguous(), target.contiguous(), weight.expand(target.shape).clone())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,5 +362,6 @@ __all__ = [
     "load_surrogate",
     "save_surrogate",
     "train_surrogate",
+    "windows_against_observations",
     "windows_from_trajectory",
 ]

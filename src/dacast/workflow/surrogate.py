@@ -34,7 +34,8 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     net: {kind: lstm, [window]: 8, [hidden]: 48, [layers]: 1, [kernel]: 5, [base]: none}
                                    # base: imperfect = residual on the imperfect model
     [train]: {epochs: 40, batch_size: 64, lr: 0.003, val_fraction: 0.2, patience: 8}
-    [weight_by_variance]: true     # weight training pairs by 1 / analysis variance
+    [train_target]: analysis       # analysis: next (smoothed) analysis; observation: next observation
+    [weight_by_variance]: true     # weight training pairs by 1 / analysis variance (analysis target only)
     [smoother_lag]: 0              # train on lag-L fixed-lag smoothed analyses (delay-embedded DA state)
     [warm_start]: false            # start surrogate n from surrogate n - 1
     [iterations]: 30               # maximum surrogate iterations after iteration 0
@@ -187,6 +188,7 @@ class SurrogateConfig:
     initial_std: float = 1.0
     net: NetSpec = field(default_factory=NetSpec)
     train: SurrogateTrainConfig = field(default_factory=SurrogateTrainConfig)
+    train_target: Literal["analysis", "observation"] = "analysis"
     weight_by_variance: bool = True
     smoother_lag: int = 0
     warm_start: bool = False
@@ -209,6 +211,10 @@ class SurrogateConfig:
         _require(self.initial_std >= 0, f"initial_std must be >= 0, got {self.initial_std}")
         _require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
         _require(self.tolerance >= 0, f"tolerance must be >= 0, got {self.tolerance}")
+        _require(
+            self.train_target in ("analysis", "observation"),
+            f"train_target must be analysis or observation, got {self.train_target!r}",
+        )
         _require(self.smoother_lag >= 0, f"smoother_lag must be >= 0, got {self.smoother_lag}")
         _require(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
         _require(self.test_cycles > 8, f"test_cycles must be > 8, got {self.test_cycles}")
@@ -377,6 +383,7 @@ _SCALARS: dict[str, Any] = {
     "cycles": _int,
     "burn_in": _float,
     "initial_std": _float,
+    "train_target": _str,
     "weight_by_variance": _bool,
     "smoother_lag": _int,
     "warm_start": _bool,

@@ -40,6 +40,9 @@ class CycleResult:
             is the oldest slot of the analysis at ``c + lag`` (equal to
             ``analysis_mean`` without a ``lag_view``; the last ``lag`` rows are filtered values).
         diverged_cycle: first cycle with non-finite or exploding values, ``-1`` if none.
+        window_mean: analysis mean of the last ``window`` slots of a delay-embedded
+            state, shape ``(cycles, window * n_var)`` (oldest slot first); row ``c``
+            uses observations up to ``c`` only. ``None`` without ``window``.
     """
 
     analysis_mean: Tensor
@@ -47,6 +50,7 @@ class CycleResult:
     forecast_mean: Tensor
     diverged_cycle: int
     smoothed_mean: Tensor
+    window_mean: Tensor | None = None
 
 
 def view_operator(n_state: int, view: Tensor, obs_indices: list[int], error_std: float | Tensor) -> IndexObs:
@@ -72,6 +76,7 @@ def assimilate(
     progress: bool = False,
     label: str = "DA",
     lag_view: Tensor | None = None,
+    window: int = 0,
 ) -> CycleResult:
     """Cycle ``model`` through observations ``observations[start:]``.
 
@@ -95,6 +100,8 @@ def assimilate(
         lag_view: indices of the oldest slot of a delay-embedded state, shape
             ``(n_var,)``; with ``view`` ``lag`` slots later, the analysis of that
             slot is a fixed-lag smoother estimate (``lag = (view[0] - lag_view[0]) / n_var``).
+        window: record the analysis mean of the last ``window`` slots of the state
+            (``window * n_var <= n_state``; 0: do not record).
 
     Returns:
         A `CycleResult`; after a divergence the remaining rows are NaN.
@@ -120,6 +127,8 @@ def assimilate(
     lag = 0 if lag_view is None else int(view[0] - lag_view[0]) // n_var
     smooth = torch.full((n_cyc, n_var), nan, dtype=torch.float64)
     lag_d = None if lag_view is None else lag_view.to(device)
+    n_state = ensemble.shape[-1]
+    win_mean = torch.full((n_cyc, window * n_var), nan, dtype=torch.float64) if window else None
     with _progress(progress, label) as bar:
         task = bar.add_task("", total=n_cyc - start)
         for c in range(start, n_cyc):
@@ -136,6 +145,8 @@ def assimilate(
             a_means.append(result.mean[view_d])
             if lag_d is not None and c - lag >= 0:
                 smooth[c - lag] = result.mean[lag_d].double().cpu()
+            if win_mean is not None:
+                win_mean[c] = result.mean[n_state - window * n_var :].double().cpu()
             a_spread[c] = result.spread[view_d].double().cpu()
             if (c - start) % 200 == 199 or c == n_cyc - 1:
                 chunk = torch.stack(a_means).double().cpu()
@@ -154,9 +165,10 @@ def assimilate(
     else:
         smooth[n_cyc - lag :] = a_mean[n_cyc - lag :]
     if diverged >= 0:
-        for tensor in (a_mean, a_spread, f_mean, smooth):
-            tensor[diverged + 1 :] = nan
-    return CycleResult(a_mean, a_spread, f_mean, diverged, smooth)
+        for tensor in (a_mean, a_spread, f_mean, smooth, win_mean):
+            if tensor is not None:
+                tensor[diverged + 1 :] = nan
+    return CycleResult(a_mean, a_spread, f_mean, diverged, smooth, win_mean)
 
 
 @dataclass(frozen=True, eq=False)

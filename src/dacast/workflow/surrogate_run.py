@@ -6,6 +6,8 @@ interrupted run resumes from its last completed iteration:
 * ``state.json``: the settings and one record per completed iteration;
 * ``iteration_NN.npz``: analysis mean and spread ``(cycles, n_var)`` of DA
   iteration NN, and the surrogate's per-start forecast errors ``(starts, 4)``;
+  with ``train_target: observation`` also ``window_mean`` ``(cycles, window, n_var)``,
+  the analysed window at each cycle (the inputs of the next training);
 * ``surrogate_KK.pt`` / ``.json``: surrogate KK (trained after DA iteration KK,
   used by DA iteration KK + 1);
 * ``perfect.npz``: DA with the perfect (truth) model, the reference line.
@@ -28,7 +30,12 @@ import torch
 from torch import Tensor
 
 from dacast.ml.surrogate import SurrogateNet
-from dacast.ml.surrogate_train import load_surrogate, train_surrogate, windows_from_trajectory
+from dacast.ml.surrogate_train import (
+    load_surrogate,
+    train_surrogate,
+    windows_against_observations,
+    windows_from_trajectory,
+)
 from dacast.models import Model
 from dacast.workflow.config import ConfigError
 from dacast.workflow.surrogate import SurrogateConfig, surrogate_config_to_dict
@@ -108,8 +115,12 @@ def run_da(
     *,
     progress: bool = False,
     perfect: bool = False,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One DA run with ``model``; returns analysis mean, spread and smoothed mean ``(cycles, n_var)``.
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """One DA run with ``model``.
+
+    Returns analysis mean, spread and smoothed mean ``(cycles, n_var)``, and, with
+    ``config.train_target == "observation"``, the analysis mean of the window of
+    ``net.window`` past states at each cycle ``(cycles, window, n_var)`` (else ``None``).
 
     With ``config.smoother_lag > 0`` the imperfect model runs on a delay-embedded
     state (`DelayEmbedded`), so the filter is also a fixed-lag smoother; a
@@ -125,7 +136,9 @@ def run_da(
     gen = _gen(config.seed, 2, iteration)
     k = config.members
     truth_mod = data.truth[:, : config.n_var]
-    smoother = config.smoother_lag > 0 and not perfect
+    by_obs = config.train_target == "observation" and not perfect
+    smoother = (config.smoother_lag > 0 or by_obs) and not perfect
+    n_win = config.net.window if by_obs else 0
     if isinstance(model, SurrogateNet):
         assert previous is not None
         w = model.window
@@ -135,13 +148,13 @@ def run_da(
         lag_view = torch.arange(config.n_var) + (w - 1 - min(w - 1, config.smoother_lag)) * config.n_var
         filt = config.filter_for_surrogate
     elif smoother:
-        w = config.smoother_lag + 1
+        w = max(config.smoother_lag + 1, n_win)
         model = DelayEmbedded(model, w, config.obs_every)
         n_state = model.n_state
         x0 = truth_mod[0] + config.initial_std * torch.randn((k, config.n_var), generator=gen, dtype=torch.float64)
         ens = x0.repeat(1, w)
         view, start, step, dt = model.view, 0, 1, config.step
-        lag_view = torch.arange(config.n_var)
+        lag_view = torch.arange(config.n_var) + (w - 1 - config.smoother_lag) * config.n_var
         filt = config.filter
     else:
         x0 = data.truth[0, :n_var] if perfect else truth_mod[0]
@@ -174,6 +187,7 @@ def run_da(
         progress=progress,
         label=label,
         lag_view=lag_view,
+        window=n_win,
     )
     mean, spread, smooth = res.analysis_mean, res.analysis_spread, res.smoothed_mean
     if start and previous is not None:
@@ -181,7 +195,14 @@ def run_da(
         spread[:start] = config.initial_std
     bad = ~torch.isfinite(smooth).all(-1)
     smooth[bad] = mean[bad]
-    return mean, spread, smooth
+    win = res.window_mean
+    if win is not None:
+        win = win.reshape(-1, n_win, config.n_var)
+        if start and previous is not None:  # the window before the first analysis: previous analyses
+            for c in range(start):
+                lo = max(0, c + 1 - n_win)
+                win[c, n_win - (c + 1 - lo) :] = previous[lo : c + 1]
+    return mean, spread, smooth, win
 
 
 def _std(config: SurrogateConfig) -> float | Tensor:
@@ -317,7 +338,7 @@ def _run_surrogate(
     if (out / "perfect.npz").exists():
         perfect_rmse = float(np.load(out / "perfect.npz")["rmse"])
     else:
-        pm, _, _ = run_da(config, data, config.truth.build(), 0, None, progress=progress, perfect=True)
+        pm, _, _, _ = run_da(config, data, config.truth.build(), 0, None, progress=progress, perfect=True)
         perfect_rmse = time_mean_rmse(pm, truth_mod, skip)
         np.savez(out / "perfect.npz", analysis_mean=pm.numpy(), rmse=perfect_rmse)
     done_now = 0
@@ -328,17 +349,22 @@ def _run_surrogate(
         rec: dict[str, Any] = {"iteration": it}
         if it == 0:
             model: Model = config.imperfect_model()
-            mean, spread, smooth = run_da(config, data, model, 0, None, progress=progress)
+            mean, spread, smooth, win = run_da(config, data, model, 0, None, progress=progress)
             rec |= {"model": "imperfect", "train_loss": None, "val_loss": None, "train_time_s": 0.0}
         else:
             prev = np.load(out / f"iteration_{it - 1:02d}.npz")
             prev_mean, prev_spread = torch.from_numpy(prev["analysis_mean"]), torch.from_numpy(prev["analysis_spread"])
-            pairs = windows_from_trajectory(
-                torch.from_numpy(prev["smoothed_mean"]),
-                config.net.window,
-                variance=prev_spread**2 if config.weight_by_variance else None,
-                skip=skip,
-            )
+            if config.train_target == "observation":
+                pairs = windows_against_observations(
+                    torch.from_numpy(prev["window_mean"]), data.observations, data.obs_indices, skip=skip
+                )
+            else:
+                pairs = windows_from_trajectory(
+                    torch.from_numpy(prev["smoothed_mean"]),
+                    config.net.window,
+                    variance=prev_spread**2 if config.weight_by_variance else None,
+                    skip=skip,
+                )
             init = None
             if config.warm_start and it >= 2:
                 init = load_surrogate(out / f"surrogate_{it - 2:02d}")
@@ -354,7 +380,7 @@ def _run_surrogate(
                 progress=progress,
             )
             model = result.model
-            mean, spread, smooth = run_da(config, data, model, it, prev_mean, progress=progress)
+            mean, spread, smooth, win = run_da(config, data, model, it, prev_mean, progress=progress)
             rec |= {
                 "model": f"surrogate-{it - 1}",
                 "train_loss": result.metrics["final_train_loss"],
@@ -375,6 +401,7 @@ def _run_surrogate(
             analysis_mean=mean.numpy(),
             analysis_spread=spread.numpy(),
             smoothed_mean=smooth.numpy(),
+            **({} if win is None else {"window_mean": win.numpy()}),
             forecast_error=scores["error"],
             start_state=scores["start_state"],
         )
