@@ -29,6 +29,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -192,6 +193,46 @@ def dapper_comparison(members: int = 50, grid: int = 48) -> dict:
     }
 
 
+def stride_cost(checkpoint: str, strides: list[int]) -> list[dict]:
+    """Analysis RMSE and LETKF time per weight stride, from the state saved by ``dacast bda run``.
+
+    The saved analysis ensemble is forecast one cycle, the truth too, the radar
+    observes it, and the same prior is analysed at every stride.
+    """
+    from dacast.workflow.bda import Seeds, obs_generator
+    from dacast.workflow.bda_config import bda_config_from_dict
+
+    data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = dict(data["config"])
+    saved["model"] = {k: v for k, v in saved["model"].items() if k not in ("ny", "nx")}  # they follow grid
+    config = bda_config_from_dict(saved)
+    seeds = Seeds.of(config.seed)
+    model = WurschCraig(config.model)
+    start = data["cycle"] * config.steps_per_cycle
+    truth = model.forecast(data["truth"], config.cycle_seconds, seed=seeds.truth, start_step=start)
+    prior = model.forecast(data["ensemble"], config.cycle_seconds, seed=seeds.pool, start_step=start)
+    y, op = observe_radar(truth[0], config.model, config.radar, obs_generator(seeds.obs, data["cycle"]))
+    prior_err = (prior.mean(0) - truth[0]).double().pow(2).mean(dim=(-2, -1)).sqrt()
+    rows = []
+    for stride in strides:
+        letkf_config = replace(config.letkf, weight_stride=stride)
+        t0 = time.perf_counter()
+        post = gridded_letkf(prior, y.to(prior.dtype), op, letkf_config, dx_km=config.dx_km)
+        seconds = time.perf_counter() - t0
+        err = (post.mean(0) - truth[0]).double().pow(2).mean(dim=(-2, -1)).sqrt()
+        rows.append(
+            {
+                "stride": stride,
+                "members": config.members,
+                "letkf_s": seconds,
+                **{f"rmse_prior_{v}": float(e) for v, e in zip("uvhr", prior_err, strict=True)},
+                **{f"rmse_analysis_{v}": float(e) for v, e in zip("uvhr", err, strict=True)},
+            }
+        )
+        del post
+    return rows
+
+
 def _child(args: list[str]) -> dict:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
     if out.returncode != 0:
@@ -235,7 +276,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument("--cell", nargs=4, metavar=("MEMBERS", "GRID", "MODE", "STRIDE"), help=argparse.SUPPRESS)
     parser.add_argument("--dapper-cell", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--stride-cost", default=None, metavar="CHECKPOINT", help="RMSE cost of coarse weights from a run's checkpoint"
+    )
     args = parser.parse_args(argv)
+    if args.stride_cost:
+        rows = stride_cost(args.stride_cost, [int(s) for s in args.stride.split(",")])
+        table = Table(title=f"coarse-weight cost, one analysis from {args.stride_cost}")
+        for col in ("stride", "LETKF s", "rmse u", "rmse v", "rmse h", "rmse r"):
+            table.add_column(col, justify="right")
+        first = rows[0]
+        table.add_row("prior", "", *(f"{first[f'rmse_prior_{v}']:.4g}" for v in "uvhr"))
+        for r in rows:
+            table.add_row(str(r["stride"]), f"{r['letkf_s']:.2f}", *(f"{r[f'rmse_analysis_{v}']:.4g}" for v in "uvhr"))
+        Console(width=150).print(table)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(rows, fh, indent=2)
+        return 0
     if args.cell:
         m, g, mode, s = args.cell
         print(json.dumps(run_cell(int(m), int(g), mode, int(s), args.dtype)))
