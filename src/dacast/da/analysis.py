@@ -51,14 +51,17 @@ def check_inputs(prior: Tensor, y: Tensor, operator: ObsOperator) -> None:
         raise ValueError(f"observations must have shape ({n_obs},), got {tuple(y.shape)}")
 
 
-def whiten(prior: Tensor, y: Tensor, operator: ObsOperator) -> tuple[Tensor, Tensor, Tensor]:
+def whiten(prior: Tensor, y: Tensor, operator: ObsOperator, hx: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Whitened observation anomalies and innovation.
+
+    ``hx``, when given, is ``operator(prior)`` already computed (shape ``(k, p)``).
 
     Returns:
         ``(y_anom, d, innovation)``: ``y_anom`` shape ``(k, p)`` = (H(x) - mean)/std,
         ``d`` shape ``(p,)`` = innovation/std, ``innovation`` shape ``(p,)`` in observation units.
     """
-    hx = operator(prior)
+    if hx is None:
+        hx = operator(prior)
     hmean = hx.mean(0)
     std = operator.error_std.to(dtype=prior.dtype, device=prior.device)
     innovation = y.to(dtype=prior.dtype, device=prior.device) - hmean

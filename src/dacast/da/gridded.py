@@ -472,8 +472,9 @@ def prepare(
     config: GriddedLETKFConfig,
     dx_km: float,
     local: Neighbours | None,
+    hx: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``H(prior)`` once and the tapered neighbour table of the weight grid.
+    """``H(prior)`` once (or the given ``hx``, shape ``(k, n_obs)``) and the tapered neighbour table of the weight grid.
 
     Returns:
         ``(ya_t (n_obs, k), d (n_obs,), index (wy, wx, width), sqrt_w (wy, wx, width))``
@@ -485,7 +486,7 @@ def prepare(
         local = gridded_neighbours((ny, nx), dx_km, operator.locations, config)
     if local.index.shape[0] != (ny // s) * (nx // s):
         raise ValueError(f"neighbour table has {local.index.shape[0]} rows, expected {(ny // s) * (nx // s)}")
-    y_anom, d, _ = whiten(prior.reshape(k, -1), y, operator)
+    y_anom, d, _ = whiten(prior.reshape(k, -1), y, operator, hx)
     index, sqrt_w = tapered_neighbours(local, config.taper, prior.device, prior.dtype)
     wy, wx = ny // s, nx // s
     return y_anom.T.contiguous(), d, index.reshape(wy, wx, -1), sqrt_w.reshape(wy, wx, -1)
@@ -500,6 +501,7 @@ def gridded_letkf(
     dx_km: float,
     local: Neighbours | None = None,
     tile: tuple[slice, slice] | None = None,
+    hx: Tensor | None = None,
 ) -> Tensor:
     """One gridded LETKF analysis; inputs are not modified.
 
@@ -513,6 +515,7 @@ def gridded_letkf(
         local: `gridded_neighbours` of this network (searched when omitted).
         tile: optional ``(y slice, x slice)`` of grid points to analyse (steps of 1;
             bounds multiples of ``weight_stride``); the whole grid when omitted.
+        hx: ``operator(prior.reshape(k, -1))`` when the caller has it, shape ``(k, n_obs)``.
 
     Returns:
         Analysis ensemble ``(k, n_var, ny, nx)`` (or the tile's ``(k, n_var, ty, tx)``);
@@ -528,7 +531,7 @@ def gridded_letkf(
     part = prior[:, :, y0:y1, x0:x1]
     if y.shape[0] == 0:
         return part.clone()
-    ya_t, d, index, sqrt_w = prepare(prior, y, operator, config, dx_km, local)
+    ya_t, d, index, sqrt_w = prepare(prior, y, operator, config, dx_km, local, hx)
     rows = weight_rows(y0, y1, ny, config.weight_stride).to(index.device)
     cols = weight_rows(x0, x1, nx, config.weight_stride).to(index.device)
     return analyse_tile(part, ya_t, d, index[rows][:, cols], sqrt_w[rows][:, cols], config)

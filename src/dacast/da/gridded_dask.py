@@ -90,6 +90,7 @@ def gridded_letkf_dask(
     dx_km: float,
     tiles: tuple[int, int] = (2, 2),
     local: Neighbours | None = None,
+    hx: Tensor | None = None,
 ) -> Tensor:
     """`gridded_letkf` computed as ``tiles[0] x tiles[1]`` domain tiles on a Dask cluster.
 
@@ -102,6 +103,7 @@ def gridded_letkf_dask(
         dx_km: grid spacing (km).
         tiles: number of tiles along y and x (bounds aligned with ``weight_stride``).
         local: `gridded_neighbours` of this network (searched when omitted).
+        hx: ``operator(prior.reshape(k, -1))`` when the caller has it, shape ``(k, n_obs)``.
 
     Returns:
         Analysis ensemble, shape ``(k, n_var, ny, nx)``; a copy of the prior
@@ -111,7 +113,7 @@ def gridded_letkf_dask(
     if y.shape[0] == 0:
         return prior.clone()
     _, _, ny, nx = prior.shape
-    ya_t, d, index, sqrt_w = prepare(prior, y, operator, config, dx_km, local)
+    ya_t, d, index, sqrt_w = prepare(prior, y, operator, config, dx_km, local, hx)
     boxes = [
         (ys, xs)
         for ys in tile_bounds(ny, tiles[0], config.weight_stride)
