@@ -132,6 +132,10 @@ def test_outage_runs_the_forecast_only_and_says_so() -> None:
     assert rec["outage"] and rec["n_obs_dbz"] == 0 and rec["n_obs_vr"] == 0
     assert rec["rmse_analysis"] == rec["rmse_forecast"]
     assert state.records[0]["n_obs_dbz"] > 0
+    # the forecast after the outage is scored on the cells of the last volume, with it as persistence
+    counts = state.forecasts[-1]["counts_persistence"]
+    pixels = sum(counts[key][0] for key in ("hits", "misses", "false_alarms", "correct_negatives"))
+    assert pixels == state.records[0]["n_obs_dbz"]
 
 
 def test_dask_cluster_gives_the_single_process_result() -> None:

@@ -33,7 +33,7 @@ from torch import Tensor
 from dacast.da.gridded import gridded_letkf
 from dacast.da.gridded_dask import gridded_letkf_dask
 from dacast.models.wursch_craig import WurschCraig
-from dacast.obs.radar import RadarOperator, observe_radar, reflectivity_dbz
+from dacast.obs.radar import RadarOperator, observe_radar, radar_mask, reflectivity_dbz
 from dacast.verify import contingency
 from dacast.workflow.bda_config import BDAConfig
 from dacast.workflow.config import resolve_device
@@ -219,6 +219,7 @@ def run_cycles(
     state.truth, state.ensemble, state.free = (t.to(device) for t in (state.truth, state.ensemble, state.free))
     spc = config.steps_per_cycle
     k = config.members
+    volume: tuple[Tensor, RadarOperator] | None = None  # the latest radar volume (y, operator)
     for c in range(state.cycle, config.cycles):
         start = c * spc
         state.truth = model.forecast(state.truth, config.cycle_seconds, seed=seeds.truth, start_step=start)
@@ -228,29 +229,27 @@ def run_cycles(
         _sync(device)
         t1 = time.perf_counter()
         outage = c in config.outage_cycles
+        op = None
+        hx_time = letkf_time = 0.0
+        posterior = prior
         if outage:
-            y, op = None, None
             say(f"cycle {c + 1}: no radar data (outage) - forecast only, no analysis")
         else:
             y, op = observe_radar(state.truth[0], config.model, config.radar, obs_generator(seeds.obs, c))
-            op_fn = _retyped(op, prior.dtype, device)
-            hx_time = time.perf_counter()
-            op_fn(prior.reshape(k, -1))
+            volume = (y, op)
+            t2 = time.perf_counter()
+            hx = op(prior.reshape(k, -1))
             _sync(device)
-            hx_time = time.perf_counter() - hx_time
-        t2 = time.perf_counter()
-        if outage or op is None or op.n_obs == 0:
-            posterior = prior
-        elif client is not None:
-            posterior = gridded_letkf_dask(
-                client, prior, y.to(device=device, dtype=prior.dtype), op_fn, config.letkf, dx_km=config.dx_km
-            )
-        else:
-            posterior = gridded_letkf(
-                prior, y.to(device=device, dtype=prior.dtype), op_fn, config.letkf, dx_km=config.dx_km
-            )
-        _sync(device)
-        t3 = time.perf_counter()
+            t3 = time.perf_counter()
+            hx_time = t3 - t2
+            if op.n_obs:
+                y = y.to(device=device, dtype=prior.dtype)
+                if client is not None:
+                    posterior = gridded_letkf_dask(client, prior, y, op, config.letkf, dx_km=config.dx_km, hx=hx)
+                else:
+                    posterior = gridded_letkf(prior, y, op, config.letkf, dx_km=config.dx_km, hx=hx)
+                _sync(device)
+                letkf_time = time.perf_counter() - t3
         state.free = forecaster(state.free, config.cycle_seconds, seed=seeds.pool, start_step=start)
         state.ensemble = posterior
         truth = state.truth[0]
@@ -258,8 +257,8 @@ def run_cycles(
             "cycle": c + 1,
             "time_s": (c + 1) * config.cycle_seconds,
             "outage": outage,
-            "n_obs_dbz": 0 if op is None else int((op.kind == 0).sum()),
-            "n_obs_vr": 0 if op is None else int((op.kind == 1).sum()),
+            "n_obs_dbz": 0 if op is None else op.n_dbz,
+            "n_obs_vr": 0 if op is None else op.n_vr,
             "rmse_forecast": _rmse_by_var(prior.mean(0), truth),
             "rmse_analysis": _rmse_by_var(posterior.mean(0), truth),
             "rmse_free_run": _rmse_by_var(state.free.mean(0), truth),
@@ -267,9 +266,9 @@ def run_cycles(
             "spread_analysis": _spread_by_var(posterior),
             "seconds_forecast": t1 - t0,
             # Simulating the radar volume is the twin's stand-in for receiving it and
-            # is not part of the cycle: the stage time is one H(x) of the ensemble.
-            "seconds_observation": 0.0 if outage else hx_time,
-            "seconds_letkf": t3 - t2,
+            # is not part of the cycle: the stage time is H(x) of the ensemble.
+            "seconds_observation": hx_time,
+            "seconds_letkf": letkf_time,
         }
         record["seconds_cycle"] = record["seconds_forecast"] + record["seconds_observation"] + record["seconds_letkf"]
         state.records.append(record)
@@ -279,7 +278,7 @@ def run_cycles(
         )
         if config.forecast_due(c):
             state.forecasts.append(
-                extended_forecast(config, model, forecaster, state, y=y, op=op, cycle=c, seeds=seeds)
+                extended_forecast(config, model, forecaster, state, volume=volume, cycle=c, seeds=seeds)
             )
         state.cycle = c + 1
         if on_cycle is not None:
@@ -287,16 +286,12 @@ def run_cycles(
     return state
 
 
-def _retyped(op: RadarOperator, dtype: torch.dtype, device: torch.device) -> RadarOperator:
-    to = getattr(op, "to", None)
-    return to(device=device, dtype=dtype) if callable(to) else op
-
-
-def observed_dbz_field(op: RadarOperator | None, y: Tensor | None, shape: tuple[int, int]) -> Tensor:
-    """Observed reflectivity on the grid, NaN where the radar has no (reflectivity) data; ``(ny, nx)`` dBZ."""
+def observed_dbz_field(volume: tuple[Tensor, RadarOperator] | None, shape: tuple[int, int]) -> Tensor:
+    """Reflectivity of a radar volume ``(y, operator)`` on the grid; NaN where none (or no volume): ``(ny, nx)`` dBZ."""
     out = torch.full(shape, float("nan"), dtype=torch.float64)
-    if op is None or y is None:
+    if volume is None:
         return out
+    y, op = volume
     sel = op.kind.cpu() == 0
     out.view(-1)[op.cell.cpu()[sel]] = y.cpu().double()[sel]
     return out
@@ -308,8 +303,7 @@ def extended_forecast(
     forecaster: Forecaster,
     state: CycleState,
     *,
-    y: Tensor | None,
-    op: RadarOperator | None,
+    volume: tuple[Tensor, RadarOperator] | None,
     cycle: int,
     seeds: Seeds,
 ) -> dict:
@@ -318,21 +312,20 @@ def extended_forecast(
     The deterministic forecast starts from the analysis mean (no triggering
     noise), the ensemble forecast from the first ``forecast_members`` members.
     Both are verified against the truth's reflectivity on the radar's
-    coverage, with persistence of the observed reflectivity as reference.
+    coverage, with persistence of the latest observed reflectivity (``volume``,
+    which is older than the analysis after an outage) as reference.
 
     Returns:
-        A dict with ``lead_minutes``, ``ts_forecast``, ``ts_persistence``,
-        ``ts_ensemble_mean_prob`` (TS of P(dBZ > 30) >= 0.5) and contingency
-        counts per lead, plus ``probability`` maps ``(lead, ny, nx)`` (CPU float32)
-        and truth reflectivity ``(lead, ny, nx)`` at 0, 10, 20, 30 minutes.
+        A dict with ``lead_minutes`` and contingency counts per lead
+        (``counts_forecast``, ``counts_persistence``, ``counts_ensemble_prob``: the
+        ensemble's P(dBZ > 30) >= 0.5), plus ``probability`` maps, truth and
+        forecast reflectivity ``(lead, ny, nx)`` (CPU float32) at 0, 10, 20, 30 minutes.
     """
     n_leads = round(config.forecast_minutes * 60.0 / LEAD_STEP_SECONDS)
-    shape = (config.grid, config.grid)
-    observed = observed_dbz_field(op, y, shape)
-    coverage = ~torch.isnan(observed)
-    if not bool(coverage.any()):
-        coverage = torch.ones(shape, dtype=torch.bool)
-        observed = state_dbz(config, state.truth[0]).cpu().double()
+    observed = observed_dbz_field(volume, (config.grid, config.grid))
+    coverage = radar_mask(config.model, config.radar)
+    if volume is not None:
+        coverage &= ~torch.isnan(observed)  # the cells the radar reported
     start = (cycle + 1) * config.steps_per_cycle
     lead_steps = round(LEAD_STEP_SECONDS / config.model.dt)
     truth = state.truth.clone()
