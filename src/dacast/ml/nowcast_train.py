@@ -33,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from dacast._device import resolve_device
 from dacast.ml.convlstm import ConvLSTMConfig, ConvLSTMNowcaster
 from dacast.ml.discriminators import DiscriminatorConfig, SpatialDiscriminator, TemporalDiscriminator
 from dacast.ml.nowcast_data import ExtrapolationFn, NowcastDataConfig, RainArray, RainCropDataset
@@ -42,17 +43,6 @@ __all__ = ["NowcastTrainConfig", "TrainResult", "resolve_device", "train_nowcast
 
 Device = Literal["auto", "cpu", "cuda"]
 Sample = dict[str, Tensor]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; ``"cpu"``/``"cuda"``/a device: as given."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' asked for, but CUDA is not available")
-    return torch.device(device)
 
 
 @dataclass(frozen=True, kw_only=True)

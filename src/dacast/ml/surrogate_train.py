@@ -31,6 +31,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from dacast._device import resolve_device
 from dacast.ml.surrogate import SurrogateNet, SurrogateSpec, build_surrogate
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -206,14 +207,6 @@ class SurrogateTrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but CUDA is not available")
-    return torch.device(device)
-
-
 def _loss(model: SurrogateNet, hist: Tensor, residual: Tensor, weight: Tensor) -> Tensor:
     pred = model.normalized_increment(hist)
     return (weight * (pred - residual / model.delta_std).pow(2)).mean()
@@ -246,7 +239,7 @@ def train_surrogate(
         `SurrogateTrainResult`.
     """
     start = time.perf_counter()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     n = len(data)
     n_val = max(1, int(round(config.val_fraction * n)))
     if n - n_val < 1:

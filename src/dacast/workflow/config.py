@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from dacast._device import resolve_device as _resolve_device
 from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, FreeRunConfig, LETKFConfig, Localization
 from dacast.models import CoupledLorenz63, Lorenz63, Lorenz96, Model
 from dacast.obs import Grid, IndexObs, every_kth, identity, subset
@@ -314,11 +315,10 @@ def default_divergence_threshold(spec: ModelSpec) -> float:
 
 def resolve_device(device: Device) -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA raises `ConfigError`."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but CUDA is not available; use 'cpu' or 'auto'")
-    return torch.device(device)
+    try:
+        return _resolve_device(device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _plain(value: Any) -> Any:

@@ -63,7 +63,15 @@ from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, LETKFConfig
 from dacast.ml.surrogate import SurrogateKind, SurrogateSpec
 from dacast.ml.surrogate_train import SurrogateTrainConfig
 from dacast.models import CoupledLorenz63, Lorenz96, Model
-from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, build_model, filter_to_dict
+from dacast.workflow.config import (
+    ConfigError,
+    ModelSpec,
+    ObsSpec,
+    _require,
+    build_model,
+    filter_to_dict,
+    resolve_device,
+)
 from dacast.workflow.loader import (
     _bool,
     _build,
@@ -82,11 +90,6 @@ from dacast.workflow.loader import (
 
 #: Lyapunov time of Lorenz-96 with F = 8 (model time units).
 LYAPUNOV_TIME_L96 = 0.61
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -271,12 +274,8 @@ class SurrogateConfig:
         return build_model(self.imperfect)
 
     def device_obj(self) -> torch.device:
-        """The training device (``auto``: CUDA when available)."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was requested but CUDA is not available; use 'cpu' or 'auto'")
-        return torch.device(self.device)
+        """The training device (``auto``: CUDA when available); `ConfigError` for CUDA without CUDA."""
+        return resolve_device(self.device)
 
 
 def surrogate_config_to_dict(config: SurrogateConfig) -> dict[str, Any]:
