@@ -15,7 +15,6 @@ from dacast.workflow.surrogate import (
     SURROGATE_PRESETS,
     NetSpec,
     SurrogateConfig,
-    TruthSpec,
     surrogate_config_from_dict,
     surrogate_config_to_dict,
 )
@@ -28,7 +27,7 @@ def tiny() -> SurrogateConfig:
     """Lorenz-96 on 8 points; the imperfect model has F = 5 instead of 8; a tiny residual CNN on top of it."""
     return SurrogateConfig(
         name="tiny",
-        truth=TruthSpec(name="lorenz96", n_state=8, forcing=8.0),
+        truth=ModelSpec(name="lorenz96", n_state=8, forcing=8.0),
         imperfect=ModelSpec(name="lorenz96", n_state=8, forcing=5.0),
         dt=0.05,
         obs_every=1,

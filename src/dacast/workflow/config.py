@@ -68,12 +68,16 @@ class ModelSpec:
         n_state: Lorenz-96 only: number of grid points (>= 4).
         forcing: Lorenz-96 only: forcing F (non-dimensional).
         variant: coupled Lorenz-63 only: ``"constant"`` or ``"x1sq"`` set point.
+        omega, damping, x3_star: coupled Lorenz-63 only: ω, k and x3* of the extra oscillator.
     """
 
     name: ModelName
     n_state: int = 40
     forcing: float = 8.0
     variant: Literal["constant", "x1sq"] = "constant"
+    omega: float = 2.0
+    damping: float = 2.0
+    x3_star: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.name in MODEL_NAMES, f"model.name must be one of {', '.join(MODEL_NAMES)}; got {self.name!r}")
@@ -82,6 +86,7 @@ class ModelSpec:
         _require(
             self.variant in ("constant", "x1sq"), f"model.variant must be 'constant' or 'x1sq', got {self.variant!r}"
         )
+        _require(self.damping > 0, f"model.damping must be > 0, got {self.damping}")
 
     @property
     def state_size(self) -> int:
@@ -266,7 +271,7 @@ def build_model(spec: ModelSpec) -> Model:
     if spec.name == "lorenz63":
         return Lorenz63()
     if spec.name == "coupled_lorenz63":
-        return CoupledLorenz63(variant=spec.variant)
+        return CoupledLorenz63(omega=spec.omega, damping=spec.damping, x3_star=spec.x3_star, variant=spec.variant)
     return Lorenz96(n_state=spec.n_state, forcing=spec.forcing)
 
 
@@ -334,22 +339,32 @@ def filter_to_dict(config: FilterConfig) -> dict[str, Any]:
     return {"kind": FILTER_NAMES[type(config)], **_plain(config)}
 
 
+def model_spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """The keys of ``spec`` that apply to its model (the YAML ``model:`` section)."""
+    out: dict[str, Any] = {"name": spec.name}
+    if spec.name == "lorenz96":
+        out |= {"n_state": spec.n_state, "forcing": spec.forcing}
+    if spec.name == "coupled_lorenz63":
+        out |= {"variant": spec.variant, "omega": spec.omega, "damping": spec.damping, "x3_star": spec.x3_star}
+    return out
+
+
+def obs_spec_to_dict(spec: ObsSpec) -> dict[str, Any]:
+    """The keys of ``spec`` that apply to its kind (the YAML ``obs:`` section)."""
+    out: dict[str, Any] = {"kind": spec.kind, "error_std": _plain(spec.error_std)}
+    if spec.kind == "subset":
+        out["indices"] = _plain(spec.indices)
+    if spec.kind == "every_kth":
+        out |= {"k": spec.k, "offset": spec.offset}
+    return out
+
+
 def config_to_dict(config: TwinConfig) -> dict[str, Any]:
     """JSON/YAML-serialisable form of ``config``; `dacast.workflow.loader.config_from_dict` inverts it."""
     out = _plain(config)
     out["filter"] = filter_to_dict(config.filter)
-    model = {"name": config.model.name}
-    if config.model.name == "lorenz96":
-        model |= {"n_state": config.model.n_state, "forcing": config.model.forcing}
-    if config.model.name == "coupled_lorenz63":
-        model["variant"] = config.model.variant
-    out["model"] = model
-    obs: dict[str, Any] = {"kind": config.obs.kind, "error_std": _plain(config.obs.error_std)}
-    if config.obs.kind == "subset":
-        obs["indices"] = _plain(config.obs.indices)
-    if config.obs.kind == "every_kth":
-        obs |= {"k": config.obs.k, "offset": config.obs.offset}
-    out["obs"] = obs
+    out["model"] = model_spec_to_dict(config.model)
+    out["obs"] = obs_spec_to_dict(config.obs)
     return out
 
 

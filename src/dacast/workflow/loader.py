@@ -12,6 +12,9 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
       [n_state]: 40            # lorenz96 only (>= 4)
       [forcing]: 8.0           # lorenz96 only
       [variant]: constant      # coupled_lorenz63 only: constant | x1sq
+      [omega]: 2.0             # coupled_lorenz63 only: ω, k, x3* of the extra oscillator
+      [damping]: 2.0
+      [x3_star]: 0.0
     dt: 0.05                   # model time step (model time units, > 0)
     obs:
       [kind]: identity         # identity | subset | every_kth
@@ -72,7 +75,7 @@ _TOP_OPTIONAL = ("burn_in", "initial_std", "initial_mean", "seed", "device", "dt
 _MODEL_KEYS = {
     "lorenz63": ("name",),
     "lorenz96": ("name", "n_state", "forcing"),
-    "coupled_lorenz63": ("name", "variant"),
+    "coupled_lorenz63": ("name", "variant", "omega", "damping", "x3_star"),
 }
 _OBS_KEYS = ("kind", "error_std", "indices", "k", "offset")
 
@@ -187,11 +190,11 @@ def _dataclass_section(cls: type, data: Mapping[str, Any], where: str, skip: tup
     return kwargs
 
 
-def _model(data: Any) -> ModelSpec:
-    data = _mapping(data, "model")
+def _model(data: Any, where: str = "model") -> ModelSpec:
+    data = _mapping(data, where)
     if "name" not in data:
-        raise ConfigError(f"model is missing the required key 'name' (one of {', '.join(_MODEL_KEYS)})")
-    name = _str(data["name"], "model.name")
+        raise ConfigError(f"{where} is missing the required key 'name' (one of {', '.join(_MODEL_KEYS)})")
+    name = _str(data["name"], f"{where}.name")
     if name not in _MODEL_KEYS:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_MODEL_KEYS)}")
     allowed = _MODEL_KEYS[name]
@@ -200,12 +203,13 @@ def _model(data: Any) -> ModelSpec:
         raise ConfigError(f"key {unknown[0]!r} does not apply to model {name!r}; allowed: {', '.join(allowed)}")
     kwargs: dict[str, Any] = {"name": name}
     if "n_state" in data:
-        kwargs["n_state"] = _int(data["n_state"], "model.n_state")
-    if "forcing" in data:
-        kwargs["forcing"] = _float(data["forcing"], "model.forcing")
+        kwargs["n_state"] = _int(data["n_state"], f"{where}.n_state")
     if "variant" in data:
-        kwargs["variant"] = _str(data["variant"], "model.variant")
-    return _build(ModelSpec, kwargs, "model")
+        kwargs["variant"] = _str(data["variant"], f"{where}.variant")
+    for key in ("forcing", "omega", "damping", "x3_star"):
+        if key in data:
+            kwargs[key] = _float(data[key], f"{where}.{key}")
+    return _build(ModelSpec, kwargs, where)
 
 
 def _obs(data: Any) -> ObsSpec:

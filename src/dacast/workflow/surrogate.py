@@ -13,7 +13,7 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
 
     [preset]: surrogate-lorenz63   # start from a preset; the keys below override it
     truth:
-      name: coupled_lorenz63       # coupled_lorenz63 | lorenz96
+      name: coupled_lorenz63       # same schema as a twin experiment's model (lorenz63 | lorenz96 | coupled_lorenz63)
       [omega]: 2.0                 # coupled only
       [damping]: 2.0               # coupled only (k)
       [x3_star]: 0.0               # coupled only
@@ -62,7 +62,7 @@ import torch
 from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, LETKFConfig
 from dacast.ml.surrogate import SurrogateKind, SurrogateSpec
 from dacast.ml.surrogate_train import SurrogateTrainConfig
-from dacast.models import CoupledLorenz63, Lorenz96, Model
+from dacast.models import Model
 from dacast.workflow.config import (
     ConfigError,
     ModelSpec,
@@ -70,6 +70,8 @@ from dacast.workflow.config import (
     _require,
     build_model,
     filter_to_dict,
+    model_spec_to_dict,
+    obs_spec_to_dict,
     resolve_device,
 )
 from dacast.workflow.loader import (
@@ -90,45 +92,6 @@ from dacast.workflow.loader import (
 
 #: Lyapunov time of Lorenz-96 with F = 8 (model time units).
 LYAPUNOV_TIME_L96 = 0.61
-
-
-@dataclass(frozen=True, kw_only=True)
-class TruthSpec:
-    """The "perfect" system that makes the truth.
-
-    Attributes:
-        name: ``"coupled_lorenz63"`` (5 variables) or ``"lorenz96"``.
-        omega, damping, x3_star, variant: coupled Lorenz-63 parameters (ω, k, x3*).
-        n_state, forcing: Lorenz-96 size and forcing F.
-    """
-
-    name: Literal["coupled_lorenz63", "lorenz96"]
-    omega: float = 2.0
-    damping: float = 2.0
-    x3_star: float = 0.0
-    variant: Literal["constant", "x1sq"] = "constant"
-    n_state: int = 40
-    forcing: float = 8.0
-
-    def __post_init__(self) -> None:
-        _require(
-            self.name in ("coupled_lorenz63", "lorenz96"),
-            f"truth.name must be coupled_lorenz63 or lorenz96, got {self.name!r}",
-        )
-        _require(self.variant in ("constant", "x1sq"), f"truth.variant must be constant or x1sq, got {self.variant!r}")
-        _require(self.damping > 0, f"truth.damping must be > 0, got {self.damping}")
-        _require(self.n_state >= 4, f"truth.n_state must be >= 4, got {self.n_state}")
-
-    @property
-    def state_size(self) -> int:
-        """Length of the truth state."""
-        return 5 if self.name == "coupled_lorenz63" else self.n_state
-
-    def build(self) -> Model:
-        """The model object."""
-        if self.name == "coupled_lorenz63":
-            return CoupledLorenz63(omega=self.omega, damping=self.damping, x3_star=self.x3_star, variant=self.variant)
-        return Lorenz96(n_state=self.n_state, forcing=self.forcing)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +140,7 @@ class SurrogateConfig:
     """One surrogate <-> DA experiment (see the module docstring for every field)."""
 
     name: str = "custom"
-    truth: TruthSpec
+    truth: ModelSpec
     imperfect: ModelSpec
     dt: float
     obs_every: int
@@ -285,29 +248,20 @@ def surrogate_config_to_dict(config: SurrogateConfig) -> dict[str, Any]:
         value = getattr(config, f.name)
         if f.name in ("filter", "surrogate_filter", "perfect_filter"):
             out[f.name] = None if value is None else filter_to_dict(value)
-        elif f.name == "imperfect":
-            out[f.name] = {"name": value.name} | (
-                {"n_state": value.n_state, "forcing": value.forcing} if value.name == "lorenz96" else {}
-            )
+        elif f.name in ("truth", "imperfect"):
+            out[f.name] = model_spec_to_dict(value)
         elif f.name == "obs":
-            obs = {"kind": value.kind, "error_std": value.error_std}
-            if value.kind == "subset":
-                obs["indices"] = list(value.indices)
-            if value.kind == "every_kth":
-                obs |= {"k": value.k, "offset": value.offset}
-            out[f.name] = obs
+            out[f.name] = obs_spec_to_dict(value)
         elif dataclasses.is_dataclass(value):
             out[f.name] = dataclasses.asdict(value)
         else:
             out[f.name] = value
-    if isinstance(out["obs"]["error_std"], tuple):
-        out["obs"]["error_std"] = list(out["obs"]["error_std"])
     return out
 
 
 # ----------------------------------------------------------------------------- presets
 
-_L63_TRUTH = TruthSpec(name="coupled_lorenz63", omega=2.0, damping=2.0, x3_star=0.0, variant="constant")
+_L63_TRUTH = ModelSpec(name="coupled_lorenz63", omega=2.0, damping=2.0, x3_star=0.0, variant="constant")
 
 SURROGATE_LORENZ63 = SurrogateConfig(
     name="surrogate-lorenz63",
@@ -339,7 +293,7 @@ def _l96_obs_indices(seed: int = 2020) -> tuple[int, ...]:
 
 SURROGATE_LORENZ96 = SurrogateConfig(
     name="surrogate-lorenz96",
-    truth=TruthSpec(name="lorenz96", n_state=40, forcing=8.0),
+    truth=ModelSpec(name="lorenz96", n_state=40, forcing=8.0),
     imperfect=ModelSpec(name="lorenz96", n_state=40, forcing=6.0),
     dt=0.05,
     obs_every=1,
@@ -421,11 +375,8 @@ def surrogate_config_from_dict(data: Any) -> SurrogateConfig:
     for key, value in data.items():
         if key in _SCALARS:
             kwargs[key] = _SCALARS[key](value, key)
-        elif key == "truth":
-            sec = _mapping(value, "truth")
-            kwargs[key] = _build(TruthSpec, _dataclass_section(TruthSpec, sec, "truth"), "truth")
-        elif key == "imperfect":
-            kwargs[key] = _model(value)
+        elif key in ("truth", "imperfect"):
+            kwargs[key] = _model(value, key)
         elif key == "obs":
             kwargs[key] = _obs(value)
         elif key in ("filter", "surrogate_filter", "perfect_filter"):
@@ -466,7 +417,6 @@ __all__ = [
     "SURROGATE_PRESETS",
     "NetSpec",
     "SurrogateConfig",
-    "TruthSpec",
     "get_surrogate_preset",
     "load_surrogate_target",
     "load_surrogate_yaml",

@@ -37,7 +37,7 @@ from dacast.ml.surrogate_train import (
     windows_from_trajectory,
 )
 from dacast.models import Model
-from dacast.workflow.config import ConfigError
+from dacast.workflow.config import ConfigError, build_model
 from dacast.workflow.surrogate import SurrogateConfig, surrogate_config_to_dict
 from dacast.workflow.surrogate_cycle import (
     DelayEmbedded,
@@ -79,7 +79,7 @@ class TruthData:
 
 def make_truth(config: SurrogateConfig) -> TruthData:
     """Spin the truth up onto its attractor, run it, observe it, and run an independent test segment."""
-    model = config.truth.build()
+    model = build_model(config.truth)
     gen = _gen(config.seed, 0)
     x = model.default_initial_state(dtype=torch.float64)  # type: ignore[attr-defined]
     x = x + torch.randn(x.shape, generator=gen, dtype=torch.float64)
@@ -338,7 +338,7 @@ def _run_surrogate(
     if (out / "perfect.npz").exists():
         perfect_rmse = float(np.load(out / "perfect.npz")["rmse"])
     else:
-        pm, _, _, _ = run_da(config, data, config.truth.build(), 0, None, progress=progress, perfect=True)
+        pm, _, _, _ = run_da(config, data, build_model(config.truth), 0, None, progress=progress, perfect=True)
         perfect_rmse = time_mean_rmse(pm, truth_mod, skip)
         np.savez(out / "perfect.npz", analysis_mean=pm.numpy(), rmse=perfect_rmse)
     done_now = 0
