@@ -169,39 +169,21 @@ class BDAPreset:
 SMALL_ENSEMBLE_LETKF = GriddedLETKFConfig(localization=1.0, rtpp=0.5)
 # On the 1000-member run, weights every 2nd or 4th point gave the same or slightly lower
 # analysis RMSE than every point (docs/bda.md), at a fraction of the cost.
-MID_LETKF = GriddedLETKFConfig(localization=1.0, rtpp=0.5, weight_stride=2)
+MID_LETKF = replace(SMALL_ENSEMBLE_LETKF, weight_stride=2)
 
 
 def _presets() -> dict[str, BDAPreset]:
     small = BDAConfig(
         members=50,
         grid=64,
-        cycles=20,
         spinup_minutes=45.0,
         ensemble_pool=25,
         ensemble_lag_minutes=5.0,
-        forecast_every=10,
-        checkpoint_every=10,
         letkf=SMALL_ENSEMBLE_LETKF,
     )
-    mid = BDAConfig(
-        members=100,
-        grid=256,
-        cycles=20,
-        forecast_every=20,
-        forecast_members=100,
-        free_run_members=50,
-        letkf=MID_LETKF,
-    )
-    big = BDAConfig(
-        members=1000,
-        grid=256,
-        cycles=10,
-        forecast_every=10,
-        forecast_members=100,
-        free_run_members=50,
-        checkpoint_every=10,
-        letkf=GriddedLETKFConfig(weight_stride=4),
+    mid = BDAConfig(members=100, grid=256, forecast_every=20, free_run_members=50, letkf=MID_LETKF)
+    big = replace(
+        mid, members=1000, cycles=10, forecast_every=10, forecast_members=100, letkf=GriddedLETKFConfig(weight_stride=4)
     )
     return {
         p.name: p
