@@ -425,16 +425,8 @@ def analyse_tile(
                     q = torch.bmm(vc, xi)  # (cx, r, m)
                     mean[i].baddbmm_(g[i + dy, dx : dx + cx, None, :], q * corner_w[c])
                     oi.baddbmm_(vc.transpose(-1, -2), q.mul_(coef[i + dy, dx : dx + cx, :, None] * corner_w[c]))
-            if config.rtps == 0.0:
-                # RTPP in place: (1 - α) Xa' + α Xb' around the analysis mean (the `relax` result)
-                alpha = config.rtpp
-                out += mean
-                amean = out.mean(2, keepdim=True)
-                out.mul_(1.0 - alpha).add_(xp, alpha=alpha).add_(amean, alpha=alpha)
-                post = out
-            else:
-                out += mean
-                post = relax((xp + xmean).movedim(2, 0), out.movedim(2, 0), config.rtpp, config.rtps).movedim(0, 2)
+            out += mean
+            post = relax((xp + xmean).movedim(2, 0), out.movedim(2, 0), config.rtpp, config.rtps).movedim(0, 2)
             _copy_members(out_cells[i0:i1], post.view(nb, cx, k, n_var, s, s))
             prev = TransformFactors(v=new.v[-1:], coef=new.coef[-1:], g=new.g[-1:], scale=new.scale)
 
