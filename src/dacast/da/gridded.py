@@ -35,9 +35,9 @@ import torch
 from torch import Tensor
 
 from dacast.da.analysis import check_inputs, relax, whiten
-from dacast.da.letkf import cpu_workers, map_chunks, map_tasks, tapered_neighbours
+from dacast.da.letkf import cpu_workers, live_first, map_tasks, solve_points, tapered_neighbours
 from dacast.da.localization import Localization
-from dacast.da.transform import choose_form, transform_update
+from dacast.da.transform import choose_form, eigh
 from dacast.obs.grid import Grid, Neighbours, neighbours
 from dacast.obs.operators import ObsOperator
 
@@ -167,27 +167,12 @@ def transform_factors(
     if choose_form(k, p, form) == "ensemble":  # type: ignore[arg-type]
         c = yt.transpose(-1, -2) @ yt
         c.diagonal(dim1=-2, dim2=-1).add_(a)
-        lam, vec = _eigh(c)
+        lam, vec = eigh(c)
         v = vec.transpose(-1, -2).contiguous()
         q = (v @ (yt.transpose(-1, -2) @ d[..., None]))[..., 0]
         return TransformFactors(v=v, coef=torch.sqrt((k - 1) / lam) - scale, g=q / lam, scale=scale)
     u, coef, g = _gram_eigen(yt, d, a, pad)
     return TransformFactors(v=u.transpose(-1, -2) @ yt, coef=coef, g=g, scale=scale)
-
-
-def _eigh(c: Tensor) -> tuple[Tensor, Tensor]:
-    """`torch.linalg.eigh`, retried in float64 when float32 LAPACK fails to converge.
-
-    Float32 ``syevd`` can fail on nearly degenerate spectra (an ensemble of
-    repeated members); float64 then converges and the result is cast back.
-    """
-    try:
-        return torch.linalg.eigh(c)
-    except torch.linalg.LinAlgError:
-        if c.dtype != torch.float32:
-            raise
-        lam, vec = torch.linalg.eigh(c.double())
-        return lam.float(), vec.float()
 
 
 def _gram_eigen(yt: Tensor, d: Tensor, a: float, pad: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -200,41 +185,13 @@ def _gram_eigen(yt: Tensor, d: Tensor, a: float, pad: Tensor | None) -> tuple[Te
         # UᵀŶᵀ or Uᵀd̂ and a rotation inside an eigenspace changes no sum over it),
         # and spares LAPACK the rank-deficient case, many times slower in float32.
         gram.diagonal(dim1=-2, dim2=-1).add_(pad.to(gram.dtype))
-    lam, u = _eigh(gram)
+    lam, u = eigh(gram)
     lam = lam.clamp_min(0.0)
     g = (u.transpose(-1, -2) @ d[..., None])[..., 0] / (lam + a)
     sa = a**0.5
     sla = torch.sqrt(lam + a)
     coef = -((k - 1) ** 0.5) / (sa * sla * (sa + sla))
     return u, coef, g
-
-
-def live_first(index: Tensor, sqrt_w: Tensor, informative: Tensor) -> tuple[Tensor, Tensor]:
-    """Each point's informative neighbours first (order kept), the rest as padding, cut to the longest.
-
-    An observation whose whitened anomalies are all exactly zero (e.g. clear
-    air, every member at the same clipped dBZ) adds nothing to any transform:
-    its row of Ŷᵀ is zero, so it only adds a zero eigenvalue whose eigenvector
-    meets neither Ŷᵀ nor the update (whatever its innovation). Dropping it
-    *after* the ``max_obs`` nearest were chosen leaves the analysis unchanged
-    (to rounding); the neighbour selection itself is untouched.
-
-    Args:
-        index: neighbour observation indices ``(n, width)``.
-        sqrt_w: square-root taper weights ``(n, width)`` (0: padding).
-        informative: ``(n_obs,)`` bool, observations with a non-zero anomaly.
-
-    Returns:
-        ``(index, sqrt_w)`` of shape ``(n, live)``, ``live`` the largest count of
-        informative neighbours (zero weights mark padding).
-    """
-    live = (sqrt_w > 0) & informative[index]
-    n_live = int(live.sum(-1).max()) if live.numel() else 0
-    if n_live == index.shape[1] and bool(live.all()):
-        return index, sqrt_w
-    order = torch.sort((~live).to(torch.uint8), dim=-1, stable=True).indices[:, :n_live]
-    sw = torch.where(live, sqrt_w, torch.zeros_like(sqrt_w))
-    return index.gather(1, order), sw.gather(1, order)
 
 
 def _factors(
@@ -260,52 +217,6 @@ def _pad_rank(f: TransformFactors, r: int) -> TransformFactors:
         g=torch.nn.functional.pad(f.g, (0, extra)),
         scale=f.scale,
     )
-
-
-def _solve_points(
-    ya_t: Tensor,
-    d: Tensor,
-    index: Tensor,
-    sqrt_w: Tensor,
-    xp: Tensor,
-    xmean: Tensor,
-    inflation: float,
-    chunk_mb: float | None,
-) -> Tensor:
-    """`solve_points` (one transform per point) on each point's informative neighbours only.
-
-    Args and result as `dacast.da.letkf.solve_points`: ``xp (n, k, nv)`` -> ``(n, k, nv)``.
-    Padded Gram matrices are kept regular (see `_gram_eigen`).
-    """
-    n, k, _ = xp.shape
-    width = index.shape[1]
-    informative = (ya_t != 0).any(-1)
-    a = (k - 1) / inflation**2
-    budget = chunk_mb or (16.0 if xp.device.type == "cpu" else 2048.0)
-    per_point = width * k + (k * k if choose_form(k, width) == "ensemble" else 2 * width * width)
-    chunk = max(1, int(budget * 2**20 // (3 * xp.element_size() * per_point)))
-    out = torch.empty_like(xp)
-
-    def solve(start: int, stop: int) -> None:
-        idx, sw = live_first(index[start:stop], sqrt_w[start:stop], informative)
-        x = xp[start:stop]
-        p = idx.shape[1]
-        if p == 0:
-            out[start:stop] = xmean[start:stop, None, :] + inflation * x
-            return
-        yt = ya_t[idx] * sw[..., None]  # (B, p, k)
-        dd = d[idx] * sw
-        if choose_form(k, p) == "ensemble":
-            out[start:stop] = transform_update(yt, dd, x, xmean[start:stop], inflation, "ensemble")
-            return
-        u, coef, g = _gram_eigen(yt, dd, a, sw == 0)
-        uz = u.transpose(-1, -2) @ (yt @ x)  # (B, p, nv)
-        mean_inc = g[:, None, :] @ uz  # (B, 1, nv)
-        pert = inflation * x + yt.transpose(-1, -2) @ (u @ (coef[..., None] * uz))
-        out[start:stop] = xmean[start:stop, None, :] + mean_inc + pert
-
-    map_chunks(n, chunk, xp.device, solve)
-    return out
 
 
 def _copy_members(dst: Tensor, src: Tensor, step: int = 64) -> None:
@@ -355,7 +266,7 @@ def analyse_tile(
     if s == 1:
         fields = prior.permute(2, 3, 0, 1).reshape(ty * tx, k, n_var)
         xmean = fields.mean(1)
-        out = _solve_points(
+        out = solve_points(
             ya_t,
             d,
             index.reshape(ty * tx, -1),
@@ -363,7 +274,8 @@ def analyse_tile(
             fields - xmean[:, None, :],
             xmean,
             config.inflation,
-            config.chunk_mb,
+            chunk_mb=config.chunk_mb,
+            informative=(ya_t != 0).any(-1),
         )
         post = out.reshape(ty, tx, k, n_var).permute(2, 3, 0, 1)
         return relax(prior, post, config.rtpp, config.rtps)

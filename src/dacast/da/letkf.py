@@ -163,6 +163,34 @@ def map_chunks(n_points: int, chunk: int, device: torch.device, solve: Callable[
     map_tasks([lambda s=s: solve(s, min(s + chunk, n_points)) for s in starts], device)
 
 
+def live_first(index: Tensor, sqrt_w: Tensor, informative: Tensor) -> tuple[Tensor, Tensor]:
+    """Each point's informative neighbours first (order kept), the rest as padding, cut to the longest.
+
+    An observation whose whitened anomalies are all exactly zero (e.g. clear
+    air, every member at the same clipped dBZ) adds nothing to any transform:
+    its row of Ŷᵀ is zero, so it only adds a zero eigenvalue whose eigenvector
+    meets neither Ŷᵀ nor the update (whatever its innovation). Dropping it
+    *after* the ``max_obs`` nearest were chosen leaves the analysis unchanged
+    (to rounding); the neighbour selection itself is untouched.
+
+    Args:
+        index: neighbour observation indices ``(n, width)``.
+        sqrt_w: square-root taper weights ``(n, width)`` (0: padding).
+        informative: ``(n_obs,)`` bool, observations with a non-zero anomaly.
+
+    Returns:
+        ``(index, sqrt_w)`` of shape ``(n, live)``, ``live`` the largest count of
+        informative neighbours (zero weights mark padding).
+    """
+    live = (sqrt_w > 0) & informative[index]
+    n_live = int(live.sum(-1).max()) if live.numel() else 0
+    if n_live == index.shape[1] and bool(live.all()):
+        return index, sqrt_w
+    order = torch.sort((~live).to(torch.uint8), dim=-1, stable=True).indices[:, :n_live]
+    sw = torch.where(live, sqrt_w, torch.zeros_like(sqrt_w))
+    return index.gather(1, order), sw.gather(1, order)
+
+
 def solve_points(
     ya_t: Tensor,
     d: Tensor,
@@ -173,6 +201,7 @@ def solve_points(
     inflation: float = 1.0,
     form: Form = "auto",
     chunk_mb: float | None = None,
+    informative: Tensor | None = None,
 ) -> Tensor:
     """Local ensemble transforms of many points, in chunks (no loop over points).
 
@@ -186,6 +215,8 @@ def solve_points(
         inflation: multiplicative inflation inside the transform.
         form: transform form (see `transform_update`).
         chunk_mb: memory budget of one chunk's gathered anomalies (MB).
+        informative: optional ``(n_obs,)`` bool, observations with a non-zero anomaly row;
+            each chunk then solves only those (exact, see `live_first`).
 
     Returns:
         Analysis ensembles, shape ``(n_points, k, n_var)``.
@@ -200,9 +231,12 @@ def solve_points(
     def solve(start: int, stop: int) -> None:
         sw = sqrt_w[start:stop]
         idx = index[start:stop]
+        if informative is not None:
+            idx, sw = live_first(idx, sw, informative)
         yt = ya_t[idx] * sw[..., None]  # (B, p, k)
         dd = d[idx] * sw
-        out[start:stop] = transform_update(yt, dd, xp[start:stop], xmean[start:stop], inflation, form_used)
+        form_chunk = form_used if form != "auto" else choose_form(k, idx.shape[1])
+        out[start:stop] = transform_update(yt, dd, xp[start:stop], xmean[start:stop], inflation, form_chunk)
 
     map_chunks(n_points, chunk, xp.device, solve)
     return out

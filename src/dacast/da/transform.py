@@ -33,6 +33,21 @@ from torch import Tensor
 Form = Literal["auto", "ensemble", "gram"]
 
 
+def eigh(c: Tensor) -> tuple[Tensor, Tensor]:
+    """`torch.linalg.eigh`, retried in float64 when float32 LAPACK fails to converge.
+
+    Float32 ``syevd`` can fail on nearly degenerate spectra (an ensemble of
+    repeated members); float64 then converges and the result is cast back.
+    """
+    try:
+        return torch.linalg.eigh(c)
+    except torch.linalg.LinAlgError:
+        if c.dtype != torch.float32:
+            raise
+        lam, vec = torch.linalg.eigh(c.double())
+        return lam.float(), vec.float()
+
+
 def choose_form(n_members: int, n_obs: int, form: Form = "auto") -> Literal["ensemble", "gram"]:
     """The cheaper exact form: ``"gram"`` when p < k, else ``"ensemble"``."""
     if form != "auto":
@@ -70,7 +85,7 @@ def transform_update(
     if choose_form(k, p, form) == "ensemble":
         c = yt.transpose(-1, -2) @ yt
         c.diagonal(dim1=-2, dim2=-1).add_(a)
-        lam, v = torch.linalg.eigh(c)
+        lam, v = eigh(c)
         g = v.transpose(-1, -2) @ xp  # (B, k, nv)
         q = (v.transpose(-1, -2) @ (yt.transpose(-1, -2) @ d[..., None]))[..., 0]  # (B, k)
         mean_inc = ((q / lam)[..., None] * g).sum(-2)
@@ -80,7 +95,7 @@ def transform_update(
         # zero rows of Ŷᵀ (padding, clear air) get a unit diagonal: exact (they add nothing to
         # UᵀŶᵀ and only rotate inside an eigenspace), and LAPACK avoids its slow rank-deficient path
         gram.diagonal(dim1=-2, dim2=-1).add_((yt == 0).all(-1).to(gram.dtype))
-        lam, u = torch.linalg.eigh(gram)
+        lam, u = eigh(gram)
         lam = lam.clamp_min(0.0)
         z = yt @ xp  # (B, p, nv)
         uz = u.transpose(-1, -2) @ z  # (B, p, nv)
