@@ -1,12 +1,26 @@
-"""RTPP and RTPS (Whitaker & Hamill 2012), standalone and through the filter configs."""
+"""RTPP and RTPS (Whitaker & Hamill 2012), standalone and through the filter configs; adaptive inflation (Li et al. 2009)."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from da_helpers import noisy_obs, ring_ensemble
 
-from dacast.da import EnKFConfig, ETKFConfig, LETKFConfig, Localization, enkf, etkf, letkf, rtpp, rtps
+from dacast.da import (
+    AdaptiveInflation,
+    EnKFConfig,
+    ETKFConfig,
+    LETKFConfig,
+    Localization,
+    enkf,
+    etkf,
+    innovation_inflation,
+    letkf,
+    rtpp,
+    rtps,
+)
 from dacast.obs import Grid, every_kth
 
 
@@ -95,3 +109,31 @@ def test_enkf_inflation_equals_inflating_prior() -> None:
     for config in (EnKFConfig, ETKFConfig):
         with pytest.raises(ValueError, match="inflation"):
             config(inflation=-1.0)
+
+
+def test_innovation_inflation_recovers_the_factor_of_the_innovations() -> None:
+    """Innovations drawn from N(0, lambda P + R), P the ensemble's own covariance: the estimates average to lambda."""
+    gen = torch.Generator().manual_seed(3)
+    k, p, lam = 30, 12, 3.0
+    hx = ring_ensemble(k, p, seed=5)
+    std = torch.linspace(0.5, 1.5, p, dtype=torch.float64)
+    cov = lam * torch.cov(hx.T) + torch.diag(std.square())
+    chol = torch.linalg.cholesky(cov)
+    est = []
+    for _ in range(400):
+        d = chol @ torch.randn(p, generator=gen, dtype=torch.float64)
+        est.append(innovation_inflation(hx, hx.mean(0) + d, std))
+    mean = sum(est) / len(est)
+    assert abs(mean - lam) < 0.1 * lam, mean
+    assert math.isnan(innovation_inflation(torch.ones(k, p, dtype=torch.float64), torch.zeros(p), std))
+
+
+def test_adaptive_inflation_relaxes_towards_estimates_within_bounds() -> None:
+    adapt = AdaptiveInflation(weight=0.25, minimum=1.0, maximum=4.0)
+    assert adapt.update(2.0, 6.0) == pytest.approx(3.0)
+    assert adapt.update(3.9, 100.0) == 4.0
+    assert adapt.update(1.1, -50.0) == 1.0
+    assert adapt.update(2.0, float("nan")) == 2.0
+    for bad in ({"weight": 0.0}, {"weight": 1.5}, {"minimum": 3.0, "maximum": 2.0}, {"maximum": float("inf")}):
+        with pytest.raises(ValueError):
+            AdaptiveInflation(**bad)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ from dacast.da.enkf import EnKFConfig, enkf
 from dacast.da.etkf import ETKFConfig, etkf
 from dacast.da.gridded import GriddedLETKFConfig, gridded_letkf, gridded_neighbours, weight_grid
 from dacast.da.gridded_dask import gridded_letkf_dask
-from dacast.da.inflation import rtpp, rtps
+from dacast.da.inflation import AdaptiveInflation, innovation_inflation, rtpp, rtps
 from dacast.da.letkf import LETKFConfig, letkf, local_neighbours
 from dacast.da.localization import Localization, gaspari_cohn, gaussian
 from dacast.da.transform import transform_update
@@ -81,6 +81,7 @@ def analyse(
 
 
 __all__ = [
+    "AdaptiveInflation",
     "Analysis",
     "EnKFConfig",
     "ETKFConfig",
@@ -98,6 +99,7 @@ __all__ = [
     "gridded_letkf",
     "gridded_letkf_dask",
     "gridded_neighbours",
+    "innovation_inflation",
     "letkf",
     "local_neighbours",
     "rtpp",

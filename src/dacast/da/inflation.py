@@ -1,10 +1,16 @@
-"""Inflation applied after the analysis: RTPP and RTPS (Whitaker & Hamill 2012).
+"""Inflation: RTPP and RTPS after the analysis (Whitaker & Hamill 2012), and adaptive multiplicative inflation.
 
 Multiplicative inflation lives inside the ensemble-space matrix of the
-transform filters (see `dacast.da.transform`). All functions here are pure.
+transform filters (see `dacast.da.transform`); `AdaptiveInflation` estimates
+its factor from the innovations of each cycle (Li, Kalnay & Miyoshi 2009), so
+a filter run with an imperfect model inflates more than one with a good model.
+All functions here are pure.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -52,3 +58,59 @@ def rtps(prior: Tensor, analysis: Tensor, alpha: float) -> Tensor:
     sb = prior.std(0, keepdim=True)
     factor = torch.where(sa > 0, (alpha * sb + (1.0 - alpha) * sa) / sa.clamp_min(1e-300), torch.ones_like(sa))
     return mean + (analysis - mean) * factor
+
+
+def innovation_inflation(prior_obs: Tensor, y: Tensor, error_std: Tensor) -> float:
+    """One cycle's estimate of the covariance inflation factor from its innovations.
+
+    With ``d = y - mean(H X)``, ``E[d^T R^-1 d] = lambda tr(R^-1/2 H P H^T R^-1/2) + p``
+    (Li, Kalnay & Miyoshi 2009, eq. 7), so
+    ``lambda = (d^T R^-1 d - p) / tr(R^-1/2 H P H^T R^-1/2)``. A single cycle's
+    estimate is noisy and may be negative; `AdaptiveInflation.update` smooths
+    and bounds it.
+
+    Args:
+        prior_obs: prior ensemble in observation space ``H(x_i)``, shape ``(k, p)``.
+        y: observations, shape ``(p,)`` (observation units).
+        error_std: observation-error standard deviations, shape ``(p,)`` or scalar.
+
+    Returns:
+        The covariance factor ``lambda`` (``nan`` when the prior has no spread).
+    """
+    hx = prior_obs.double()
+    std = torch.as_tensor(error_std, dtype=torch.float64, device=hx.device).expand(hx.shape[-1])
+    d = (y.double().to(hx.device) - hx.mean(0)) / std
+    spread = (hx.var(0, unbiased=True) / std.square()).sum()
+    if not float(spread) > 0.0:
+        return float("nan")
+    return float((d.square().sum() - d.numel()) / spread)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaptiveInflation:
+    """Adaptive multiplicative inflation: each cycle's `innovation_inflation` estimate, relaxed in time.
+
+    The factor ``lambda`` multiplies the prior covariance (the transform
+    filters' ``inflation`` multiplies anomalies, so it is ``sqrt(lambda)``).
+
+    Attributes:
+        weight: weight of a new estimate, in (0, 1]: ``lambda <- lambda + weight (estimate - lambda)``
+            (about ``1 / weight`` cycles of memory).
+        minimum: lower bound of ``lambda`` (>= 0; 1 never deflates).
+        maximum: upper bound of ``lambda``.
+    """
+
+    weight: float = 0.05
+    minimum: float = 1.0
+    maximum: float = 25.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"adaptive inflation weight must lie in (0, 1], got {self.weight}")
+        if not 0.0 <= self.minimum <= self.maximum or not math.isfinite(self.maximum):
+            raise ValueError(f"need 0 <= minimum <= maximum < inf, got {self.minimum} and {self.maximum}")
+
+    def update(self, current: float, estimate: float) -> float:
+        """The next covariance factor from the ``current`` one and one cycle's ``estimate`` (a NaN estimate is skipped)."""
+        nxt = current if not math.isfinite(estimate) else current + self.weight * (estimate - current)
+        return min(max(nxt, self.minimum), self.maximum)
