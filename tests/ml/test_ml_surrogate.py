@@ -105,3 +105,17 @@ def test_residual_base_anchors_on_the_physical_model() -> None:
     torch.testing.assert_close(net.step(x, 0.0, 0.05)[:, 3:], ref)
     with pytest.raises(ValueError, match="n_var 3"):
         SurrogateSpec(kind="lstm", n_var=4, dt=0.05, base="lorenz63")
+
+
+def test_linear_skip_adds_a_linear_map_of_the_normalised_window() -> None:
+    spec = SurrogateSpec(kind="lstm", n_var=3, dt=0.05, window=4, hidden=8, linear_skip=True)
+    net = build_surrogate(spec, seed=1)
+    assert isinstance(net, LSTMSurrogate) and net.skip is not None
+    hist = torch.randn(5, 4, 3, generator=torch.Generator().manual_seed(0))
+    without = LSTMSurrogate(SurrogateSpec(kind="lstm", n_var=3, dt=0.05, window=4, hidden=8))
+    without.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("skip.")})
+    with torch.no_grad():
+        z = ((hist - net.state_mean) / net.state_std).flatten(1)
+        torch.testing.assert_close(net.normalized_increment(hist), without.normalized_increment(hist) + net.skip(z))
+    with pytest.raises(ValueError, match="LSTM option"):
+        SurrogateSpec(kind="cnn", n_var=4, dt=0.1, window=1, linear_skip=True)

@@ -57,6 +57,10 @@ class SurrogateSpec:
         base: physical model the network corrects (``"none"``: persistence anchor).
         base_forcing: Lorenz-96 forcing F of the base model.
         base_steps: RK4 steps of ``dt / base_steps`` the base model takes per surrogate step.
+        linear_skip: LSTM only: add a linear map of the whole (normalised) window to the
+            output, so the part of the increment that is linear in the history (a
+            hidden linear oscillator driven by the modelled variables, say) needs no
+            training of the recurrent weights.
     """
 
     kind: SurrogateKind
@@ -69,6 +73,7 @@ class SurrogateSpec:
     base: BaseName = "none"
     base_forcing: float = 8.0
     base_steps: int = 1
+    linear_skip: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ("lstm", "cnn"):
@@ -93,6 +98,8 @@ class SurrogateSpec:
             raise ValueError(f"a lorenz96 base needs n_var >= 4, got {self.n_var}")
         if self.base_steps < 1:
             raise ValueError(f"base_steps must be >= 1, got {self.base_steps}")
+        if self.linear_skip and self.kind != "lstm":
+            raise ValueError("linear_skip is an LSTM option")
 
 
 class SurrogateNet(nn.Module):
@@ -188,7 +195,7 @@ class SurrogateNet(nn.Module):
 
 
 class LSTMSurrogate(SurrogateNet):
-    """An LSTM over the window of past states, a linear read-out of the last hidden state."""
+    """An LSTM over the window of past states, a linear read-out of the last hidden state (plus an optional linear skip)."""
 
     def __init__(self, spec: SurrogateSpec) -> None:
         if spec.kind != "lstm":
@@ -196,12 +203,16 @@ class LSTMSurrogate(SurrogateNet):
         super().__init__(spec)
         self.lstm = nn.LSTM(spec.n_var, spec.hidden, num_layers=spec.layers, batch_first=True)
         self.head = nn.Sequential(nn.Linear(spec.hidden, spec.hidden), nn.GELU(), nn.Linear(spec.hidden, spec.n_var))
+        self.skip = nn.Linear(spec.window * spec.n_var, spec.n_var) if spec.linear_skip else None
 
     def normalized_increment(self, history: Tensor) -> Tensor:
         """``(B, window, n_var)`` -> ``(B, n_var)``."""
         z = (history - self.state_mean) / self.state_std
         out, _ = self.lstm(z)
-        return self.head(out[:, -1])
+        inc = self.head(out[:, -1])
+        if self.skip is not None:
+            inc = inc + self.skip(z.flatten(1))
+        return inc
 
 
 class ResidualCNN(SurrogateNet):
