@@ -49,7 +49,7 @@ def run(
     stdout.print(f"[bold]{config.name}[/]: {s['iterations_completed']} iterations ({s['stopped']})", highlight=False)
     stdout.print(
         f"analysis RMSE: perfect model {s['rmse_analysis_perfect']:.3f}, imperfect {s['rmse_analysis_imperfect']:.3f}, "
-        f"{s['final_model']} {s['rmse_analysis_final']:.3f}",
+        f"{s['final_model']} {s['rmse_analysis_final']:.3f} ({-s['rmse_analysis_reduction']:+.0%} vs imperfect)",
         highlight=False,
     )
     stdout.print(f"wall time {s['wall_time_s']:.1f} s; summary: {paths['summary']}", highlight=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dacast.da import ETKFConfig
+from dacast.da import AdaptiveInflation, ETKFConfig
 from dacast.ml import SurrogateTrainConfig
-from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec
+from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, build_model
 from dacast.workflow.surrogate import (
     SURROGATE_PRESETS,
     NetSpec,
@@ -19,7 +19,7 @@ from dacast.workflow.surrogate import (
     surrogate_config_to_dict,
 )
 from dacast.workflow.surrogate_plots import write_surrogate_outputs
-from dacast.workflow.surrogate_run import run_surrogate
+from dacast.workflow.surrogate_run import make_truth, run_da, run_surrogate
 
 
 @pytest.fixture
@@ -96,13 +96,26 @@ def test_resume_equals_uninterrupted_run(tiny: SurrogateConfig, tmp_path: Path) 
     assert done.records[-1]["forecast_rmse_steps_1_4"] == full.records[-1]["forecast_rmse_steps_1_4"]
 
 
+def test_adaptive_inflation_inflates_the_imperfect_model_more_than_the_perfect_one(tiny: SurrogateConfig) -> None:
+    cfg = dataclasses.replace(tiny, adaptive_inflation=AdaptiveInflation(weight=0.1), cycles=120)
+    data = make_truth(cfg)
+    *_, infl_imperfect = run_da(cfg, data, cfg.imperfect_model(), 0, None)
+    *_, infl_perfect = run_da(cfg, data, build_model(cfg.truth), 0, None, perfect=True)
+    *_, infl_fixed = run_da(tiny, make_truth(tiny), tiny.imperfect_model(), 0, None)
+    assert infl_imperfect > 1.25 * infl_perfect and infl_perfect >= 1.0, (infl_imperfect, infl_perfect)
+    assert infl_fixed == pytest.approx(1.1**2)
+
+
 def test_presets_and_yaml_round_trip() -> None:
     for cfg in SURROGATE_PRESETS.values():
         assert surrogate_config_from_dict(surrogate_config_to_dict(cfg)) == cfg
     l96 = SURROGATE_PRESETS["surrogate-lorenz96"]
     assert l96.members == 30 and l96.dt == 0.05 and len(l96.obs.indices or ()) == 20 and l96.obs.error_std == 1.0
     cfg = surrogate_config_from_dict({"preset": "surrogate-lorenz63", "iterations": 2, "net": {"hidden": 8}})
-    assert cfg.iterations == 2 and cfg.net.hidden == 8 and cfg.net.kind == "lstm"
+    assert cfg.iterations == 2 and cfg.net.hidden == 8 and cfg.net.kind == "lstm" and cfg.net.linear_skip
+    assert cfg.adaptive_inflation == AdaptiveInflation(weight=0.05)
+    off = surrogate_config_from_dict({"preset": "surrogate-lorenz63", "adaptive_inflation": None})
+    assert off.adaptive_inflation is None
 
 
 @pytest.mark.parametrize(
@@ -115,6 +128,8 @@ def test_presets_and_yaml_round_trip() -> None:
         ({"preset": "surrogate-lorenz63", "train": {"lr": "fast"}}, "train.lr"),
         ({"preset": "surrogate-lorenz63", "filter": {"kind": "letkf", "localization": {"length": 2}}}, "LETKF"),
         ({"truth": {"name": "lorenz96"}}, "missing the required key"),
+        ({"preset": "surrogate-lorenz63", "adaptive_inflation": {"weight": 2.0}}, "adaptive_inflation"),
+        ({"preset": "surrogate-lorenz63", "adaptive_inflation": {"speed": 1}}, "unknown key 'speed'"),
     ],
 )
 def test_bad_config_values_raise_config_error(data: dict, match: str) -> None:

@@ -27,12 +27,15 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     filter: {kind: etkf, inflation: 1.1}      # DA with the imperfect and the perfect model
     [surrogate_filter]: null       # DA with the surrogates (default: filter)
     [perfect_filter]: null         # DA with the perfect model, the reference line (default: filter)
+    [adaptive_inflation]: null     # {weight: 0.05, minimum: 1.0, maximum: 25.0}: every DA run estimates its
+                                   # inflation from its innovations, starting from its filter's (Li et al. 2009)
     members: 20
     cycles: 4000                   # analyses per DA run
     [burn_in]: 2.0                 # model time units left out of RMSE and training
     [initial_std]: 1.0
-    net: {kind: lstm, [window]: 8, [hidden]: 48, [layers]: 1, [kernel]: 5, [base]: none}
+    net: {kind: lstm, [window]: 8, [hidden]: 48, [layers]: 1, [kernel]: 5, [base]: none, [linear_skip]: false}
                                    # base: imperfect = residual on the imperfect model
+                                   # linear_skip: add a linear map of the window to the LSTM's output
     [train]: {epochs: 40, batch_size: 64, lr: 0.003, val_fraction: 0.2, patience: 8}
     [train_target]: analysis       # analysis: next (smoothed) analysis; observation: next observation
     [weight_by_variance]: true     # weight training pairs by 1 / analysis variance (analysis target only)
@@ -59,7 +62,7 @@ from typing import Any, Literal
 
 import torch
 
-from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, LETKFConfig
+from dacast.da import AdaptiveInflation, EnKFConfig, ETKFConfig, FilterConfig, LETKFConfig
 from dacast.ml.surrogate import SurrogateKind, SurrogateSpec
 from dacast.ml.surrogate_train import SurrogateTrainConfig
 from dacast.models import Model
@@ -109,6 +112,7 @@ class NetSpec:
     layers: int = 1
     kernel: int = 5
     base: Literal["imperfect", "none"] = "none"
+    linear_skip: bool = False
 
     def spec(self, n_var: int, dt: float, imperfect: ModelSpec | None = None, base_steps: int = 1) -> SurrogateSpec:
         """The full `SurrogateSpec` (``imperfect`` and ``base_steps``: the base model with ``base="imperfect"``)."""
@@ -130,6 +134,7 @@ class NetSpec:
                 base=base,  # type: ignore[arg-type]
                 base_forcing=imperfect.forcing if imperfect is not None else 8.0,
                 base_steps=base_steps,
+                linear_skip=self.linear_skip,
             )
         except ValueError as err:
             raise ConfigError(f"net: {err}") from None
@@ -148,6 +153,7 @@ class SurrogateConfig:
     filter: FilterConfig
     surrogate_filter: FilterConfig | None = None
     perfect_filter: FilterConfig | None = None
+    adaptive_inflation: AdaptiveInflation | None = None
     members: int
     cycles: int
     burn_in: float = 2.0
@@ -269,20 +275,18 @@ SURROGATE_LORENZ63 = SurrogateConfig(
     imperfect=ModelSpec(name="lorenz63"),
     dt=0.01,
     obs_every=5,
-    obs=ObsSpec(kind="identity", error_std=1.0),
+    obs=ObsSpec(kind="identity", error_std=0.1),
     filter=ETKFConfig(inflation=1.1),
-    surrogate_filter=ETKFConfig(inflation=1.1),
-    perfect_filter=ETKFConfig(inflation=1.02),
+    adaptive_inflation=AdaptiveInflation(weight=0.05),
     members=20,
-    smoother_lag=7,
     cycles=10000,
     burn_in=5.0,
-    net=NetSpec(kind="lstm", window=8, hidden=32, base="imperfect"),
-    train=SurrogateTrainConfig(epochs=15, batch_size=128, lr=3e-3, patience=4),
+    net=NetSpec(kind="lstm", window=16, hidden=32, base="imperfect", linear_skip=True),
+    train=SurrogateTrainConfig(epochs=60, batch_size=128, lr=3e-3, patience=10),
     warm_start=True,
     iterations=30,
     tolerance=0.005,
-    patience=3,
+    patience=4,
 )
 
 
@@ -383,6 +387,12 @@ def surrogate_config_from_dict(data: Any) -> SurrogateConfig:
             kwargs[key] = None if value is None else _filter(value)
         elif key == "net":
             kwargs[key] = _build(NetSpec, _dataclass_section(NetSpec, _mapping(value, "net"), "net"), "net")
+        elif key == "adaptive_inflation":
+            kwargs[key] = None if value is None else _build(
+                AdaptiveInflation,
+                _dataclass_section(AdaptiveInflation, _mapping(value, key), key),
+                key,
+            )
         elif key == "train":
             sec = _mapping(value, "train")
             kwargs[key] = _build(SurrogateTrainConfig, _dataclass_section(SurrogateTrainConfig, sec, "train"), "train")

@@ -13,6 +13,8 @@ Observations are taken of that view, and RMSE is computed on it.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
-from dacast.da import FilterConfig, LETKFConfig, analyse, local_neighbours
+from dacast.da import AdaptiveInflation, FilterConfig, LETKFConfig, analyse, innovation_inflation, local_neighbours
 from dacast.models import Model
 from dacast.obs import Grid, IndexObs, subset
 
@@ -43,6 +45,8 @@ class CycleResult:
         window_mean: analysis mean of the last ``window`` slots of a delay-embedded
             state, shape ``(cycles, window * n_var)`` (oldest slot first); row ``c``
             uses observations up to ``c`` only. ``None`` without ``window``.
+        inflation: covariance inflation factor used at each cycle, shape ``(cycles,)``
+            (the square of the filter's anomaly inflation; NaN before ``start``).
     """
 
     analysis_mean: Tensor
@@ -51,6 +55,7 @@ class CycleResult:
     diverged_cycle: int
     smoothed_mean: Tensor
     window_mean: Tensor | None = None
+    inflation: Tensor | None = None
 
 
 def view_operator(n_state: int, view: Tensor, obs_indices: list[int], error_std: float | Tensor) -> IndexObs:
@@ -77,6 +82,7 @@ def assimilate(
     label: str = "DA",
     lag_view: Tensor | None = None,
     window: int = 0,
+    adaptive: AdaptiveInflation | None = None,
 ) -> CycleResult:
     """Cycle ``model`` through observations ``observations[start:]``.
 
@@ -102,6 +108,9 @@ def assimilate(
             slot is a fixed-lag smoother estimate (``lag = (view[0] - lag_view[0]) / n_var``).
         window: record the analysis mean of the last ``window`` slots of the state
             (``window * n_var <= n_state``; 0: do not record).
+        adaptive: estimate the multiplicative inflation each cycle from the
+            innovations (`AdaptiveInflation`), starting from the filter's
+            ``inflation``; ``None``: the filter's fixed inflation.
 
     Returns:
         A `CycleResult`; after a divergence the remaining rows are NaN.
@@ -129,6 +138,10 @@ def assimilate(
     lag_d = None if lag_view is None else lag_view.to(device)
     n_state = ensemble.shape[-1]
     win_mean = torch.full((n_cyc, window * n_var), nan, dtype=torch.float64) if window else None
+    infl = torch.full((n_cyc,), nan, dtype=torch.float64)
+    lam = float(getattr(filter_config, "inflation", 1.0)) ** 2
+    if adaptive is not None and not hasattr(filter_config, "inflation"):
+        raise ValueError(f"adaptive inflation needs a filter with an inflation factor, got {type(filter_config).__name__}")
     with _progress(progress, label) as bar:
         task = bar.add_task("", total=n_cyc - start)
         for c in range(start, n_cyc):
@@ -136,8 +149,13 @@ def assimilate(
                 ens = model.step(ens, t, dt)
                 t += dt
             f_mean[c] = ens[:, view_d].mean(0).double().cpu()
+            config_c = filter_config
+            if adaptive is not None:
+                lam = adaptive.update(lam, innovation_inflation(operator(ens), obs_d[c], operator.error_std))
+                config_c = dataclasses.replace(filter_config, inflation=math.sqrt(lam))  # type: ignore[type-var]
+            infl[c] = lam
             try:
-                result = analyse(filter_config, ens, obs_d[c], operator, grid=grid, local=local, generator=generator)
+                result = analyse(config_c, ens, obs_d[c], operator, grid=grid, local=local, generator=generator)
             except torch.linalg.LinAlgError:
                 diverged = c
                 break
@@ -165,10 +183,10 @@ def assimilate(
     else:
         smooth[n_cyc - lag :] = a_mean[n_cyc - lag :]
     if diverged >= 0:
-        for tensor in (a_mean, a_spread, f_mean, smooth, win_mean):
+        for tensor in (a_mean, a_spread, f_mean, smooth, win_mean, infl):
             if tensor is not None:
                 tensor[diverged + 1 :] = nan
-    return CycleResult(a_mean, a_spread, f_mean, diverged, smooth, win_mean)
+    return CycleResult(a_mean, a_spread, f_mean, diverged, smooth, win_mean, infl)
 
 
 @dataclass(frozen=True, eq=False)

@@ -45,6 +45,11 @@ def surrogate_dataset(run: SurrogateRun) -> xr.Dataset:
                 np.array([np.nan if r["train_loss"] is None else r["train_loss"] for r in recs]),
             ),
             "val_loss": ("iteration", np.array([np.nan if r["val_loss"] is None else r["val_loss"] for r in recs])),
+            "inflation": (
+                "iteration",
+                np.array([r.get("inflation", np.nan) for r in recs], dtype=float),
+                {"long_name": "mean covariance inflation factor of the DA run", "units": "1"},
+            ),
         },
         coords={
             "iteration": np.arange(n_it),
@@ -82,6 +87,8 @@ def summarise_surrogate(run: SurrogateRun) -> dict[str, Any]:
         "rmse_analysis_imperfect": recs[0]["rmse_analysis"],
         "rmse_analysis_perfect": run.perfect_rmse,
         "rmse_analysis_final": final["rmse_analysis"],
+        "rmse_analysis_reduction": 1.0 - final["rmse_analysis"] / recs[0]["rmse_analysis"],
+        "inflation_per_iteration": [r.get("inflation") for r in recs],
         "final_model": final["model"],
         "forecast_rmse_steps_1_4": {r["model"]: r["forecast_rmse_steps_1_4"] for r in recs},
         "valid_time": valid,

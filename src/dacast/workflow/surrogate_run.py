@@ -115,12 +115,14 @@ def run_da(
     *,
     progress: bool = False,
     perfect: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, float]:
     """One DA run with ``model``.
 
-    Returns analysis mean, spread and smoothed mean ``(cycles, n_var)``, and, with
+    Returns analysis mean, spread and smoothed mean ``(cycles, n_var)``; with
     ``config.train_target == "observation"``, the analysis mean of the window of
-    ``net.window`` past states at each cycle ``(cycles, window, n_var)`` (else ``None``).
+    ``net.window`` past states at each cycle ``(cycles, window, n_var)`` (else ``None``);
+    and the mean covariance inflation factor after the burn-in (the fixed one
+    squared without ``adaptive_inflation``).
 
     With ``config.smoother_lag > 0`` the imperfect model runs on a delay-embedded
     state (`DelayEmbedded`), so the filter is also a fixed-lag smoother; a
@@ -188,6 +190,7 @@ def run_da(
         label=label,
         lag_view=lag_view,
         window=n_win,
+        adaptive=config.adaptive_inflation,
     )
     mean, spread, smooth = res.analysis_mean, res.analysis_spread, res.smoothed_mean
     if start and previous is not None:
@@ -202,7 +205,9 @@ def run_da(
             for c in range(start):
                 lo = max(0, c + 1 - n_win)
                 win[c, n_win - (c + 1 - lo) :] = previous[lo : c + 1]
-    return mean, spread, smooth, win
+    infl = res.inflation[config.burn_cycles :] if res.inflation is not None else torch.tensor([])
+    infl = infl[torch.isfinite(infl)]
+    return mean, spread, smooth, win, float(infl.mean()) if infl.numel() else float("nan")
 
 
 def _std(config: SurrogateConfig) -> float | Tensor:
@@ -338,7 +343,7 @@ def _run_surrogate(
     if (out / "perfect.npz").exists():
         perfect_rmse = float(np.load(out / "perfect.npz")["rmse"])
     else:
-        pm, _, _, _ = run_da(config, data, build_model(config.truth), 0, None, progress=progress, perfect=True)
+        pm, _, _, _, _ = run_da(config, data, build_model(config.truth), 0, None, progress=progress, perfect=True)
         perfect_rmse = time_mean_rmse(pm, truth_mod, skip)
         np.savez(out / "perfect.npz", analysis_mean=pm.numpy(), rmse=perfect_rmse)
     done_now = 0
@@ -349,7 +354,7 @@ def _run_surrogate(
         rec: dict[str, Any] = {"iteration": it}
         if it == 0:
             model: Model = config.imperfect_model()
-            mean, spread, smooth, win = run_da(config, data, model, 0, None, progress=progress)
+            mean, spread, smooth, win, infl = run_da(config, data, model, 0, None, progress=progress)
             rec |= {"model": "imperfect", "train_loss": None, "val_loss": None, "train_time_s": 0.0}
         else:
             prev = np.load(out / f"iteration_{it - 1:02d}.npz")
@@ -380,7 +385,7 @@ def _run_surrogate(
                 progress=progress,
             )
             model = result.model
-            mean, spread, smooth, win = run_da(config, data, model, it, prev_mean, progress=progress)
+            mean, spread, smooth, win, infl = run_da(config, data, model, it, prev_mean, progress=progress)
             rec |= {
                 "model": f"surrogate-{it - 1}",
                 "train_loss": result.metrics["final_train_loss"],
@@ -391,6 +396,7 @@ def _run_surrogate(
         scores = forecast_scores(config, data, model)
         rec |= {
             "rmse_analysis": rmse if np.isfinite(rmse) else float("nan"),
+            "inflation": infl,
             "forecast_rmse_steps_1_4": scores["rmse"],
             "valid_time": scores["valid_time"],
             "nrmse_free": scores["nrmse"].tolist(),
