@@ -52,6 +52,13 @@ def run(
         f"{s['final_model']} {s['rmse_analysis_final']:.3f} ({-s['rmse_analysis_reduction']:+.0%} vs imperfect)",
         highlight=False,
     )
+    best = s.get("rmse_analysis_best_fixed_inflation")
+    if best and "rmse_analysis_reduction_best_fixed_inflation" in s:
+        stdout.print(
+            f"best fixed inflation: imperfect {best['imperfect']:.3f}, {s['final_model']} {best[s['final_model']]:.3f} "
+            f"({-s['rmse_analysis_reduction_best_fixed_inflation']:+.0%})",
+            highlight=False,
+        )
     stdout.print(f"wall time {s['wall_time_s']:.1f} s; summary: {paths['summary']}", highlight=False)
 
 

@@ -62,6 +62,20 @@ def test_short_cycle_improves_on_iteration_0_and_writes_outputs(tiny: SurrogateC
     assert paths["dataset"].is_file() and (tmp_path / "a" / "surrogate_rmse_per_iteration.png").is_file()
 
 
+def test_fixed_inflation_tuning_reproduces_the_cycle_at_its_own_inflation(tiny: SurrogateConfig, tmp_path: Path) -> None:
+    """The tuning reruns use the cycle's random draws: at the cycle's inflation (1.1) they give its RMSE exactly."""
+    run = run_surrogate(dataclasses.replace(tiny, tuned_inflations=(1.1, 1.4)), tmp_path / "t")
+    assert run.tuning is not None and set(run.tuning) == {"imperfect", "surrogate-0"}
+    assert run.tuning["imperfect"]["1.1"] == run.records[0]["rmse_analysis"]
+    assert run.tuning["surrogate-0"]["1.1"] == run.records[1]["rmse_analysis"]
+    assert run.tuning["imperfect"]["1.4"] != run.tuning["imperfect"]["1.1"]
+    summary = json.loads(write_surrogate_outputs(run, plots=True)["summary"].read_text())
+    best = summary["rmse_analysis_best_fixed_inflation"]
+    assert best["imperfect"] == min(run.tuning["imperfect"].values())
+    assert summary["rmse_analysis_reduction_best_fixed_inflation"] == 1 - best["surrogate-0"] / best["imperfect"]
+    assert json.loads((tmp_path / "t" / "state.json").read_text())["tuning"] == run.tuning
+
+
 def test_observation_target_trains_on_analysed_windows_against_the_next_observations(
     tiny: SurrogateConfig, tmp_path: Path
 ) -> None:
@@ -130,6 +144,8 @@ def test_presets_and_yaml_round_trip() -> None:
         ({"truth": {"name": "lorenz96"}}, "missing the required key"),
         ({"preset": "surrogate-lorenz63", "adaptive_inflation": {"weight": 2.0}}, "adaptive_inflation"),
         ({"preset": "surrogate-lorenz63", "adaptive_inflation": {"speed": 1}}, "unknown key 'speed'"),
+        ({"preset": "surrogate-lorenz63", "tuned_inflations": [1.5, -1]}, "tuned_inflations"),
+        ({"preset": "surrogate-lorenz63", "tuned_inflations": 2.0}, "tuned_inflations"),
     ],
 )
 def test_bad_config_values_raise_config_error(data: dict, match: str) -> None:

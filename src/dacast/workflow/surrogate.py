@@ -29,6 +29,9 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [perfect_filter]: null         # DA with the perfect model, the reference line (default: filter)
     [adaptive_inflation]: null     # {weight: 0.05, minimum: 1.0, maximum: 25.0}: every DA run estimates its
                                    # inflation from its innovations, starting from its filter's (Li et al. 2009)
+    [tuned_inflations]: []         # after the last iteration, rerun DA with the imperfect model and with the
+                                   # final surrogate at each of these fixed (anomaly) inflations: the
+                                   # best-tuned comparison, next to the cycle's own
     members: 20
     cycles: 4000                   # analyses per DA run
     [burn_in]: 2.0                 # model time units left out of RMSE and training
@@ -154,6 +157,7 @@ class SurrogateConfig:
     surrogate_filter: FilterConfig | None = None
     perfect_filter: FilterConfig | None = None
     adaptive_inflation: AdaptiveInflation | None = None
+    tuned_inflations: tuple[float, ...] = ()
     members: int
     cycles: int
     burn_in: float = 2.0
@@ -183,6 +187,10 @@ class SurrogateConfig:
         _require(self.initial_std >= 0, f"initial_std must be >= 0, got {self.initial_std}")
         _require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
         _require(self.tolerance >= 0, f"tolerance must be >= 0, got {self.tolerance}")
+        _require(
+            all(math.isfinite(f) and f > 0 for f in self.tuned_inflations),
+            f"tuned_inflations must be positive numbers, got {list(self.tuned_inflations)}",
+        )
         _require(
             self.train_target in ("analysis", "observation"),
             f"train_target must be analysis or observation, got {self.train_target!r}",
@@ -278,6 +286,7 @@ SURROGATE_LORENZ63 = SurrogateConfig(
     obs=ObsSpec(kind="identity", error_std=0.1),
     filter=ETKFConfig(inflation=1.1),
     adaptive_inflation=AdaptiveInflation(weight=0.05),
+    tuned_inflations=(1.1, 1.3, 1.6, 2.0, 3.0, 4.0),
     members=20,
     cycles=10000,
     burn_in=5.0,
@@ -387,6 +396,10 @@ def surrogate_config_from_dict(data: Any) -> SurrogateConfig:
             kwargs[key] = None if value is None else _filter(value)
         elif key == "net":
             kwargs[key] = _build(NetSpec, _dataclass_section(NetSpec, _mapping(value, "net"), "net"), "net")
+        elif key == "tuned_inflations":
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"tuned_inflations must be a list of numbers, got {value!r}")
+            kwargs[key] = tuple(_float(v, key) for v in value)
         elif key == "adaptive_inflation":
             kwargs[key] = None if value is None else _build(
                 AdaptiveInflation,

@@ -66,6 +66,7 @@ def surrogate_dataset(run: SurrogateRun) -> xr.Dataset:
             "stopped": run.stopped,
             "wall_time_s": run.wall_time_s,
             "settings": json.dumps(surrogate_config_to_dict(cfg)),
+            "rmse_analysis_fixed_inflation": json.dumps(run.tuning or {}),
             "dacast_version": dacast.__version__,
         },
     )
@@ -97,6 +98,12 @@ def summarise_surrogate(run: SurrogateRun) -> dict[str, Any]:
         "stopped": run.stopped,
         "wall_time_s": run.wall_time_s,
     }
+    if run.tuning:
+        best = {name: min(v for v in by.values() if np.isfinite(v)) for name, by in run.tuning.items() if by}
+        out["rmse_analysis_fixed_inflation"] = run.tuning
+        out["rmse_analysis_best_fixed_inflation"] = best
+        if final["model"] in best and "imperfect" in best:
+            out["rmse_analysis_reduction_best_fixed_inflation"] = 1.0 - best[final["model"]] / best["imperfect"]
     if run.config.truth.name == "lorenz96":
         out["valid_time_lyapunov"] = {k: v / LYAPUNOV_TIME_L96 for k, v in valid.items()}
     return out
@@ -117,6 +124,11 @@ def plot_surrogate(ds: xr.Dataset, out_dir: str | Path, prefix: str = "surrogate
     ax.plot(it[1:], ds["rmse_analysis"].values[1:], "o-", label="DA with surrogate n-1")
     ax.axhline(float(ds["rmse_analysis"].values[0]), color="tab:red", ls="--", label="DA, imperfect model")
     ax.axhline(float(ds.attrs["rmse_analysis_perfect"]), color="tab:green", ls=":", label="DA, perfect model")
+    tuned = json.loads(ds.attrs.get("rmse_analysis_fixed_inflation", "{}")).get("imperfect", {})
+    finite = {k: v for k, v in tuned.items() if np.isfinite(v)}
+    if finite:
+        k = min(finite, key=finite.__getitem__)
+        ax.axhline(finite[k], color="tab:red", ls="-.", lw=0.8, label=f"DA, imperfect model, best fixed inflation ({k})")
     ax.set(xlabel="iteration", ylabel="analysis RMSE", title=ds.attrs["experiment"])
     ax.legend(fontsize=8)
     fig.tight_layout()

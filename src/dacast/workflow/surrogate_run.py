@@ -19,6 +19,7 @@ iteration)``, so a resumed run equals an uninterrupted one. At the end
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -258,6 +259,9 @@ class SurrogateRun:
         perfect_rmse: analysis RMSE of DA with the perfect model.
         stopped: why the cycle ended.
         wall_time_s: seconds, including earlier sessions of a resumed run.
+        tuning: with ``config.tuned_inflations``: analysis RMSE of DA with a fixed
+            inflation, ``{"imperfect": {factor: rmse}, "<final model>": {factor: rmse}}``
+            (factors as strings); ``None`` otherwise.
     """
 
     config: SurrogateConfig
@@ -266,10 +270,20 @@ class SurrogateRun:
     perfect_rmse: float
     stopped: str
     wall_time_s: float
+    tuning: dict[str, dict[str, float]] | None = None
 
 
-def _save_state(out: Path, config: SurrogateConfig, records: list[dict[str, Any]], perfect: float, wall: float) -> None:
+def _save_state(
+    out: Path,
+    config: SurrogateConfig,
+    records: list[dict[str, Any]],
+    perfect: float,
+    wall: float,
+    tuning: dict[str, dict[str, float]] | None = None,
+) -> None:
     doc = {"config": surrogate_config_to_dict(config), "records": records, "perfect_rmse": perfect, "wall_time_s": wall}
+    if tuning is not None:
+        doc["tuning"] = tuning
     tmp = out / "state.json.tmp"
     tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     tmp.replace(out / "state.json")
@@ -304,7 +318,7 @@ def run_surrogate(
         config: the experiment.
         out_dir: output folder (created).
         resume: continue a run found in ``out_dir`` (its settings must equal ``config``'s,
-            except ``iterations``); without it an existing run there is an error.
+            except ``iterations`` and ``tuned_inflations``); without it an existing run there is an error.
         progress: Rich progress bars.
         stop_after: stop after this many iterations of *this call* (simulates an interruption; for tests).
 
@@ -323,6 +337,7 @@ def _run_surrogate(
     out.mkdir(parents=True, exist_ok=True)
     device = config.device_obj()
     records: list[dict[str, Any]] = []
+    tuning: dict[str, dict[str, float]] | None = None
     wall_before = 0.0
     state_path = out / "state.json"
     if state_path.exists():
@@ -333,10 +348,12 @@ def _run_surrogate(
         doc = json.loads(state_path.read_text(encoding="utf-8"))
         mine = surrogate_config_to_dict(config)
         theirs = dict(doc["config"])
-        mine.pop("iterations"), theirs.pop("iterations")
+        for key in ("iterations", "tuned_inflations"):  # neither changes the cycle itself
+            mine.pop(key, None), theirs.pop(key, None)
         if json.loads(json.dumps(mine)) != theirs:
             raise ConfigError(f"the run in {out} has other settings; resume it with the same configuration")
         records, wall_before = doc["records"], doc["wall_time_s"]
+        tuning = doc.get("tuning")
     data = make_truth(config)
     truth_mod = data.truth[:, : config.n_var]
     skip = config.burn_cycles
@@ -418,15 +435,61 @@ def _run_surrogate(
         stopped = _stop_reason(config, records)
         if stopped is None and stop_after is not None and done_now >= stop_after:
             stopped = "interrupted"
+    if done_now:  # a tuning from an earlier session compared an earlier final surrogate
+        tuning = None
+    if config.tuned_inflations and stopped != "interrupted" and tuning is None:
+        tuning = tune_inflation(config, data, records, out, progress=progress)
     wall = wall_before + time.perf_counter() - t_start
-    _save_state(out, config, records, perfect_rmse, wall)
-    return SurrogateRun(config, out, records, perfect_rmse, stopped, wall)
+    _save_state(out, config, records, perfect_rmse, wall, tuning)
+    return SurrogateRun(config, out, records, perfect_rmse, stopped, wall, tuning)
+
+
+def tune_inflation(
+    config: SurrogateConfig, data: TruthData, records: list[dict[str, Any]], out: Path, *, progress: bool = False
+) -> dict[str, dict[str, float]]:
+    """Analysis RMSE of DA with the imperfect model and with the final surrogate at each fixed inflation.
+
+    Each run uses the random draws of the cycle's own run of that model (same
+    iteration number), without adaptive inflation; the final surrogate starts from
+    the analyses of the iteration before it, as in the cycle.
+
+    Returns:
+        ``{"imperfect": {str(factor): rmse}, records[-1]["model"]: {...}}`` (only
+        ``"imperfect"`` when no surrogate iteration completed).
+    """
+    truth_mod = data.truth[:, : config.n_var]
+    n = len(records) - 1
+    models: list[tuple[str, Model, int, Tensor | None]] = [("imperfect", config.imperfect_model(), 0, None)]
+    if n >= 1:
+        prev = torch.from_numpy(np.load(out / f"iteration_{n - 1:02d}.npz")["analysis_mean"])
+        models.append((records[-1]["model"], load_surrogate(out / f"surrogate_{n - 1:02d}"), n, prev))
+    result: dict[str, dict[str, float]] = {}
+    for name, model, it, prev in models:
+        result[name] = {}
+        for factor in config.tuned_inflations:
+            fixed = dataclasses.replace(
+                config,
+                adaptive_inflation=None,
+                filter=dataclasses.replace(config.filter, inflation=factor),  # type: ignore[type-var]
+                surrogate_filter=dataclasses.replace(config.filter_for_surrogate, inflation=factor),  # type: ignore[type-var]
+            )
+            mean = run_da(fixed, data, model, it, prev, progress=progress)[0]
+            rmse = time_mean_rmse(mean, truth_mod, config.burn_cycles)
+            result[name][f"{factor:g}"] = rmse if np.isfinite(rmse) else float("nan")
+    return result
 
 
 def _replace_train(config: SurrogateConfig, iteration: int, device: torch.device) -> Any:
-    import dataclasses
-
     return dataclasses.replace(config.train, seed=config.seed * 1000 + iteration, device=device.type)
 
 
-__all__ = ["N_LEADS", "SurrogateRun", "TruthData", "forecast_scores", "make_truth", "run_da", "run_surrogate"]
+__all__ = [
+    "N_LEADS",
+    "SurrogateRun",
+    "TruthData",
+    "forecast_scores",
+    "make_truth",
+    "run_da",
+    "run_surrogate",
+    "tune_inflation",
+]
