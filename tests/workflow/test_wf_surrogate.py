@@ -151,3 +151,13 @@ def test_presets_and_yaml_round_trip() -> None:
 def test_bad_config_values_raise_config_error(data: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         surrogate_config_from_dict(data)
+
+
+def test_example_yaml_is_valid_and_differs_from_the_preset_only_where_it_says() -> None:
+    from dacast.workflow.surrogate import load_surrogate_yaml
+
+    example = load_surrogate_yaml(Path(__file__).resolve().parents[2] / "examples" / "surrogate_lorenz63.yaml")
+    preset = SURROGATE_PRESETS["surrogate-lorenz63"]
+    assert (example.cycles, example.iterations, example.tuned_inflations) == (4000, 3, (1.3, 3.0))
+    assert dataclasses.replace(example, cycles=preset.cycles, iterations=preset.iterations,
+                               tuned_inflations=preset.tuned_inflations) == preset  # fmt: skip
