@@ -141,7 +141,9 @@ def plot_surrogate(ds: xr.Dataset, out_dir: str | Path, prefix: str = "surrogate
     xy = ds["start_state"].values
     ycol = 2 if xy.shape[1] > 2 else 1
     vmax = float(np.nanpercentile(err[chosen], 98))
-    fig, axes = plt.subplots(len(chosen), N_LEADS, figsize=(2.6 * N_LEADS, 2.3 * len(chosen)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(chosen), N_LEADS, figsize=(2.6 * N_LEADS, 2.4 * len(chosen)), squeeze=False, constrained_layout=True
+    )
     for row, i in enumerate(chosen):
         for lead in range(N_LEADS):
             a = axes[row, lead]
