@@ -1,4 +1,4 @@
-"""RTPP and RTPS (Whitaker & Hamill 2012), standalone and through the filter configs; adaptive inflation (Li et al. 2009)."""
+"""RTPP and RTPS (Whitaker & Hamill 2012), standalone and through the filter configs; adaptive inflation."""
 
 from __future__ import annotations
 

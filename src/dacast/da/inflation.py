@@ -111,6 +111,6 @@ class AdaptiveInflation:
             raise ValueError(f"need 0 <= minimum <= maximum < inf, got {self.minimum} and {self.maximum}")
 
     def update(self, current: float, estimate: float) -> float:
-        """The next covariance factor from the ``current`` one and one cycle's ``estimate`` (a NaN estimate is skipped)."""
+        """The next covariance factor from the ``current`` one and one cycle's ``estimate`` (NaN: skipped)."""
         nxt = current if not math.isfinite(estimate) else current + self.weight * (estimate - current)
         return min(max(nxt, self.minimum), self.maximum)

@@ -195,7 +195,7 @@ class SurrogateNet(nn.Module):
 
 
 class LSTMSurrogate(SurrogateNet):
-    """An LSTM over the window of past states, a linear read-out of the last hidden state (plus an optional linear skip)."""
+    """An LSTM over the window of past states, a read-out of its last hidden state, an optional linear skip."""
 
     def __init__(self, spec: SurrogateSpec) -> None:
         if spec.kind != "lstm":

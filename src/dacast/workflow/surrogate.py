@@ -401,10 +401,14 @@ def surrogate_config_from_dict(data: Any) -> SurrogateConfig:
                 raise ConfigError(f"tuned_inflations must be a list of numbers, got {value!r}")
             kwargs[key] = tuple(_float(v, key) for v in value)
         elif key == "adaptive_inflation":
-            kwargs[key] = None if value is None else _build(
-                AdaptiveInflation,
-                _dataclass_section(AdaptiveInflation, _mapping(value, key), key),
-                key,
+            kwargs[key] = (
+                None
+                if value is None
+                else _build(
+                    AdaptiveInflation,
+                    _dataclass_section(AdaptiveInflation, _mapping(value, key), key),
+                    key,
+                )
             )
         elif key == "train":
             sec = _mapping(value, "train")

@@ -141,7 +141,9 @@ def assimilate(
     infl = torch.full((n_cyc,), nan, dtype=torch.float64)
     lam = float(getattr(filter_config, "inflation", 1.0)) ** 2
     if adaptive is not None and not hasattr(filter_config, "inflation"):
-        raise ValueError(f"adaptive inflation needs a filter with an inflation factor, got {type(filter_config).__name__}")
+        raise ValueError(
+            f"adaptive inflation needs a filter with an inflation factor, got {type(filter_config).__name__}"
+        )
     with _progress(progress, label) as bar:
         task = bar.add_task("", total=n_cyc - start)
         for c in range(start, n_cyc):

@@ -128,7 +128,9 @@ def plot_surrogate(ds: xr.Dataset, out_dir: str | Path, prefix: str = "surrogate
     finite = {k: v for k, v in tuned.items() if np.isfinite(v)}
     if finite:
         k = min(finite, key=finite.__getitem__)
-        ax.axhline(finite[k], color="tab:red", ls="-.", lw=0.8, label=f"DA, imperfect model, best fixed inflation ({k})")
+        ax.axhline(
+            finite[k], color="tab:red", ls="-.", lw=0.8, label=f"DA, imperfect model, best fixed inflation ({k})"
+        )
     ax.set(xlabel="iteration", ylabel="analysis RMSE", title=ds.attrs["experiment"])
     ax.legend(fontsize=8)
     fig.tight_layout()
