@@ -20,8 +20,9 @@ from dacast.da import (
     letkf,
     rtpp,
     rtps,
+    whiten,
 )
-from dacast.obs import Grid, every_kth
+from dacast.obs import Grid, every_kth, subset
 
 
 def _pair() -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,17 +116,19 @@ def test_innovation_inflation_recovers_the_factor_of_the_innovations() -> None:
     """Innovations drawn from N(0, lambda P + R), P the ensemble's own covariance: the estimates average to lambda."""
     gen = torch.Generator().manual_seed(3)
     k, p, lam = 30, 12, 3.0
-    hx = ring_ensemble(k, p, seed=5)
+    prior = ring_ensemble(k, p, seed=5)
     std = torch.linspace(0.5, 1.5, p, dtype=torch.float64)
-    cov = lam * torch.cov(hx.T) + torch.diag(std.square())
+    op = subset(p, torch.arange(p), std)
+    cov = lam * torch.cov(prior.T) + torch.diag(std.square())
     chol = torch.linalg.cholesky(cov)
     est = []
     for _ in range(400):
-        d = chol @ torch.randn(p, generator=gen, dtype=torch.float64)
-        est.append(innovation_inflation(hx, hx.mean(0) + d, std))
+        y = prior.mean(0) + chol @ torch.randn(p, generator=gen, dtype=torch.float64)
+        est.append(innovation_inflation(*whiten(prior, y, op)[:2]))
     mean = sum(est) / len(est)
     assert abs(mean - lam) < 0.1 * lam, mean
-    assert math.isnan(innovation_inflation(torch.ones(k, p, dtype=torch.float64), torch.zeros(p), std))
+    flat = torch.ones(k, p, dtype=torch.float64)
+    assert math.isnan(innovation_inflation(*whiten(flat, torch.zeros(p), op)[:2]))
 
 
 def test_adaptive_inflation_relaxes_towards_estimates_within_bounds() -> None:

@@ -106,4 +106,5 @@ __all__ = [
     "rtps",
     "transform_update",
     "weight_grid",
+    "whiten",
 ]

@@ -60,30 +60,26 @@ def rtps(prior: Tensor, analysis: Tensor, alpha: float) -> Tensor:
     return mean + (analysis - mean) * factor
 
 
-def innovation_inflation(prior_obs: Tensor, y: Tensor, error_std: Tensor) -> float:
+def innovation_inflation(y_anom: Tensor, d: Tensor) -> float:
     """One cycle's estimate of the covariance inflation factor from its innovations.
 
-    With ``d = y - mean(H X)``, ``E[d^T R^-1 d] = lambda tr(R^-1/2 H P H^T R^-1/2) + p``
-    (Li, Kalnay & Miyoshi 2009, eq. 7), so
-    ``lambda = (d^T R^-1 d - p) / tr(R^-1/2 H P H^T R^-1/2)``. A single cycle's
-    estimate is noisy and may be negative; `AdaptiveInflation.update` smooths
-    and bounds it.
+    With ``d`` the whitened innovation ``R^-1/2 (y - mean H(X))``,
+    ``E[d^T d] = lambda tr(R^-1/2 H P H^T R^-1/2) + p`` (Li, Kalnay & Miyoshi
+    2009, eq. 7), so ``lambda = (d^T d - p) / tr(R^-1/2 H P H^T R^-1/2)``. A single
+    cycle's estimate is noisy and may be negative; `AdaptiveInflation.update`
+    smooths and bounds it. The inputs are what `dacast.da.whiten` returns for the prior.
 
     Args:
-        prior_obs: prior ensemble in observation space ``H(x_i)``, shape ``(k, p)``.
-        y: observations, shape ``(p,)`` (observation units).
-        error_std: observation-error standard deviations, shape ``(p,)`` or scalar.
+        y_anom: whitened prior anomalies in observation space ``(H(x_i) - mean) / std``, shape ``(k, p)``.
+        d: whitened innovation ``(y - mean H(x)) / std``, shape ``(p,)``.
 
     Returns:
         The covariance factor ``lambda`` (``nan`` when the prior has no spread).
     """
-    hx = prior_obs.double()
-    std = torch.as_tensor(error_std, dtype=torch.float64, device=hx.device).expand(hx.shape[-1])
-    d = (y.double().to(hx.device) - hx.mean(0)) / std
-    spread = (hx.var(0, unbiased=True) / std.square()).sum()
+    spread = y_anom.double().square().sum() / (y_anom.shape[0] - 1)
     if not float(spread) > 0.0:
         return float("nan")
-    return float((d.square().sum() - d.numel()) / spread)
+    return float((d.double().square().sum() - d.numel()) / spread)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -24,7 +24,17 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
-from dacast.da import AdaptiveInflation, FilterConfig, LETKFConfig, analyse, innovation_inflation, local_neighbours
+from dacast.da import (
+    AdaptiveInflation,
+    EnKFConfig,
+    ETKFConfig,
+    FilterConfig,
+    LETKFConfig,
+    analyse,
+    innovation_inflation,
+    local_neighbours,
+    whiten,
+)
 from dacast.models import Model
 from dacast.obs import Grid, IndexObs, subset
 
@@ -139,11 +149,10 @@ def assimilate(
     n_state = ensemble.shape[-1]
     win_mean = torch.full((n_cyc, window * n_var), nan, dtype=torch.float64) if window else None
     infl = torch.full((n_cyc,), nan, dtype=torch.float64)
-    lam = float(getattr(filter_config, "inflation", 1.0)) ** 2
-    if adaptive is not None and not hasattr(filter_config, "inflation"):
-        raise ValueError(
-            f"adaptive inflation needs a filter with an inflation factor, got {type(filter_config).__name__}"
-        )
+    inflated = isinstance(filter_config, (EnKFConfig, ETKFConfig, LETKFConfig))
+    if adaptive is not None and not inflated:
+        raise ValueError(f"adaptive inflation needs an inflating filter, got {type(filter_config).__name__}")
+    lam = filter_config.inflation**2 if inflated else 1.0  # type: ignore[union-attr]
     with _progress(progress, label) as bar:
         task = bar.add_task("", total=n_cyc - start)
         for c in range(start, n_cyc):
@@ -153,7 +162,8 @@ def assimilate(
             f_mean[c] = ens[:, view_d].mean(0).double().cpu()
             config_c = filter_config
             if adaptive is not None:
-                lam = adaptive.update(lam, innovation_inflation(operator(ens), obs_d[c], operator.error_std))
+                y_anom, d, _ = whiten(ens, obs_d[c], operator)
+                lam = adaptive.update(lam, innovation_inflation(y_anom, d))
                 config_c = dataclasses.replace(filter_config, inflation=math.sqrt(lam))  # type: ignore[type-var]
             infl[c] = lam
             try:
