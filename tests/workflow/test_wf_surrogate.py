@@ -115,9 +115,10 @@ def test_resume_equals_uninterrupted_run(tiny: SurrogateConfig, tmp_path: Path) 
 def test_adaptive_inflation_inflates_the_imperfect_model_more_than_the_perfect_one(tiny: SurrogateConfig) -> None:
     cfg = dataclasses.replace(tiny, adaptive_inflation=AdaptiveInflation(weight=0.1), cycles=120)
     data = make_truth(cfg)
-    *_, infl_imperfect = run_da(cfg, data, cfg.imperfect_model(), 0, None)
-    *_, infl_perfect = run_da(cfg, data, build_model(cfg.truth), 0, None, perfect=True)
-    *_, infl_fixed = run_da(tiny, make_truth(tiny), tiny.imperfect_model(), 0, None)
+    skip = cfg.burn_cycles
+    infl_imperfect = run_da(cfg, data, cfg.imperfect_model(), 0, None).mean_inflation(skip)
+    infl_perfect = run_da(cfg, data, build_model(cfg.truth), 0, None, perfect=True).mean_inflation(skip)
+    infl_fixed = run_da(tiny, make_truth(tiny), tiny.imperfect_model(), 0, None).mean_inflation(skip)
     assert infl_imperfect > 1.25 * infl_perfect and infl_perfect >= 1.0, (infl_imperfect, infl_perfect)
     assert infl_fixed == pytest.approx(1.1**2)
 

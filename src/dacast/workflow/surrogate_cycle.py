@@ -67,6 +67,14 @@ class CycleResult:
     window_mean: Tensor | None = None
     inflation: Tensor | None = None
 
+    def mean_inflation(self, skip: int = 0) -> float:
+        """Mean covariance inflation factor over the cycles from ``skip`` on (NaN rows left out; NaN if none)."""
+        if self.inflation is None:
+            return float("nan")
+        infl = self.inflation[skip:]
+        infl = infl[torch.isfinite(infl)]
+        return float(infl.mean()) if infl.numel() else float("nan")
+
 
 def view_operator(n_state: int, view: Tensor, obs_indices: list[int], error_std: float | Tensor) -> IndexObs:
     """Observation operator on a model state that observes ``view[obs_indices]``."""

@@ -41,6 +41,7 @@ from dacast.models import Model
 from dacast.workflow.config import ConfigError, build_model
 from dacast.workflow.surrogate import SurrogateConfig, surrogate_config_to_dict
 from dacast.workflow.surrogate_cycle import (
+    CycleResult,
     DelayEmbedded,
     assimilate,
     cpu_threads,
@@ -116,14 +117,13 @@ def run_da(
     *,
     progress: bool = False,
     perfect: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, float]:
+) -> CycleResult:
     """One DA run with ``model``.
 
-    Returns analysis mean, spread and smoothed mean ``(cycles, n_var)``; with
-    ``config.train_target == "observation"``, the analysis mean of the window of
-    ``net.window`` past states at each cycle ``(cycles, window, n_var)`` (else ``None``);
-    and the mean covariance inflation factor after the burn-in (the fixed one
-    squared without ``adaptive_inflation``).
+    Returns the `CycleResult`, with the rows before a surrogate's first analysis
+    filled from ``previous`` and non-finite smoothed rows replaced by the filtered
+    ones; ``window_mean`` (the analysed window of ``net.window`` past states at each
+    cycle) only with ``config.train_target == "observation"``.
 
     With ``config.smoother_lag > 0`` the imperfect model runs on a delay-embedded
     state (`DelayEmbedded`), so the filter is also a fixed-lag smoother; a
@@ -199,16 +199,12 @@ def run_da(
         spread[:start] = config.initial_std
     bad = ~torch.isfinite(smooth).all(-1)
     smooth[bad] = mean[bad]
-    win = res.window_mean
-    if win is not None:
-        win = win.reshape(-1, n_win, config.n_var)
-        if start and previous is not None:  # the window before the first analysis: previous analyses
-            for c in range(start):
-                lo = max(0, c + 1 - n_win)
-                win[c, n_win - (c + 1 - lo) :] = previous[lo : c + 1]
-    infl = res.inflation[config.burn_cycles :] if res.inflation is not None else torch.tensor([])
-    infl = infl[torch.isfinite(infl)]
-    return mean, spread, smooth, win, float(infl.mean()) if infl.numel() else float("nan")
+    if res.window_mean is not None and start and previous is not None:
+        win = res.window_mean.view(-1, n_win, config.n_var)
+        for c in range(start):  # the window before the first analysis: previous analyses
+            lo = max(0, c + 1 - n_win)
+            win[c, n_win - (c + 1 - lo) :] = previous[lo : c + 1]
+    return res
 
 
 def _std(config: SurrogateConfig) -> float | Tensor:
@@ -360,7 +356,7 @@ def _run_surrogate(
     if (out / "perfect.npz").exists():
         perfect_rmse = float(np.load(out / "perfect.npz")["rmse"])
     else:
-        pm, _, _, _, _ = run_da(config, data, build_model(config.truth), 0, None, progress=progress, perfect=True)
+        pm = run_da(config, data, build_model(config.truth), 0, None, progress=progress, perfect=True).analysis_mean
         perfect_rmse = time_mean_rmse(pm, truth_mod, skip)
         np.savez(out / "perfect.npz", analysis_mean=pm.numpy(), rmse=perfect_rmse)
     done_now = 0
@@ -371,7 +367,7 @@ def _run_surrogate(
         rec: dict[str, Any] = {"iteration": it}
         if it == 0:
             model: Model = config.imperfect_model()
-            mean, spread, smooth, win, infl = run_da(config, data, model, 0, None, progress=progress)
+            res = run_da(config, data, model, 0, None, progress=progress)
             rec |= {"model": "imperfect", "train_loss": None, "val_loss": None, "train_time_s": 0.0}
         else:
             prev = np.load(out / f"iteration_{it - 1:02d}.npz")
@@ -402,18 +398,19 @@ def _run_surrogate(
                 progress=progress,
             )
             model = result.model
-            mean, spread, smooth, win, infl = run_da(config, data, model, it, prev_mean, progress=progress)
+            res = run_da(config, data, model, it, prev_mean, progress=progress)
             rec |= {
                 "model": f"surrogate-{it - 1}",
                 "train_loss": result.metrics["final_train_loss"],
                 "val_loss": result.metrics["best_val_loss"],
                 "train_time_s": result.wall_time_s,
             }
-        rmse = time_mean_rmse(mean, truth_mod, skip)
+        rmse = time_mean_rmse(res.analysis_mean, truth_mod, skip)
         scores = forecast_scores(config, data, model)
+        win = res.window_mean
         rec |= {
             "rmse_analysis": rmse if np.isfinite(rmse) else float("nan"),
-            "inflation": infl,
+            "inflation": res.mean_inflation(skip),
             "forecast_rmse_steps_1_4": scores["rmse"],
             "valid_time": scores["valid_time"],
             "nrmse_free": scores["nrmse"].tolist(),
@@ -421,10 +418,10 @@ def _run_surrogate(
         }
         np.savez(
             out / f"iteration_{it:02d}.npz",
-            analysis_mean=mean.numpy(),
-            analysis_spread=spread.numpy(),
-            smoothed_mean=smooth.numpy(),
-            **({} if win is None else {"window_mean": win.numpy()}),
+            analysis_mean=res.analysis_mean.numpy(),
+            analysis_spread=res.analysis_spread.numpy(),
+            smoothed_mean=res.smoothed_mean.numpy(),
+            **({} if win is None else {"window_mean": win.view(config.cycles, config.net.window, -1).numpy()}),
             forecast_error=scores["error"],
             start_state=scores["start_state"],
         )
@@ -473,7 +470,7 @@ def tune_inflation(
                 filter=dataclasses.replace(config.filter, inflation=factor),  # type: ignore[type-var]
                 surrogate_filter=dataclasses.replace(config.filter_for_surrogate, inflation=factor),  # type: ignore[type-var]
             )
-            mean = run_da(fixed, data, model, it, prev, progress=progress)[0]
+            mean = run_da(fixed, data, model, it, prev, progress=progress).analysis_mean
             rmse = time_mean_rmse(mean, truth_mod, config.burn_cycles)
             result[name][f"{factor:g}"] = rmse if np.isfinite(rmse) else float("nan")
     return result
