@@ -18,7 +18,7 @@ from dacast.workflow.surrogate import (
     surrogate_config_from_dict,
     surrogate_config_to_dict,
 )
-from dacast.workflow.surrogate_plots import write_surrogate_outputs
+from dacast.workflow.surrogate_plots import best_fixed_inflation, write_surrogate_outputs
 from dacast.workflow.surrogate_run import make_truth, run_da, run_surrogate
 
 
@@ -76,6 +76,8 @@ def test_fixed_inflation_tuning_reproduces_the_cycle_at_its_own_inflation(
     assert best["imperfect"] == min(run.tuning["imperfect"].values())
     assert summary["rmse_analysis_reduction_best_fixed_inflation"] == 1 - best["surrogate-0"] / best["imperfect"]
     assert json.loads((tmp_path / "t" / "state.json").read_text())["tuning"] == run.tuning
+    assert best_fixed_inflation({"1.1": float("nan"), "3": 0.2, "4": 0.3}) == ("3", 0.2)
+    assert best_fixed_inflation({"1.1": float("nan")}) is None  # every run diverged
 
 
 def test_observation_target_trains_on_analysed_windows_against_the_next_observations(

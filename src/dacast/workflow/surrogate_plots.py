@@ -77,6 +77,15 @@ def _losses(records: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([np.nan if r[key] is None else r[key] for r in records], dtype=float)
 
 
+def best_fixed_inflation(rmse_by_factor: dict[str, float]) -> tuple[str, float] | None:
+    """The factor with the lowest finite analysis RMSE and that RMSE; ``None`` if none is finite."""
+    finite = {k: v for k, v in rmse_by_factor.items() if np.isfinite(v)}
+    if not finite:
+        return None
+    k = min(finite, key=finite.__getitem__)
+    return k, finite[k]
+
+
 def summarise_surrogate(run: SurrogateRun) -> dict[str, Any]:
     """The ``summary.json`` content."""
     recs = run.records
@@ -99,7 +108,8 @@ def summarise_surrogate(run: SurrogateRun) -> dict[str, Any]:
         "wall_time_s": run.wall_time_s,
     }
     if run.tuning:
-        best = {name: min(v for v in by.values() if np.isfinite(v)) for name, by in run.tuning.items() if by}
+        picks = {name: best_fixed_inflation(by) for name, by in run.tuning.items()}
+        best = {name: pick[1] for name, pick in picks.items() if pick is not None}
         out["rmse_analysis_fixed_inflation"] = run.tuning
         out["rmse_analysis_best_fixed_inflation"] = best
         if final["model"] in best and "imperfect" in best:
@@ -124,12 +134,10 @@ def plot_surrogate(ds: xr.Dataset, out_dir: str | Path, prefix: str = "surrogate
     ax.plot(it[1:], ds["rmse_analysis"].values[1:], "o-", label="DA with surrogate n-1")
     ax.axhline(float(ds["rmse_analysis"].values[0]), color="tab:red", ls="--", label="DA, imperfect model")
     ax.axhline(float(ds.attrs["rmse_analysis_perfect"]), color="tab:green", ls=":", label="DA, perfect model")
-    tuned = json.loads(ds.attrs.get("rmse_analysis_fixed_inflation", "{}")).get("imperfect", {})
-    finite = {k: v for k, v in tuned.items() if np.isfinite(v)}
-    if finite:
-        k = min(finite, key=finite.__getitem__)
+    pick = best_fixed_inflation(json.loads(ds.attrs.get("rmse_analysis_fixed_inflation", "{}")).get("imperfect", {}))
+    if pick is not None:
         ax.axhline(
-            finite[k], color="tab:red", ls="-.", lw=0.8, label=f"DA, imperfect model, best fixed inflation ({k})"
+            pick[1], color="tab:red", ls="-.", lw=0.8, label=f"DA, imperfect model, best fixed inflation ({pick[0]})"
         )
     ax.set(xlabel="iteration", ylabel="analysis RMSE", title=ds.attrs["experiment"])
     ax.legend(fontsize=8)
@@ -185,4 +193,10 @@ def write_surrogate_outputs(run: SurrogateRun, *, plots: bool = True) -> dict[st
     return paths
 
 
-__all__ = ["plot_surrogate", "summarise_surrogate", "surrogate_dataset", "write_surrogate_outputs"]
+__all__ = [
+    "best_fixed_inflation",
+    "plot_surrogate",
+    "summarise_surrogate",
+    "surrogate_dataset",
+    "write_surrogate_outputs",
+]
