@@ -7,11 +7,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 from dask.distributed import Client, LocalCluster
-from test_gridded_letkf import DX, gridded_problem
+from test_gridded_letkf import DX, gridded_problem, keep_obs
 
 from dacast.da import GriddedLETKFConfig, gridded_letkf, gridded_letkf_dask
 from dacast.da.gridded_dask import tile_bounds
-from dacast.obs.operators import IndexObs
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +38,7 @@ def test_tile_without_observations_in_reach(client: Client) -> None:
     """A tile whose halo holds no observation gets its prior back (relaxed identically)."""
     prior, y, op = gridded_problem(shape=(32, 32), frac=1.0, seed=8)
     near = ((op.locations >= 1.0) & (op.locations < 3.0)).all(-1)  # a 2 km square
-    part = IndexObs(
-        n_state=op.n_state, indices=op.indices[near], error_std=op.error_std[near], locations=op.locations[near]
-    )
+    part = keep_obs(op, near)
     cfg = GriddedLETKFConfig(localization=0.5, weight_stride=2)
     single = gridded_letkf(prior, y[near], part, cfg, dx_km=DX)
     tiled = gridded_letkf_dask(client, prior, y[near], part, cfg, dx_km=DX, tiles=(4, 4))
@@ -53,12 +50,7 @@ def test_tile_without_observations_in_reach(client: Client) -> None:
 
 def test_no_observations_returns_the_prior(client: Client) -> None:
     prior, _, op = gridded_problem(shape=(8, 8))
-    empty = IndexObs(
-        n_state=op.n_state,
-        indices=torch.zeros(0, dtype=torch.long),
-        error_std=torch.zeros(0, dtype=torch.float64),
-        locations=torch.zeros((0, 2), dtype=torch.float64),
-    )
+    empty = keep_obs(op, torch.zeros(op.n_obs, dtype=torch.bool))
     post = gridded_letkf_dask(client, prior, torch.zeros(0), empty, GriddedLETKFConfig(), dx_km=DX)
     torch.testing.assert_close(post, prior, rtol=0, atol=0)
 

@@ -45,6 +45,13 @@ def gridded_problem(
     return prior, y, op
 
 
+def keep_obs(op: IndexObs, keep: torch.Tensor) -> IndexObs:
+    """The observations of ``op`` where ``keep`` (shape ``(n_obs,)``, bool) is true."""
+    return IndexObs(
+        n_state=op.n_state, indices=op.indices[keep], error_std=op.error_std[keep], locations=op.locations[keep]
+    )
+
+
 @pytest.mark.parametrize("max_obs", [6, 60], ids=["gram", "ensemble"])
 @pytest.mark.parametrize(("inflation", "rtpp", "rtps"), [(1.0, 0.95, 0.0), (1.1, 0.5, 0.3)])
 def test_stride_one_equals_foundation_letkf(max_obs: int, inflation: float, rtpp: float, rtps: float) -> None:
@@ -71,9 +78,7 @@ def test_stride_one_equals_foundation_letkf_with_padded_neighbour_tables() -> No
     """Observations in one corner: most points have fewer than ``max_obs`` neighbours (padding)."""
     prior, y, op = gridded_problem(k=30, shape=(16, 16), frac=1.0, seed=9)
     near = (op.locations < 2.5).all(-1)
-    part = IndexObs(
-        n_state=op.n_state, indices=op.indices[near], error_std=op.error_std[near], locations=op.locations[near]
-    )
+    part = keep_obs(op, near)
     k = prior.shape[0]
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=20)
     grid = Grid.cartesian(prior.shape[-2:], spacing=DX, periodic=True)
@@ -125,12 +130,7 @@ def test_one_set_of_weights_for_all_variables(stride: int) -> None:
 
 def test_no_observations_returns_the_prior() -> None:
     prior, _, op = gridded_problem(shape=(8, 8))
-    empty = IndexObs(
-        n_state=op.n_state,
-        indices=torch.zeros(0, dtype=torch.long),
-        error_std=torch.zeros(0, dtype=torch.float64),
-        locations=torch.zeros((0, 2), dtype=torch.float64),
-    )
+    empty = keep_obs(op, torch.zeros(op.n_obs, dtype=torch.bool))
     for stride in (1, 2):
         post = gridded_letkf(prior, torch.zeros(0), empty, GriddedLETKFConfig(weight_stride=stride), dx_km=DX)
         torch.testing.assert_close(post, prior, rtol=0, atol=0)
@@ -141,9 +141,7 @@ def test_points_out_of_reach_keep_the_prior() -> None:
     """Observations in one corner only: far points (no observation within 3.65 L) are unchanged."""
     prior, y, op = gridded_problem(shape=(32, 32), frac=1.0, seed=4)
     near = (op.locations < 3.0).all(-1)  # a 3 km square in the corner
-    part = IndexObs(
-        n_state=op.n_state, indices=op.indices[near], error_std=op.error_std[near], locations=op.locations[near]
-    )
+    part = keep_obs(op, near)
     cfg = GriddedLETKFConfig(localization=1.0, weight_stride=2)
     post = gridded_letkf(prior, y[near], part, cfg, dx_km=DX)
     far = slice(18, 26)  # 9-13 km from the corner in y and x, > 3.65 km from every observation

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
+import torch
 
 from dacast.ml import ConvLSTMConfig, NowcastLossConfig, NowcastTrainConfig, moving_blobs
 
@@ -33,3 +36,12 @@ def tiny_train_config(tiny_model_config: ConvLSTMConfig) -> NowcastTrainConfig:
         device="cpu",
         seed=0,
     )
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one torch thread is far faster than several on a shared CPU (surrogate tests use it)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

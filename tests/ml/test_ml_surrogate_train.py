@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,7 @@ import torch
 from dacast.ml import SurrogateSpec, SurrogateTrainConfig, load_surrogate, train_surrogate, windows_from_trajectory
 from dacast.ml.surrogate_train import windows_against_observations
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one torch thread is far faster than several on a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear_trajectory(n: int = 600) -> tuple[torch.Tensor, torch.Tensor]:
