@@ -78,7 +78,7 @@ def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -
         from dask.distributed import Client, LocalCluster
 
         from dacast.da.gridded_dask import gridded_letkf_dask
-        from dacast.workflow.bda import Forecaster
+        from dacast.workflow.bda.cycle import Forecaster
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
@@ -192,8 +192,8 @@ def stride_cost(checkpoint: str, strides: list[int]) -> list[dict]:
     The saved analysis ensemble is forecast one cycle, the truth too, the radar
     observes it, and the same prior is analysed at every stride.
     """
-    from dacast.workflow.bda import Seeds, obs_generator
-    from dacast.workflow.bda_config import bda_config_from_dict
+    from dacast.workflow.bda.cycle import Seeds, obs_generator
+    from dacast.workflow.bda.config import bda_config_from_dict
 
     data = torch.load(checkpoint, map_location="cpu", weights_only=False)
     saved = dict(data["config"])

@@ -149,7 +149,7 @@ def make_methods(names: list[str], checkpoint: str | None) -> tuple[dict, int]:
             methods[name] = lambda past: dacast_extrapolation(past, trec_cfg)
         elif name == "dacast-convlstm":
             from dacast.ml import load_nowcaster, predict
-            from dacast.workflow.nowcast_train import extrapolation_config, read_training_sidecar
+            from dacast.workflow.nowcast.train import extrapolation_config, read_training_sidecar
 
             model = load_nowcaster(checkpoint, device="auto")
             t_in = model.config.t_in

@@ -25,7 +25,7 @@ from dacast.workflow import (
     preset_names,
     with_overrides,
 )
-from dacast.workflow.config import resolve_device
+from dacast.workflow.twin.config import resolve_device
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lorenz96_letkf.yaml"
 
@@ -227,8 +227,8 @@ def test_preset_names_win_over_files_and_suffixless_yaml_loads(tmp_path: Path, m
 
 
 def test_coupled_lorenz63_parameters_reach_the_model() -> None:
-    from dacast.workflow.config import build_model, model_spec_to_dict
-    from dacast.workflow.loader import _model
+    from dacast.workflow.twin.config import build_model, model_spec_to_dict
+    from dacast.workflow.twin.loader import _model
 
     spec = _model({"name": "coupled_lorenz63", "omega": 3.0, "damping": 1.5, "x3_star": 0.5}, "truth")
     model = build_model(spec)

@@ -1,4 +1,4 @@
-"""`dacast.workflow.nowcast`: run configuration, training YAML, the shipped example, in-memory nowcasts."""
+"""`dacast.workflow.nowcast.run`: run configuration, training YAML, the shipped example, in-memory nowcasts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 from dacast.io import list_events
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig
 from dacast.workflow import ConfigError
-from dacast.workflow.nowcast import (
+from dacast.workflow.nowcast.run import (
     NowcastRunConfig,
     load_train_yaml,
     make_nowcast,
@@ -24,7 +24,7 @@ from dacast.workflow.nowcast import (
     train_config_from_dict,
     with_train_overrides,
 )
-from dacast.workflow.nowcast_train import extrapolation_config, extrapolation_settings
+from dacast.workflow.nowcast.train import extrapolation_config, extrapolation_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nowcast_train.yaml"
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from dacast.workflow.bda import run_cycles, threat_scores
-from dacast.workflow.bda_config import (
+from dacast.workflow.bda.cycle import run_cycles, threat_scores
+from dacast.workflow.bda.config import (
     BDA_PRESETS,
     BDAConfig,
     bda_config_from_dict,
@@ -18,8 +18,8 @@ from dacast.workflow.bda_config import (
     get_bda_preset,
     load_bda_target,
 )
-from dacast.workflow.bda_run import CHECKPOINT, dask_client, load_checkpoint, run_bda_experiment
-from dacast.workflow.config import ConfigError
+from dacast.workflow.bda.run import CHECKPOINT, dask_client, load_checkpoint, run_bda_experiment
+from dacast.workflow.twin.config import ConfigError
 
 
 def tiny(**kw) -> BDAConfig:

@@ -10,16 +10,16 @@ import pytest
 
 from dacast.da import AdaptiveInflation, ETKFConfig
 from dacast.ml import SurrogateTrainConfig
-from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, build_model
-from dacast.workflow.surrogate import (
+from dacast.workflow.twin.config import ConfigError, ModelSpec, ObsSpec, build_model
+from dacast.workflow.surrogate.config import (
     SURROGATE_PRESETS,
     NetSpec,
     SurrogateConfig,
     surrogate_config_from_dict,
     surrogate_config_to_dict,
 )
-from dacast.workflow.surrogate_plots import best_fixed_inflation, write_surrogate_outputs
-from dacast.workflow.surrogate_run import make_truth, run_da, run_surrogate
+from dacast.workflow.surrogate.output import best_fixed_inflation, write_surrogate_outputs
+from dacast.workflow.surrogate.run import make_truth, run_da, run_surrogate
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_bad_config_values_raise_config_error(data: dict, match: str) -> None:
 
 
 def test_example_yaml_is_valid_and_differs_from_the_preset_only_where_it_says() -> None:
-    from dacast.workflow.surrogate import load_surrogate_yaml
+    from dacast.workflow.surrogate.config import load_surrogate_yaml
 
     example = load_surrogate_yaml(Path(__file__).resolve().parents[2] / "examples" / "surrogate_lorenz63.yaml")
     preset = SURROGATE_PRESETS["surrogate-lorenz63"]

@@ -12,7 +12,7 @@ Typical use::
 `run_twin` alone returns the `xarray.Dataset` without touching the disk.
 """
 
-from dacast.workflow.config import (
+from dacast.workflow.twin.config import (
     ConfigError,
     ModelSpec,
     ObsSpec,
@@ -23,12 +23,12 @@ from dacast.workflow.config import (
     config_to_dict,
     default_divergence_threshold,
 )
-from dacast.workflow.experiment import ExperimentResult, run_experiment
-from dacast.workflow.loader import config_from_dict, load_target, load_yaml, with_overrides
-from dacast.workflow.output import OutputPaths, attach_preset, summarise, write_results
-from dacast.workflow.plots import make_plots, plot_attractor, plot_hovmoller, plot_rmse
-from dacast.workflow.presets import PRESETS, Preset, get_preset, preset_names
-from dacast.workflow.twin import run_twin
+from dacast.workflow.twin.experiment import ExperimentResult, run_experiment
+from dacast.workflow.twin.loader import config_from_dict, load_target, load_yaml, with_overrides
+from dacast.workflow.twin.output import OutputPaths, attach_preset, summarise, write_results
+from dacast.workflow.twin.plots import make_plots, plot_attractor, plot_hovmoller, plot_rmse
+from dacast.workflow.twin.presets import PRESETS, Preset, get_preset, preset_names
+from dacast.workflow.twin.run import run_twin
 
 __all__ = [
     "PRESETS",

@@ -4,8 +4,8 @@
 ensemble initialisation, observation network, filter, sizes, seed and device.
 Everything is validated when the object is made; bad values raise `ConfigError`
 with one line that names the offending field. YAML files and preset names are
-turned into a `TwinConfig` by `dacast.workflow.loader` and
-`dacast.workflow.presets`; the library itself only ever sees this object.
+turned into a `TwinConfig` by `dacast.workflow.twin.loader` and
+`dacast.workflow.twin.presets`; the library itself only ever sees this object.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import dacast
 from dacast.da import LETKFConfig, analyse, local_neighbours
 from dacast.models import Model
 from dacast.obs import IndexObs, observe
-from dacast.workflow.config import (
+from dacast.workflow.twin.config import (
     TwinConfig,
     build_model,
     build_operator,

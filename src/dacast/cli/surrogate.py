@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from dacast._console import fail
-from dacast._console import out as stdout
-from dacast.workflow.config import ConfigError
-from dacast.workflow.surrogate import SURROGATE_PRESETS, load_surrogate_target
-from dacast.workflow.surrogate_plots import summarise_surrogate, write_surrogate_outputs
-from dacast.workflow.surrogate_run import run_surrogate
+from dacast.cli.console import fail
+from dacast.cli.console import out as stdout
+from dacast.workflow.twin.config import ConfigError
+from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target
+from dacast.workflow.surrogate.output import summarise_surrogate, write_surrogate_outputs
+from dacast.workflow.surrogate.run import run_surrogate
 
 app = typer.Typer(
     name="surrogate",

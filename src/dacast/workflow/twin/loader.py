@@ -59,8 +59,8 @@ from typing import Any, TypeVar
 import yaml
 
 from dacast.da import EnKFConfig, ETKFConfig, FreeRunConfig, LETKFConfig, Localization
-from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, TwinConfig, config_to_dict
-from dacast.workflow.presets import PRESETS, Preset, get_preset
+from dacast.workflow.twin.config import ConfigError, ModelSpec, ObsSpec, TwinConfig, config_to_dict
+from dacast.workflow.twin.presets import PRESETS, Preset, get_preset
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """``dacast nowcast run|verify|train``: radar nowcasts from the command line.
 
-Thin wrappers around `dacast.workflow.nowcast`. As everywhere in the CLI, bad
+Thin wrappers around `dacast.workflow.nowcast.run`. As everywhere in the CLI, bad
 input (unknown source or method, missing radar frames, a bad checkpoint or
 YAML file, invalid values) prints one red ``error:`` line on stderr and exits
 with status 2.
@@ -18,11 +18,11 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from dacast._console import fail
-from dacast._console import out as stdout
+from dacast.cli.console import fail
+from dacast.cli.console import out as stdout
 from dacast.io import RadarReadError
-from dacast.workflow.config import ConfigError
-from dacast.workflow.nowcast import (
+from dacast.workflow.twin.config import ConfigError
+from dacast.workflow.nowcast.run import (
     METHODS,
     MOTIONS,
     NowcastResult,

@@ -10,8 +10,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from dacast.obs.radar import reflectivity_dbz
-from dacast.workflow.bda import VARS
-from dacast.workflow.plots import _save
+from dacast.workflow.bda.cycle import VARS
+from dacast.workflow.twin.plots import _save
 
 _UNITS = {"u": "m/s", "v": "m/s", "h": "m", "r": "1"}
 

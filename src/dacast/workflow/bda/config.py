@@ -35,9 +35,9 @@ from typing import Any, Literal
 from dacast.da.gridded import GriddedLETKFConfig
 from dacast.models.wursch_craig import WurschCraigConfig
 from dacast.obs.radar import RadarConfig
-from dacast.workflow.config import ConfigError
-from dacast.workflow.loader import _build, _check_keys, _mapping, _merge, is_yaml_path, load_yaml_with
-from dacast.workflow.nowcast_train import _fields
+from dacast.workflow.twin.config import ConfigError
+from dacast.workflow.twin.loader import _build, _check_keys, _mapping, _merge, is_yaml_path, load_yaml_with
+from dacast.workflow.nowcast.train import _fields
 
 Dtype = Literal["float32", "float64"]
 

@@ -29,9 +29,9 @@ import xarray as xr
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import dacast
-from dacast.workflow.bda import STAGES, VARS, CycleState, run_cycles, threat_scores
-from dacast.workflow.bda_config import BDAConfig, BDAPreset, bda_config_to_dict
-from dacast.workflow.config import ConfigError, resolve_device
+from dacast.workflow.bda.cycle import STAGES, VARS, CycleState, run_cycles, threat_scores
+from dacast.workflow.bda.config import BDAConfig, BDAPreset, bda_config_to_dict
+from dacast.workflow.twin.config import ConfigError, resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -257,7 +257,7 @@ def run_bda_experiment(
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     figures: tuple[Path, ...] = ()
     if plots:
-        from dacast.workflow.bda_plots import make_bda_plots
+        from dacast.workflow.bda.plots import make_bda_plots
 
         figures = make_bda_plots(ds, state.forecasts, out)
     return BDAResult(summary=summary, dataset=ds, out_dir=out, plots=figures)

@@ -69,7 +69,7 @@ from dacast.da import AdaptiveInflation, EnKFConfig, ETKFConfig, FilterConfig, L
 from dacast.ml.surrogate import SurrogateKind, SurrogateSpec
 from dacast.ml.surrogate_train import SurrogateTrainConfig
 from dacast.models import Model
-from dacast.workflow.config import (
+from dacast.workflow.twin.config import (
     ConfigError,
     ModelSpec,
     ObsSpec,
@@ -80,7 +80,7 @@ from dacast.workflow.config import (
     obs_spec_to_dict,
     resolve_device,
 )
-from dacast.workflow.loader import (
+from dacast.workflow.twin.loader import (
     _bool,
     _build,
     _check_keys,

@@ -14,8 +14,8 @@ import numpy as np
 import xarray as xr
 
 import dacast
-from dacast.workflow.surrogate import LYAPUNOV_TIME_L96, surrogate_config_to_dict
-from dacast.workflow.surrogate_run import N_LEADS, SurrogateRun
+from dacast.workflow.surrogate.config import LYAPUNOV_TIME_L96, surrogate_config_to_dict
+from dacast.workflow.surrogate.run import N_LEADS, SurrogateRun
 
 
 def surrogate_dataset(run: SurrogateRun) -> xr.Dataset:

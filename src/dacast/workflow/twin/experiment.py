@@ -9,11 +9,11 @@ from typing import Any
 
 import xarray as xr
 
-from dacast.workflow.config import TwinConfig
-from dacast.workflow.output import OutputPaths, attach_preset, write_results
-from dacast.workflow.plots import make_plots
-from dacast.workflow.presets import Preset
-from dacast.workflow.twin import run_twin
+from dacast.workflow.twin.config import TwinConfig
+from dacast.workflow.twin.output import OutputPaths, attach_preset, write_results
+from dacast.workflow.twin.plots import make_plots
+from dacast.workflow.twin.presets import Preset
+from dacast.workflow.twin.run import run_twin
 
 
 @dataclass(frozen=True, kw_only=True)

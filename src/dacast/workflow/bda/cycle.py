@@ -35,8 +35,8 @@ from dacast.da.gridded_dask import gridded_letkf_dask
 from dacast.models.wursch_craig import WurschCraig
 from dacast.obs.radar import RadarOperator, observe_radar, radar_mask, reflectivity_dbz
 from dacast.verify import contingency
-from dacast.workflow.bda_config import BDAConfig
-from dacast.workflow.config import resolve_device
+from dacast.workflow.bda.config import BDAConfig
+from dacast.workflow.twin.config import resolve_device
 
 VARS = ("u", "v", "h", "r")
 THRESHOLD_DBZ = 30.0

@@ -58,8 +58,8 @@ from dacast.ml import (
     train_nowcast,
 )
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig, extrapolation_nowcast
-from dacast.workflow.config import ConfigError
-from dacast.workflow.loader import _build, _check_keys, _mapping, load_yaml_with
+from dacast.workflow.twin.config import ConfigError
+from dacast.workflow.twin.loader import _build, _check_keys, _mapping, load_yaml_with
 
 MOTIONS: tuple[str, ...] = ("trec", "farneback", "dis")
 SIDECAR = "nowcast_workflow.json"

@@ -13,13 +13,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dacast._console import fail
-from dacast._console import out as stdout
-from dacast.cli_bda import app as bda_app
-from dacast.cli_nowcast import app as nowcast_app
-from dacast.cli_surrogate import app as surrogate_app
+from dacast.cli.console import fail
+from dacast.cli.console import out as stdout
+from dacast.cli.bda import app as bda_app
+from dacast.cli.nowcast import app as nowcast_app
+from dacast.cli.surrogate import app as surrogate_app
 from dacast.workflow import PRESETS, ConfigError, load_target, run_experiment
-from dacast.workflow.loader import is_yaml_path
+from dacast.workflow.twin.loader import is_yaml_path
 
 app = typer.Typer(
     name="dacast",

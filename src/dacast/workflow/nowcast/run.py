@@ -3,7 +3,7 @@
 This is what ``dacast nowcast run|verify|train`` calls; everything works from
 Python too::
 
-    from dacast.workflow.nowcast import NowcastRunConfig, run_nowcast, verify_nowcast
+    from dacast.workflow.nowcast.run import NowcastRunConfig, run_nowcast, verify_nowcast
 
     config = NowcastRunConfig(source="mch", start="2015-05-15T16:30", method="extrapolation", n_leads=12)
     result = run_nowcast(config, "runs/nowcast/mch")
@@ -22,7 +22,7 @@ Files of a run (in the output folder):
 
 Scores and plots are made from ``nowcast.nc`` alone, so `verify_nowcast`
 regenerates them at any time. Training configurations come from YAML through
-`load_train_yaml` (schema in `dacast.workflow.nowcast_train`); that is the only
+`load_train_yaml` (schema in `dacast.workflow.nowcast.train`); that is the only
 place YAML becomes a `NowcastTrainSpec`.
 """
 
@@ -46,8 +46,8 @@ from dacast.io.sources import TimeLike, to_datetime64
 from dacast.ml import ConvLSTMNowcaster, load_nowcaster, predict
 from dacast.nowcast import ExtrapolationConfig, extrapolation_nowcast, persistence
 from dacast.verify import plot_frames, plot_skill, save_nowcast_gif, score_nowcast
-from dacast.workflow.config import ConfigError
-from dacast.workflow.nowcast_train import (
+from dacast.workflow.twin.config import ConfigError
+from dacast.workflow.nowcast.train import (
     MOTIONS,
     NowcastTrainSpec,
     TimeRange,

@@ -38,9 +38,9 @@ from dacast.ml.surrogate_train import (
     windows_from_trajectory,
 )
 from dacast.models import Model
-from dacast.workflow.config import ConfigError, build_model
-from dacast.workflow.surrogate import SurrogateConfig, surrogate_config_to_dict
-from dacast.workflow.surrogate_cycle import (
+from dacast.workflow.twin.config import ConfigError, build_model
+from dacast.workflow.surrogate.config import SurrogateConfig, surrogate_config_to_dict
+from dacast.workflow.surrogate.cycle import (
     CycleResult,
     DelayEmbedded,
     assimilate,

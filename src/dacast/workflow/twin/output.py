@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from dacast.workflow.presets import Preset
+from dacast.workflow.twin.presets import Preset
 
 RESULTS_FILE = "results.nc"
 SUMMARY_FILE = "summary.json"

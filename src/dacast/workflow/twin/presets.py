@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, replace
 
 from dacast.da import ETKFConfig, LETKFConfig, Localization
-from dacast.workflow.config import ConfigError, ModelSpec, ObsSpec, TwinConfig
+from dacast.workflow.twin.config import ConfigError, ModelSpec, ObsSpec, TwinConfig
 
 _DAPPER = "DAPPER 1.7.1"
 

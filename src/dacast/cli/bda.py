@@ -14,12 +14,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from dacast._console import fail
-from dacast._console import out as stdout
-from dacast.workflow.bda_config import BDA_PRESETS, load_bda_target
-from dacast.workflow.bda_run import dask_client, run_bda_experiment
-from dacast.workflow.config import ConfigError
-from dacast.workflow.loader import is_yaml_path
+from dacast.cli.console import fail
+from dacast.cli.console import out as stdout
+from dacast.workflow.bda.config import BDA_PRESETS, load_bda_target
+from dacast.workflow.bda.run import dask_client, run_bda_experiment
+from dacast.workflow.twin.config import ConfigError
+from dacast.workflow.twin.loader import is_yaml_path
 
 app = typer.Typer(
     name="bda",

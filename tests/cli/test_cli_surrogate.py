@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from dacast.cli_surrogate import app
+from dacast.cli.surrogate import app
 
 runner = CliRunner()
 

@@ -1,0 +1,1 @@
+"""The nowcast application."""
