@@ -1,6 +1,6 @@
 """Dynamical models: every one meets the `Model` protocol and shares `rk4_step`."""
 
-from dacast.models.base import Model, integrate, rk4_step
+from dacast.models.base import Model, advance, integrate, rk4_step
 from dacast.models.coupled_lorenz63 import CoupledLorenz63
 from dacast.models.lorenz63 import Lorenz63
 from dacast.models.lorenz96 import Lorenz96
@@ -13,6 +13,7 @@ __all__ = [
     "Model",
     "WurschCraig",
     "WurschCraigConfig",
+    "advance",
     "integrate",
     "rain_fraction",
     "rk4_step",

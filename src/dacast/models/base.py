@@ -46,6 +46,26 @@ def rk4_step(f: Tendency, x: Tensor, t: float, dt: float) -> Tensor:
     return x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
 
 
+def advance(model: Model, x: Tensor, n_steps: int, dt: float, t0: float = 0.0) -> Tensor:
+    """Run ``model`` for ``n_steps`` steps and return the last state only (no trajectory kept).
+
+    Args:
+        model: anything meeting the `Model` protocol.
+        x: initial state, shape ``(*batch, n_state)``; not modified.
+        n_steps: number of steps (>= 0); 0 returns ``x`` itself.
+        dt: step length (model time units).
+        t0: time of ``x``; step ``i`` starts at ``t0 + i * dt``.
+
+    Returns:
+        The state after ``n_steps`` steps, shape ``(*batch, n_state)``.
+    """
+    if n_steps < 0:
+        raise ValueError(f"n_steps must be >= 0, got {n_steps}")
+    for i in range(n_steps):
+        x = model.step(x, t0 + i * dt, dt)
+    return x
+
+
 def integrate(model: Model, x0: Tensor, n_steps: int, dt: float, t0: float = 0.0) -> Tensor:
     """Run ``model`` for ``n_steps`` steps and keep every state.
 

@@ -20,6 +20,7 @@ from dacast._device import resolve_device as _resolve_device
 from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, FreeRunConfig, LETKFConfig, Localization
 from dacast.models import CoupledLorenz63, Lorenz63, Lorenz96, Model
 from dacast.obs import Grid, IndexObs, every_kth, identity, subset
+from dacast.workflow.schema import ConfigError, require
 
 ModelName = Literal["lorenz63", "lorenz96", "coupled_lorenz63"]
 ObsKind = Literal["identity", "subset", "every_kth"]
@@ -50,13 +51,7 @@ CLIMATOLOGICAL_STD: dict[str, float] = {
 DIVERGENCE_FACTOR = 10.0
 
 
-class ConfigError(ValueError):
-    """A twin-experiment configuration is invalid; the message is one line."""
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
+_require = require
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,134 @@
+"""What every application needs from the machine: device, CPU threads, a progress bar, one-line notes, Dask.
+
+These are resources, set once per run from one place (house style: threads are
+a resource), never inside the algorithms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import torch
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dacast._device import resolve_device as _resolve_device
+from dacast.workflow.schema import ConfigError
+
+#: Where results and notes are printed (stdout); errors go to stderr through the CLI.
+console = Console(soft_wrap=True)
+
+#: A receiver of one-line notes (radar outages, resume points); `say` prints them, `quiet` drops them.
+Say = Callable[[str], None]
+
+
+def say(message: str) -> None:
+    """Print a one-line note in yellow on stdout."""
+    console.print(f"[yellow]{escape(message)}[/]", highlight=False)
+
+
+def quiet(_message: str) -> None:
+    """Drop a note (the default of the library functions)."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA raises `ConfigError`."""
+    try:
+        return _resolve_device(device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (CUDA) so that a stage can be timed; nothing on CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU threads (``None``: unchanged), then restore the old count.
+
+    Small cycles (tens of members, a few dozen variables) run much faster on
+    one thread on a shared CPU (no thread hand-off).
+    """
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+#: ``update(completed, info)``: move a progress bar to ``completed`` steps and show ``info`` beside it.
+Update = Callable[[int, str], None]
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int, *, enabled: bool = True, completed: int = 0) -> Iterator[Update]:
+    """A Rich progress bar over ``total`` steps (cycles, iterations); disabled: a no-op updater.
+
+    Yields:
+        ``update(completed, info)``.
+    """
+    columns = (
+        TextColumn(f"[bold]{escape(label)}[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=console, disable=not enabled) as bar:
+        task = bar.add_task("", total=total, completed=completed)
+
+        def update(done: int, info: str = "") -> None:
+            bar.update(task, completed=done, description=info)
+
+        yield update
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None = None, workers: int = 2) -> Iterator[object]:
+    """A ``dask.distributed.Client``: to ``scheduler`` when given, else on a new LocalCluster of ``workers``.
+
+    The LocalCluster (one thread per worker process) is closed on exit.
+
+    Raises:
+        ConfigError: the scheduler cannot be reached.
+    """
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as err:  # pragma: no cover - dask is a dependency
+        raise ConfigError(f"--dask needs dask.distributed: {err}") from None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler}: {err}") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+__all__ = [
+    "Say",
+    "Update",
+    "console",
+    "cpu_threads",
+    "dask_client",
+    "progress",
+    "quiet",
+    "resolve_device",
+    "say",
+    "sync",
+]
