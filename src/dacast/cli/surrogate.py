@@ -13,9 +13,9 @@ import typer
 
 from dacast.cli.console import fail
 from dacast.cli.console import out as stdout
-from dacast.workflow.twin.config import ConfigError
+from dacast.workflow.schema import ConfigError
 from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target
-from dacast.workflow.surrogate.output import summarise_surrogate, write_surrogate_outputs
+from dacast.workflow.surrogate.output import summarise_surrogate
 from dacast.workflow.surrogate.run import run_surrogate
 
 app = typer.Typer(
@@ -41,8 +41,7 @@ def run(
     try:
         config = load_surrogate_target(target, iterations=iterations, device=device)
         out_dir = out or Path("runs") / config.name
-        result = run_surrogate(config, out_dir, resume=resume, progress=progress)
-        paths = write_surrogate_outputs(result, plots=plots)
+        result = run_surrogate(config, out_dir, resume=resume, progress=progress, plots=plots)
     except ConfigError as err:
         raise fail(str(err)) from None
     s = summarise_surrogate(result)
@@ -59,7 +58,7 @@ def run(
             f"({-s['rmse_analysis_reduction_best_fixed_inflation']:+.0%})",
             highlight=False,
         )
-    stdout.print(f"wall time {s['wall_time_s']:.1f} s; summary: {paths['summary']}", highlight=False)
+    stdout.print(f"wall time {s['wall_time_s']:.1f} s; summary: {result.paths['summary']}", highlight=False)
 
 
 @app.command("presets")

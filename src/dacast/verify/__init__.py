@@ -1,4 +1,4 @@
-"""Verification of (nowcast) fields: categorical scores, FSS, MAE, power spectra, plots.
+"""Verification: categorical scores, FSS, MAE, power spectra, plots; RMSE, spread and valid time of trajectories.
 
 Conventions follow pysteps so that numbers compare with its gallery:
 categorical events are ``value > threshold`` (``det_cat_fct``), FSS events
@@ -12,11 +12,13 @@ from dacast.verify.plots import plot_frames, plot_skill, save_nowcast_gif
 from dacast.verify.scores import score_nowcast
 from dacast.verify.spatial import fractions, fss
 from dacast.verify.spectrum import radial_power_spectrum
+from dacast.verify.trajectory import ensemble_spread, pooled_csi, rms, rmse, time_mean_rmse, valid_time
 
 __all__ = [
     "Contingency",
     "contingency",
     "csi",
+    "ensemble_spread",
     "far",
     "fractions",
     "frequency_bias",
@@ -25,7 +27,12 @@ __all__ = [
     "plot_frames",
     "plot_skill",
     "pod",
+    "pooled_csi",
     "radial_power_spectrum",
+    "rms",
+    "rmse",
     "save_nowcast_gif",
     "score_nowcast",
+    "time_mean_rmse",
+    "valid_time",
 ]

@@ -23,12 +23,11 @@ from dacast.workflow.twin.config import (
     config_to_dict,
     default_divergence_threshold,
 )
-from dacast.workflow.twin.experiment import ExperimentResult, run_experiment
 from dacast.workflow.twin.loader import config_from_dict, load_target, load_yaml, with_overrides
 from dacast.workflow.twin.output import OutputPaths, attach_preset, summarise, write_results
 from dacast.workflow.twin.plots import make_plots, plot_attractor, plot_hovmoller, plot_rmse
 from dacast.workflow.twin.presets import PRESETS, Preset, get_preset, preset_names
-from dacast.workflow.twin.run import run_twin
+from dacast.workflow.twin.run import ExperimentResult, run_experiment, run_twin
 
 __all__ = [
     "PRESETS",

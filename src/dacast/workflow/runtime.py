@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.markup import escape
@@ -31,6 +32,22 @@ def say(message: str) -> None:
 
 def quiet(_message: str) -> None:
     """Drop a note (the default of the library functions)."""
+
+
+def spawn_seeds(seed: int, *key: int, n: int = 1, bits: int = 64) -> list[int]:
+    """``n`` independent integer seeds for the purpose ``key`` of a run with master ``seed``.
+
+    The one way every application derives its random streams: `numpy.random.SeedSequence`
+    of ``[seed, *key]``, so a stream depends on its purpose (and, e.g., its cycle
+    or iteration) only, and a resumed run draws exactly what an uninterrupted one does.
+    """
+    dtype = np.uint64 if bits == 64 else np.uint32
+    return [int(s) for s in np.random.SeedSequence([seed, *key]).generate_state(n, dtype=dtype)]
+
+
+def torch_generator(seed: int, *key: int) -> torch.Generator:
+    """A CPU `torch.Generator` seeded from ``spawn_seeds(seed, *key)`` (see there)."""
+    return torch.Generator().manual_seed(spawn_seeds(seed, *key)[0] & 0x7FFF_FFFF_FFFF_FFFF)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -130,5 +147,7 @@ __all__ = [
     "quiet",
     "resolve_device",
     "say",
+    "spawn_seeds",
     "sync",
+    "torch_generator",
 ]

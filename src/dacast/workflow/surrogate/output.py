@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 import dacast
 from dacast.workflow.surrogate.config import LYAPUNOV_TIME_L96, surrogate_config_to_dict
-from dacast.workflow.surrogate.run import N_LEADS, SurrogateRun
+from dacast.workflow.surrogate.truth import N_LEADS
+
+if TYPE_CHECKING:
+    from dacast.workflow.surrogate.run import SurrogateRun
 
 
 def surrogate_dataset(run: SurrogateRun) -> xr.Dataset:

@@ -1,4 +1,4 @@
-"""The twin-experiment cycle: truth run, synthetic observations, forecast/analysis.
+"""The twin experiment: truth run, synthetic observations, the cycle, and files on disk.
 
 `run_twin` is DAPPER's ``HMM.simulate`` followed by ``xp.assimilate`` for one
 method, batched over members (and, in the LETKF, over grid points). It never
@@ -15,19 +15,25 @@ dtype that share a seed.
 from __future__ import annotations
 
 import json
+import math
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 import dacast
-from dacast.da import LETKFConfig, analyse, local_neighbours
-from dacast.models import Model
+from dacast.models import Model, advance
 from dacast.obs import IndexObs, observe
+from dacast.verify import rms, rmse
+from dacast.workflow.cycle import CycleStep, FilterAnalyser, array_observations, cycle, model_forecast
+from dacast.workflow.runtime import progress as progress_bar
+from dacast.workflow.runtime import resolve_device, spawn_seeds
 from dacast.workflow.twin.config import (
     TwinConfig,
     build_model,
@@ -35,8 +41,10 @@ from dacast.workflow.twin.config import (
     config_to_dict,
     default_divergence_threshold,
     model_grid,
-    resolve_device,
 )
+from dacast.workflow.twin.output import OutputPaths, attach_preset, write_results
+from dacast.workflow.twin.plots import make_plots
+from dacast.workflow.twin.presets import Preset
 
 STATE_UNITS = "1"  # the Lorenz models are non-dimensional
 TIME_UNITS = "model time units"
@@ -44,8 +52,8 @@ TIME_UNITS = "model time units"
 
 def generators(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
     """Independent CPU generators ``(initial, observations, filter)`` spawned from ``seed``."""
-    states = np.random.SeedSequence(seed).generate_state(3, dtype=np.uint64)
-    return tuple(torch.Generator().manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF) for s in states)  # type: ignore[return-value]
+    states = spawn_seeds(seed, n=3)
+    return tuple(torch.Generator().manual_seed(s & 0x7FFF_FFFF_FFFF_FFFF) for s in states)  # type: ignore[return-value]
 
 
 def initial_states(config: TwinConfig, model: Model, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -72,24 +80,54 @@ def simulate_truth(config: TwinConfig, model: Model, truth0: Tensor) -> Tensor:
     """
     out = torch.empty((config.cycles, config.n_state), dtype=torch.float64)
     x = truth0
-    step = 0
     for c in range(config.cycles):
-        for _ in range(config.obs_every):
-            x = model.step(x, step * config.dt, config.dt)
-            step += 1
+        x = advance(model, x, config.obs_every, config.dt, t0=c * config.obs_every * config.dt)
         out[c] = x
     return out
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]cycling[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        disable=not enabled,
-    )
+class _Record:
+    """The per-cycle arrays of a twin run, filled from the engine's steps (NaN where no step reached)."""
+
+    def __init__(self, config: TwinConfig, n_obs: int, dtype: torch.dtype, device: torch.device) -> None:
+        n_cyc, n = config.cycles, config.n_state
+        self.fields = {
+            name: torch.full((n_cyc, n), math.nan, dtype=dtype, device=device)
+            for name in ("forecast_mean", "forecast_spread", "analysis_mean", "analysis_spread")
+        }
+        self.innovation = torch.full((n_cyc, n_obs), math.nan, dtype=dtype, device=device)
+        # rmse_f, rmse_a, spread_f, spread_a
+        self.series = torch.full((n_cyc, 4), math.nan, dtype=torch.float64, device=device)
+        self.diverged_cycle = -1
+        self.reason = ""
+
+    def add(self, step: CycleStep, truth: Tensor, threshold: float) -> float:
+        """Record ``step`` against the truth ``(n_state,)``; returns the analysis RMSE; flags divergence."""
+        c = step.cycle
+        f_mean = self.fields["forecast_mean"][c] = step.prior.mean(0)
+        f_spread = self.fields["forecast_spread"][c] = step.prior.std(0)
+        if step.analysis is None:
+            self.diverged_cycle, self.reason = c, step.failure
+            self.series[c, 0] = rmse(f_mean, truth)
+            return math.nan
+        result = step.analysis
+        self.fields["analysis_mean"][c] = result.mean
+        self.fields["analysis_spread"][c] = result.spread
+        self.innovation[c] = result.innovation
+        stats = torch.stack((rmse(f_mean, truth), rmse(result.mean, truth), rms(f_spread), rms(result.spread)))
+        self.series[c] = stats.double()
+        rmse_f, rmse_a, _, _ = self.series[c].tolist()  # the one device sync per cycle
+        if not (np.isfinite(rmse_f) and np.isfinite(rmse_a) and bool(torch.isfinite(result.ensemble).all())):
+            self.diverged_cycle, self.reason = c, "non-finite values in the ensemble or the truth"
+        elif (worst := max(rmse_f, rmse_a)) > threshold:
+            self.diverged_cycle, self.reason = c, f"RMSE {worst:.3g} exceeds the threshold {threshold:.3g}"
+        return rmse_a
+
+    def close(self) -> None:
+        """Rows after a divergence stay NaN; the failing row keeps what was computed."""
+        if self.diverged_cycle >= 0:
+            for tensor in (*self.fields.values(), self.innovation):
+                tensor[self.diverged_cycle + 1 :] = math.nan
 
 
 def run_twin(config: TwinConfig, *, progress: bool = True) -> xr.Dataset:
@@ -117,80 +155,30 @@ def run_twin(config: TwinConfig, *, progress: bool = True) -> xr.Dataset:
     dtype = getattr(torch, config.dtype)
     model = build_model(config.model)
     operator = build_operator(config)
-    grid = model_grid(config.model)
-    local = None
-    if isinstance(config.filter, LETKFConfig):
-        assert grid is not None
-        local = local_neighbours(grid, operator, config.filter.localization)
     gen_init, gen_obs, gen_filter = generators(config.seed)
     threshold = config.divergence_threshold or default_divergence_threshold(config.model)
 
     truth0, ens0 = initial_states(config, model, gen_init)
     truth = simulate_truth(config, model, truth0)
     obs = observe(truth, operator, gen_obs)
-
-    n_cyc, n, p = config.cycles, config.n_state, operator.n_obs
-    nan = float("nan")
-    fields = {
-        name: torch.full((n_cyc, n), nan, dtype=dtype, device=device)
-        for name in ("forecast_mean", "forecast_spread", "analysis_mean", "analysis_spread")
-    }
-    innovation = torch.full((n_cyc, p), nan, dtype=dtype, device=device)
-    series = torch.full((n_cyc, 4), nan, dtype=torch.float64, device=device)  # rmse_f, rmse_a, spread_f, spread_a
     truth_d = truth.to(device=device, dtype=dtype)
-    obs_d = obs.to(device=device, dtype=dtype)
-
-    ens = ens0.to(device=device, dtype=dtype)
-    diverged_cycle = -1
-    reason = ""
-    step = 0
-    with _progress(progress) as bar:
-        task = bar.add_task("", total=n_cyc)
-        for c in range(n_cyc):
-            for _ in range(config.obs_every):
-                ens = model.step(ens, step * config.dt, config.dt)
-                step += 1
-            fields["forecast_mean"][c] = ens.mean(0)
-            fields["forecast_spread"][c] = ens.std(0)
-            try:
-                result = analyse(config.filter, ens, obs_d[c], operator, grid=grid, local=local, generator=gen_filter)
-            except torch.linalg.LinAlgError:
-                diverged_cycle, reason = c, "the analysis failed (non-finite ensemble)"
-                series[c, 0] = _rmse(fields["forecast_mean"][c], truth_d[c])
-                break
-            ens = result.ensemble
-            fields["analysis_mean"][c] = result.mean
-            fields["analysis_spread"][c] = result.spread
-            innovation[c] = result.innovation
-            stats = torch.stack(
-                (
-                    _rmse(fields["forecast_mean"][c], truth_d[c]),
-                    _rmse(result.mean, truth_d[c]),
-                    fields["forecast_spread"][c].pow(2).mean().sqrt(),
-                    result.spread.pow(2).mean().sqrt(),
-                )
-            ).double()
-            series[c] = stats
-            rmse_f, rmse_a, _, _ = stats.tolist()  # the one device sync per cycle
-            bar.update(task, advance=1, description=f"rmse.a {rmse_a:.3g}")
-            if not (np.isfinite(rmse_f) and np.isfinite(rmse_a) and bool(torch.isfinite(ens).all())):
-                diverged_cycle, reason = c, "non-finite values in the ensemble or the truth"
-            elif max(rmse_f, rmse_a) > threshold:
-                diverged_cycle, reason = c, f"RMSE {max(rmse_f, rmse_a):.3g} exceeds the threshold {threshold:.3g}"
-            if diverged_cycle >= 0:
-                break
-    if diverged_cycle >= 0:
-        # Rows after the divergence stay NaN; the failing row keeps what was computed.
-        for tensor in (*fields.values(), innovation):
-            tensor[diverged_cycle + 1 :] = nan
-    wall = time.perf_counter() - start
-    return _dataset(
-        config, operator, truth, obs, fields, innovation, series, threshold, diverged_cycle, reason, wall, device
+    record = _Record(config, operator.n_obs, dtype, device)
+    steps = cycle(
+        ens0.to(device=device, dtype=dtype),
+        forecast=model_forecast(model, config.obs_every, config.dt),
+        observations=array_observations(obs.to(device=device, dtype=dtype), operator),
+        analyse=FilterAnalyser(config.filter, grid=model_grid(config.model), generator=gen_filter),
+        cycles=range(config.cycles),
     )
-
-
-def _rmse(mean: Tensor, truth: Tensor) -> Tensor:
-    return (mean - truth).pow(2).mean().sqrt()
+    with progress_bar("cycling", config.cycles, enabled=progress) as update:
+        for step in steps:
+            rmse_a = record.add(step, truth_d[step.cycle], threshold)
+            update(step.cycle + 1, f"rmse.a {rmse_a:.3g}")
+            if record.diverged_cycle >= 0:
+                break
+    record.close()
+    wall = time.perf_counter() - start
+    return _dataset(config, operator, truth, obs, record, threshold, wall, device)
 
 
 def _dataset(
@@ -198,12 +186,8 @@ def _dataset(
     operator: IndexObs,
     truth: Tensor,
     obs: Tensor,
-    fields: dict[str, Tensor],
-    innovation: Tensor,
-    series: Tensor,
+    record: _Record,
     threshold: float,
-    diverged_cycle: int,
-    reason: str,
     wall: float,
     device: torch.device,
 ) -> xr.Dataset:
@@ -218,7 +202,8 @@ def _dataset(
         "analysis_mean": "ensemble mean of the analysis (posterior)",
         "analysis_spread": "ensemble standard deviation of the analysis (ddof=1)",
     }
-    ser = np64(series)
+    ser = np64(record.series)
+    fields, diverged_cycle, reason = record.fields, record.diverged_cycle, record.reason
     data_vars = {
         "truth": (("time", "state"), np64(truth), {"long_name": "true state", **state_attrs}),
         "observations": (("time", "obs"), np64(obs), {"long_name": "synthetic observations", **state_attrs}),
@@ -228,7 +213,7 @@ def _dataset(
         },
         "innovation": (
             ("time", "obs"),
-            np64(innovation),
+            np64(record.innovation),
             {"long_name": "observation minus forecast ensemble mean in observation space", **state_attrs},
         ),
         "rmse_forecast": ("time", ser[:, 0], {"long_name": "RMSE of the forecast mean vs truth", **state_attrs}),
@@ -273,4 +258,46 @@ def _dataset(
     return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
 
 
-__all__ = ["generators", "initial_states", "run_twin", "simulate_truth"]
+@dataclass(frozen=True, kw_only=True)
+class ExperimentResult:
+    """What `run_experiment` produced.
+
+    Attributes:
+        dataset: the results (see `run_twin`), with preset attributes when given.
+        summary: the content of ``summary.json``.
+        paths: the files written.
+        total_time_s: wall time including writing and plotting (seconds).
+    """
+
+    dataset: xr.Dataset
+    summary: dict[str, Any]
+    paths: OutputPaths
+    total_time_s: float
+
+
+def run_experiment(
+    config: TwinConfig,
+    out_dir: str | Path,
+    *,
+    preset: Preset | None = None,
+    progress: bool = True,
+    plots: bool = True,
+) -> ExperimentResult:
+    """Run ``config``, then write ``results.nc``, ``summary.json`` and the PNG plots into ``out_dir``.
+
+    Args:
+        config: the experiment.
+        out_dir: output directory (created if needed; existing files are replaced).
+        preset: the preset the run came from; adds its expected RMSE and source.
+        progress: show a progress bar over the cycles.
+        plots: write the PNG figures.
+    """
+    start = time.perf_counter()
+    ds = attach_preset(run_twin(config, progress=progress), preset)
+    results, summary_path, summary = write_results(ds, out_dir)
+    figures = make_plots(ds, out_dir) if plots else ()
+    paths = OutputPaths(directory=Path(out_dir), results=results, summary=summary_path, plots=figures)
+    return ExperimentResult(dataset=ds, summary=summary, paths=paths, total_time_s=time.perf_counter() - start)
+
+
+__all__ = ["ExperimentResult", "generators", "initial_states", "run_experiment", "run_twin", "simulate_truth"]

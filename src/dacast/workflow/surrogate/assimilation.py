@@ -1,6 +1,6 @@
-"""The forecast/analysis cycle for any `Model`, and forecast verification against a truth run.
+"""DA runs of the surrogate cycle on the shared engine, and free forecasts from true states.
 
-`assimilate` is the cycle of `dacast.workflow.run_twin` with the truth and the
+`assimilate` runs `dacast.workflow.cycle.cycle` with the truth and the
 observations given from outside, so the forecast model can differ from the
 truth (imperfect model, trained surrogate) and its state can differ in size
 (a delay-embedded LSTM state, the 5-variable truth vs a 3-variable model).
@@ -13,30 +13,21 @@ Observations are taken of that view, and RMSE is computed on it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
-from dacast.da import (
-    AdaptiveInflation,
-    EnKFConfig,
-    ETKFConfig,
-    FilterConfig,
-    LETKFConfig,
-    analyse,
-    innovation_inflation,
-    local_neighbours,
-    whiten,
-)
-from dacast.models import Model
+from dacast.da import AdaptiveInflation, FilterConfig
+from dacast.models import Model, advance
 from dacast.obs import Grid, IndexObs, subset
+from dacast.verify import rmse
+from dacast.workflow.cycle import CycleStep, FilterAnalyser, array_observations, cycle, model_forecast
+from dacast.workflow.runtime import progress as progress_bar
+
+#: Cycles between two copies of the analysis means to the CPU (and divergence checks).
+CHECK_EVERY = 200
 
 
 @dataclass(frozen=True)
@@ -81,6 +72,71 @@ def view_operator(n_state: int, view: Tensor, obs_indices: list[int], error_std:
     return subset(n_state, view[torch.as_tensor(obs_indices, dtype=torch.long)], error_std)
 
 
+class _Trajectory:
+    """The analysis trajectory of a run, recorded from the engine's steps (CPU float64, NaN where none).
+
+    Analysis means are kept on the device and copied to the CPU every `CHECK_EVERY`
+    cycles (one sync), where the divergence test runs too.
+    """
+
+    def __init__(self, n_cyc: int, view: Tensor, device: torch.device, lag_view: Tensor | None, window: int) -> None:
+        n_var = int(view.numel())
+        self.view = view.to(device)
+        self.lag_view = None if lag_view is None else lag_view.to(device)
+        self.lag = 0 if lag_view is None else int(view[0] - lag_view[0]) // n_var
+        self.window = window
+        self.n_var = n_var
+        full = lambda width: torch.full((n_cyc, width), math.nan, dtype=torch.float64)  # noqa: E731
+        self.a_mean, self.a_spread, self.f_mean, self.smooth = full(n_var), full(n_var), full(n_var), full(n_var)
+        self.win_mean = full(window * n_var) if window else None
+        self.infl = torch.full((n_cyc,), math.nan, dtype=torch.float64)
+        self.pending: list[Tensor] = []
+        self.diverged = -1
+
+    def add(self, step: CycleStep, inflation: float) -> None:
+        """Record one cycle (its analysis mean only into the pending block)."""
+        c = step.cycle
+        self.f_mean[c] = step.prior[:, self.view].mean(0).double().cpu()
+        self.infl[c] = inflation
+        if step.analysis is None:
+            self.diverged = c
+            return
+        mean = step.analysis.mean
+        self.pending.append(mean[self.view])
+        if self.lag_view is not None and c - self.lag >= 0:
+            self.smooth[c - self.lag] = mean[self.lag_view].double().cpu()
+        if self.win_mean is not None:
+            self.win_mean[c] = mean[mean.shape[-1] - self.window * self.n_var :].double().cpu()
+        self.a_spread[c] = step.analysis.spread[self.view].double().cpu()
+
+    def flush(self, c: int, truth: Tensor | None, threshold: float) -> None:
+        """Copy the pending means (cycles up to ``c``) to the CPU and flag the first non-finite or exploding one."""
+        chunk = torch.stack(self.pending).double().cpu()
+        first = c + 1 - len(chunk)
+        self.a_mean[first : c + 1] = chunk
+        self.pending = []
+        bad = ~torch.isfinite(chunk).all(-1)
+        if truth is not None:
+            bad |= rmse(chunk, truth[first : c + 1], dim=-1) > threshold
+        if bool(bad.any()):
+            self.diverged = first + int(torch.nonzero(bad)[0])
+
+    def result(self) -> CycleResult:
+        """The `CycleResult`; rows after a divergence are NaN."""
+        n_cyc = self.a_mean.shape[0]
+        if self.lag_view is None:
+            self.smooth = self.a_mean.clone()
+        else:
+            self.smooth[n_cyc - self.lag :] = self.a_mean[n_cyc - self.lag :]
+        if self.diverged >= 0:
+            for tensor in (self.a_mean, self.a_spread, self.f_mean, self.smooth, self.win_mean, self.infl):
+                if tensor is not None:
+                    tensor[self.diverged + 1 :] = math.nan
+        return CycleResult(
+            self.a_mean, self.a_spread, self.f_mean, self.diverged, self.smooth, self.win_mean, self.infl
+        )
+
+
 def assimilate(
     model: Model,
     ensemble: Tensor,
@@ -102,7 +158,7 @@ def assimilate(
     window: int = 0,
     adaptive: AdaptiveInflation | None = None,
 ) -> CycleResult:
-    """Cycle ``model`` through observations ``observations[start:]``.
+    """Cycle ``model`` through observations ``observations[start:]`` on the shared engine.
 
     Args:
         model: forecast model (`Model` protocol), batched over members.
@@ -134,79 +190,25 @@ def assimilate(
         A `CycleResult`; after a divergence the remaining rows are NaN.
     """
     n_cyc = observations.shape[0]
-    n_var = int(view.numel())
-    dtype, device = ensemble.dtype, ensemble.device
-    nan = float("nan")
-    a_mean = torch.full((n_cyc, n_var), nan, dtype=torch.float64)
-    a_spread = torch.full((n_cyc, n_var), nan, dtype=torch.float64)
-    f_mean = torch.full((n_cyc, n_var), nan, dtype=torch.float64)
-    local = None
-    if isinstance(filter_config, LETKFConfig):
-        if grid is None:
-            raise ValueError("the LETKF needs a grid")
-        local = local_neighbours(grid, operator, filter_config.localization)
-    obs_d = observations.to(device=device, dtype=dtype)
-    view_d = view.to(device)
-    ens = ensemble
-    diverged = -1
-    t = start * steps_per_cycle * dt
-    a_means: list[Tensor] = []
-    lag = 0 if lag_view is None else int(view[0] - lag_view[0]) // n_var
-    smooth = torch.full((n_cyc, n_var), nan, dtype=torch.float64)
-    lag_d = None if lag_view is None else lag_view.to(device)
-    n_state = ensemble.shape[-1]
-    win_mean = torch.full((n_cyc, window * n_var), nan, dtype=torch.float64) if window else None
-    infl = torch.full((n_cyc,), nan, dtype=torch.float64)
-    inflated = isinstance(filter_config, (EnKFConfig, ETKFConfig, LETKFConfig))
-    if adaptive is not None and not inflated:
-        raise ValueError(f"adaptive inflation needs an inflating filter, got {type(filter_config).__name__}")
-    lam = filter_config.inflation**2 if inflated else 1.0  # type: ignore[union-attr]
-    with _progress(progress, label) as bar:
-        task = bar.add_task("", total=n_cyc - start)
-        for c in range(start, n_cyc):
-            for _ in range(steps_per_cycle):
-                ens = model.step(ens, t, dt)
-                t += dt
-            f_mean[c] = ens[:, view_d].mean(0).double().cpu()
-            config_c = filter_config
-            if adaptive is not None:
-                y_anom, d, _ = whiten(ens, obs_d[c], operator)
-                lam = adaptive.update(lam, innovation_inflation(y_anom, d))
-                config_c = dataclasses.replace(filter_config, inflation=math.sqrt(lam))  # type: ignore[type-var]
-            infl[c] = lam
-            try:
-                result = analyse(config_c, ens, obs_d[c], operator, grid=grid, local=local, generator=generator)
-            except torch.linalg.LinAlgError:
-                diverged = c
+    analyser = FilterAnalyser(filter_config, grid=grid, generator=generator, adaptive=adaptive)
+    traj = _Trajectory(n_cyc, view, ensemble.device, lag_view, window)
+    steps = cycle(
+        ensemble,
+        forecast=model_forecast(model, steps_per_cycle, dt),
+        observations=array_observations(observations.to(device=ensemble.device, dtype=ensemble.dtype), operator),
+        analyse=analyser,
+        cycles=range(start, n_cyc),
+    )
+    with progress_bar(label, n_cyc - start, enabled=progress) as update:
+        for step in steps:
+            c = step.cycle
+            traj.add(step, analyser.covariance_inflation)
+            if traj.diverged < 0 and ((c - start) % CHECK_EVERY == CHECK_EVERY - 1 or c == n_cyc - 1):
+                traj.flush(c, truth, threshold)
+                update(c + 1 - start, "")
+            if traj.diverged >= 0:
                 break
-            ens = result.ensemble
-            a_means.append(result.mean[view_d])
-            if lag_d is not None and c - lag >= 0:
-                smooth[c - lag] = result.mean[lag_d].double().cpu()
-            if win_mean is not None:
-                win_mean[c] = result.mean[n_state - window * n_var :].double().cpu()
-            a_spread[c] = result.spread[view_d].double().cpu()
-            if (c - start) % 200 == 199 or c == n_cyc - 1:
-                chunk = torch.stack(a_means).double().cpu()
-                a_mean[c + 1 - len(a_means) : c + 1] = chunk
-                a_means = []
-                bad = ~torch.isfinite(chunk).all(-1)
-                if truth is not None:
-                    err = (chunk - truth[c + 1 - len(chunk) : c + 1]).pow(2).mean(-1).sqrt()
-                    bad |= err > threshold
-                if bool(bad.any()):
-                    diverged = c + 1 - len(chunk) + int(torch.nonzero(bad)[0])
-                    break
-                bar.update(task, completed=c + 1 - start)
-    if lag_d is None:
-        smooth = a_mean.clone()
-    else:
-        smooth[n_cyc - lag :] = a_mean[n_cyc - lag :]
-    if diverged >= 0:
-        for tensor in (a_mean, a_spread, f_mean, smooth, win_mean, infl):
-            if tensor is not None:
-                tensor[diverged + 1 :] = nan
-    return CycleResult(a_mean, a_spread, f_mean, diverged, smooth, win_mean, infl)
+    return traj.result()
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,43 +243,8 @@ class DelayEmbedded:
     def step(self, x: Tensor, t: float, dt: float) -> Tensor:
         """Advance the newest slot by ``dt`` (in ``steps`` sub-steps) and shift the window."""
         hist = x.reshape(*x.shape[:-1], self.window, self.n_var)
-        new = hist[..., -1, :]
-        h = dt / self.steps
-        for i in range(self.steps):
-            new = self.model.step(new, t + i * h, h)
+        new = advance(self.model, hist[..., -1, :], self.steps, dt / self.steps, t0=t)
         return torch.cat((hist[..., 1:, :], new[..., None, :]), dim=-2).reshape(x.shape)
-
-
-@contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` torch CPU threads (``None``: unchanged), then restore the old count.
-
-    The cycle's tensors are tiny (tens of members by a few dozen variables);
-    on a shared CPU one thread is much faster than several (no thread hand-off).
-    """
-    old = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _progress(enabled: bool, label: str) -> Progress:
-    return Progress(
-        TextColumn(f"[bold]{label}[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not enabled,
-    )
-
-
-def time_mean_rmse(estimate: Tensor, truth: Tensor, skip: int) -> float:
-    """``mean_t sqrt(mean_var (estimate - truth)**2)`` over rows ``skip:``; NaN if any row is NaN."""
-    err = (estimate[skip:] - truth[skip:]).pow(2).mean(-1).sqrt()
-    return float(err.mean())
 
 
 def free_forecasts(model: Model, initial: Tensor, n_leads: int, *, steps_per_lead: int, dt: float) -> Tensor:
@@ -293,32 +260,11 @@ def free_forecasts(model: Model, initial: Tensor, n_leads: int, *, steps_per_lea
     """
     out = []
     x = initial
-    t = 0.0
     with torch.no_grad():
-        for _ in range(n_leads):
-            for _ in range(steps_per_lead):
-                x = model.step(x, t, dt)
-                t += dt
+        for lead in range(n_leads):
+            x = advance(model, x, steps_per_lead, dt, t0=lead * steps_per_lead * dt)
             out.append(x)
     return torch.stack(out)
 
 
-def valid_time(normalized_rmse: np.ndarray, lead_time: float, threshold: float = 0.5) -> float:
-    """Time until ``normalized_rmse`` (one value per lead ``1, 2, ...``) first exceeds ``threshold``.
-
-    Returns ``n_leads * lead_time`` when it never does (a lower bound).
-    """
-    above = np.nonzero(~(normalized_rmse <= threshold))[0]
-    return float((above[0] if above.size else normalized_rmse.size) * lead_time)
-
-
-__all__ = [
-    "CycleResult",
-    "DelayEmbedded",
-    "assimilate",
-    "cpu_threads",
-    "free_forecasts",
-    "time_mean_rmse",
-    "valid_time",
-    "view_operator",
-]
+__all__ = ["CHECK_EVERY", "CycleResult", "DelayEmbedded", "assimilate", "free_forecasts", "view_operator"]
