@@ -78,7 +78,7 @@ def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -
         from dask.distributed import Client, LocalCluster
 
         from dacast.da.gridded_dask import gridded_letkf_dask
-        from dacast.workflow.bda.cycle import Forecaster
+        from dacast.workflow.bda.forecast import Forecaster
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
@@ -105,9 +105,9 @@ def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -
     local = gridded_neighbours((grid, grid), dx_km, op.locations, config)
     t3 = time.perf_counter()
     if client is not None:
-        post = gridded_letkf_dask(client, prior, y, op, config, dx_km=dx_km, local=local, hx=hx)
+        post = gridded_letkf_dask(client, prior, y, op, config, dx_km=dx_km, local=local, hx=hx).ensemble
     else:
-        post = gridded_letkf(prior, y, op, config, dx_km=dx_km, local=local, hx=hx)
+        post = gridded_letkf(prior, y, op, config, dx_km=dx_km, local=local, hx=hx).ensemble
     _sync(device)
     t4 = time.perf_counter()
     # Accuracy: RMSE of the analysis mean against the truth (h in m, r dimensionless); compare strides.
@@ -152,7 +152,7 @@ def dapper_comparison(members: int = 50, grid: int = 48) -> dict:
     y, op = observe_radar(truth[0], model.config, RadarConfig(), torch.Generator().manual_seed(1))
     y = y.double()
     t0 = time.perf_counter()
-    post = gridded_letkf(ens, y, op, config, dx_km=0.5)
+    post = gridded_letkf(ens, y, op, config, dx_km=0.5).ensemble
     t_dacast = time.perf_counter() - t0
 
     local = gridded_neighbours((grid, grid), 0.5, op.locations, config)
@@ -192,8 +192,8 @@ def stride_cost(checkpoint: str, strides: list[int]) -> list[dict]:
     The saved analysis ensemble is forecast one cycle, the truth too, the radar
     observes it, and the same prior is analysed at every stride.
     """
-    from dacast.workflow.bda.cycle import Seeds, obs_generator
     from dacast.workflow.bda.config import bda_config_from_dict
+    from dacast.workflow.bda.forecast import Seeds, obs_generator
 
     data = torch.load(checkpoint, map_location="cpu", weights_only=False)
     saved = dict(data["config"])
@@ -210,7 +210,7 @@ def stride_cost(checkpoint: str, strides: list[int]) -> list[dict]:
     for stride in strides:
         letkf_config = replace(config.letkf, weight_stride=stride)
         t0 = time.perf_counter()
-        post = gridded_letkf(prior, y.to(prior.dtype), op, letkf_config, dx_km=config.dx_km)
+        post = gridded_letkf(prior, y.to(prior.dtype), op, letkf_config, dx_km=config.dx_km).ensemble
         seconds = time.perf_counter() - t0
         err = (post.mean(0) - truth[0]).double().pow(2).mean(dim=(-2, -1)).sqrt()
         rows.append(

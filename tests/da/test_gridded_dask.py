@@ -29,8 +29,11 @@ def test_tiles_equal_single_process(client: Client, stride: int, tiles: tuple[in
     prior, y, op = gridded_problem(shape=(24, 32), seed=7)
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=30, rtpp=0.6, rtps=0.2, weight_stride=stride)
     single = gridded_letkf(prior, y, op, cfg, dx_km=DX)
-    tiled = gridded_letkf_dask(client, prior, y, op, cfg, dx_km=DX, tiles=tiles)
-    torch.testing.assert_close(tiled, single, rtol=0, atol=1e-12)
+    result = gridded_letkf_dask(client, prior, y, op, cfg, dx_km=DX, tiles=tiles)
+    tiled = result.ensemble
+    torch.testing.assert_close(tiled, single.ensemble, rtol=0, atol=1e-12)
+    torch.testing.assert_close(result.innovation, single.innovation, rtol=0, atol=0)
+    torch.testing.assert_close(result.mean, tiled.mean(0), rtol=0, atol=0)
     assert (tiled.mean(0) - prior.mean(0)).abs().max() > 0.1
 
 
@@ -40,8 +43,8 @@ def test_tile_without_observations_in_reach(client: Client) -> None:
     near = ((op.locations >= 1.0) & (op.locations < 3.0)).all(-1)  # a 2 km square
     part = keep_obs(op, near)
     cfg = GriddedLETKFConfig(localization=0.5, weight_stride=2)
-    single = gridded_letkf(prior, y[near], part, cfg, dx_km=DX)
-    tiled = gridded_letkf_dask(client, prior, y[near], part, cfg, dx_km=DX, tiles=(4, 4))
+    single = gridded_letkf(prior, y[near], part, cfg, dx_km=DX).ensemble
+    tiled = gridded_letkf_dask(client, prior, y[near], part, cfg, dx_km=DX, tiles=(4, 4)).ensemble
     torch.testing.assert_close(tiled, single, rtol=0, atol=1e-12)
     # tile (2, 2) spans 8-12 km and its halo of coarse points reaches 12 km: > 3.65 L from 1-3 km (periodic 16 km)
     torch.testing.assert_close(tiled[..., 16:24, 16:24], prior[..., 16:24, 16:24], rtol=0, atol=1e-12)
@@ -51,8 +54,9 @@ def test_tile_without_observations_in_reach(client: Client) -> None:
 def test_no_observations_returns_the_prior(client: Client) -> None:
     prior, _, op = gridded_problem(shape=(8, 8))
     empty = keep_obs(op, torch.zeros(op.n_obs, dtype=torch.bool))
-    post = gridded_letkf_dask(client, prior, torch.zeros(0), empty, GriddedLETKFConfig(), dx_km=DX)
-    torch.testing.assert_close(post, prior, rtol=0, atol=0)
+    result = gridded_letkf_dask(client, prior, torch.zeros(0), empty, GriddedLETKFConfig(), dx_km=DX)
+    torch.testing.assert_close(result.ensemble, prior, rtol=0, atol=0)
+    assert result.innovation.shape == (0,)
 
 
 def test_tile_bounds_align_with_the_weight_grid() -> None:

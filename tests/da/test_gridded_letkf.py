@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from dacast.da import GriddedLETKFConfig, LETKFConfig, gridded_letkf, gridded_neighbours, letkf, transform_update
-from dacast.da.analysis import relax
-from dacast.da.gridded import live_first, prepare, transform_factors
-from dacast.da.letkf import single_threaded
-from dacast.obs import Grid
+from dacast.da.analysis import Analysis, relax
+from dacast.da.gridded import prepare
+from dacast.da.gridded_factors import transform_factors
+from dacast.da.letkf import live_first
+from dacast.da.threads import single_threaded
+from dacast.geometry import Grid
 from dacast.obs.operators import IndexObs
 
 DX = 0.5  # km
@@ -67,7 +69,7 @@ def test_stride_one_equals_foundation_letkf(max_obs: int, inflation: float, rtpp
         grid,
     ).ensemble
     before = prior.clone()
-    post = gridded_letkf(prior, y, op, cfg, dx_km=DX)
+    post = gridded_letkf(prior, y, op, cfg, dx_km=DX).ensemble
     assert post.shape == prior.shape
     torch.testing.assert_close(post.reshape(k, -1), ref, rtol=0, atol=1e-12)
     torch.testing.assert_close(prior, before, rtol=0, atol=0)  # input untouched
@@ -83,7 +85,7 @@ def test_stride_one_equals_foundation_letkf_with_padded_neighbour_tables() -> No
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=20)
     grid = Grid.cartesian(prior.shape[-2:], spacing=DX, periodic=True)
     ref = letkf(prior.reshape(k, -1), y[near], part, LETKFConfig(localization=cfg.taper, rtpp=0.95), grid).ensemble
-    post = gridded_letkf(prior, y[near], part, cfg, dx_km=DX)
+    post = gridded_letkf(prior, y[near], part, cfg, dx_km=DX).ensemble
     torch.testing.assert_close(post.reshape(k, -1), ref, rtol=0, atol=1e-12)
 
 
@@ -109,8 +111,8 @@ def test_coarse_weights_exact_at_coarse_points_and_close_elsewhere(stride: int, 
     RMS mean increment, was 0.026 (stride 2) and 0.075 (stride 4) here (0.31 at stride 8)."""
     prior, y, op = gridded_problem(k=20, n_var=2, shape=(32, 32), frac=0.5, seed=2, smooth=80.0)
     base = dict(localization=2.0, max_obs=100, rtpp=0.5)
-    full = gridded_letkf(prior, y, op, GriddedLETKFConfig(**base), dx_km=DX)
-    coarse = gridded_letkf(prior, y, op, GriddedLETKFConfig(**base, weight_stride=stride), dx_km=DX)
+    full = gridded_letkf(prior, y, op, GriddedLETKFConfig(**base), dx_km=DX).ensemble
+    coarse = gridded_letkf(prior, y, op, GriddedLETKFConfig(**base, weight_stride=stride), dx_km=DX).ensemble
     torch.testing.assert_close(coarse[..., ::stride, ::stride], full[..., ::stride, ::stride], rtol=0, atol=1e-12)
     increment = (full.mean(0) - prior.mean(0)).pow(2).mean().sqrt()
     error = (coarse.mean(0) - full.mean(0)).pow(2).mean().sqrt()
@@ -124,7 +126,7 @@ def test_one_set_of_weights_for_all_variables(stride: int) -> None:
     prior, y, op = gridded_problem(n_var=2, shape=(16, 16), seed=3)
     prior[:, 1] = 3.0 * prior[:, 0] - 2.0
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=20, rtpp=0.3, rtps=0.4, weight_stride=stride)
-    post = gridded_letkf(prior, y, op, cfg, dx_km=DX)
+    post = gridded_letkf(prior, y, op, cfg, dx_km=DX).ensemble
     torch.testing.assert_close(post[:, 1], 3.0 * post[:, 0] - 2.0, rtol=0, atol=1e-10)
 
 
@@ -132,9 +134,30 @@ def test_no_observations_returns_the_prior() -> None:
     prior, _, op = gridded_problem(shape=(8, 8))
     empty = keep_obs(op, torch.zeros(op.n_obs, dtype=torch.bool))
     for stride in (1, 2):
-        post = gridded_letkf(prior, torch.zeros(0), empty, GriddedLETKFConfig(weight_stride=stride), dx_km=DX)
-        torch.testing.assert_close(post, prior, rtol=0, atol=0)
-        assert post.data_ptr() != prior.data_ptr()
+        result = gridded_letkf(prior, torch.zeros(0), empty, GriddedLETKFConfig(weight_stride=stride), dx_km=DX)
+        torch.testing.assert_close(result.ensemble, prior, rtol=0, atol=0)
+        assert result.ensemble.data_ptr() != prior.data_ptr()
+        assert result.innovation.shape == (0,) and result.innovation.dtype == prior.dtype
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_result_is_an_analysis_with_innovation_mean_and_spread(stride: int) -> None:
+    """Like every filter: ``innovation = y - mean(H(prior))``, ``mean``/``spread`` over members (ddof=1)."""
+    prior, y, op = gridded_problem(k=10, n_var=2, shape=(16, 16), seed=14)
+    k = prior.shape[0]
+    cfg = GriddedLETKFConfig(localization=1.0, max_obs=20, weight_stride=stride)
+    hx = op(prior.reshape(k, -1))
+    result = gridded_letkf(prior, y, op, cfg, dx_km=DX, hx=hx)
+    assert isinstance(result, Analysis)
+    assert result.ensemble.shape == prior.shape
+    torch.testing.assert_close(result.innovation, y - hx.mean(0), rtol=0, atol=0)
+    torch.testing.assert_close(result.mean, result.ensemble.mean(0), rtol=0, atol=0)
+    torch.testing.assert_close(result.spread, result.ensemble.std(0), rtol=0, atol=0)
+    assert result.mean.shape == result.spread.shape == prior.shape[1:]
+    # the same without hx (computed inside), and the innovation covers every observation for a tile too
+    torch.testing.assert_close(gridded_letkf(prior, y, op, cfg, dx_km=DX).innovation, result.innovation)
+    tile = gridded_letkf(prior, y, op, cfg, dx_km=DX, tile=(slice(0, 8), slice(4, 12)), hx=hx)
+    torch.testing.assert_close(tile.innovation, result.innovation, rtol=0, atol=0)
 
 
 def test_points_out_of_reach_keep_the_prior() -> None:
@@ -143,7 +166,7 @@ def test_points_out_of_reach_keep_the_prior() -> None:
     near = (op.locations < 3.0).all(-1)  # a 3 km square in the corner
     part = keep_obs(op, near)
     cfg = GriddedLETKFConfig(localization=1.0, weight_stride=2)
-    post = gridded_letkf(prior, y[near], part, cfg, dx_km=DX)
+    post = gridded_letkf(prior, y[near], part, cfg, dx_km=DX).ensemble
     far = slice(18, 26)  # 9-13 km from the corner in y and x, > 3.65 km from every observation
     torch.testing.assert_close(post[..., far, far], prior[..., far, far], rtol=0, atol=1e-12)
     assert (post[..., :4, :4] - prior[..., :4, :4]).abs().max() > 0.1
@@ -154,17 +177,17 @@ def test_tile_is_a_piece_of_the_full_analysis(stride: int) -> None:
     prior, y, op = gridded_problem(seed=5)
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=20, weight_stride=stride)
     local = gridded_neighbours(prior.shape[-2:], DX, op.locations, cfg)
-    full = gridded_letkf(prior, y, op, cfg, dx_km=DX, local=local)
+    full = gridded_letkf(prior, y, op, cfg, dx_km=DX, local=local).ensemble
     tile = (slice(4, 24), slice(10, 20))
-    part = gridded_letkf(prior, y, op, cfg, dx_km=DX, tile=tile)
+    part = gridded_letkf(prior, y, op, cfg, dx_km=DX, tile=tile).ensemble
     torch.testing.assert_close(part, full[:, :, tile[0], tile[1]], rtol=0, atol=1e-12)
 
 
 def test_float32_close_to_float64() -> None:
     prior, y, op = gridded_problem(seed=6)
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=20, weight_stride=2)
-    ref = gridded_letkf(prior, y, op, cfg, dx_km=DX)
-    got = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX)
+    ref = gridded_letkf(prior, y, op, cfg, dx_km=DX).ensemble
+    got = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX).ensemble
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-3)
 
@@ -198,10 +221,10 @@ def test_observations_without_spread_are_skipped_exactly(stride: int) -> None:
     flat[:, clear] = 5.0
     prior = flat.reshape(prior.shape)
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=15, rtpp=0.5, weight_stride=stride)
-    post = gridded_letkf(prior, y, op, cfg, dx_km=DX)
+    post = gridded_letkf(prior, y, op, cfg, dx_km=DX).ensemble
     y2 = y.clone()
     y2[::2] += 3.0  # other innovations where there is no spread
-    torch.testing.assert_close(gridded_letkf(prior, y2, op, cfg, dx_km=DX), post, rtol=0, atol=1e-12)
+    torch.testing.assert_close(gridded_letkf(prior, y2, op, cfg, dx_km=DX).ensemble, post, rtol=0, atol=1e-12)
     assert (post.mean(0) - prior.mean(0)).abs().max() > 0.1
     if stride == 1:
         grid = Grid.cartesian((16, 16), spacing=DX, periodic=True)
@@ -234,7 +257,7 @@ def test_coarse_weights_equal_dense_interpolated_transforms(rtps: float) -> None
     prior.reshape(12, -1)[:, op.indices[::3]] = 2.0  # some observations without spread
     k, n_var, ny, nx = prior.shape
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=10, rtpp=0.4, rtps=rtps, inflation=1.1, weight_stride=2)
-    ya_t, d, index, sqrt_w = prepare(prior, y, op, cfg, DX, None)
+    ya_t, d, index, sqrt_w, _ = prepare(prior, y, op, cfg, DX, None)
     f = transform_factors(ya_t[index] * sqrt_w[..., None], d[index] * sqrt_w, cfg.inflation, "gram", pad=sqrt_w == 0)
     eye = torch.eye(k, dtype=prior.dtype)
     w_pert = f.scale * eye + f.v.transpose(-1, -2) @ (f.coef[..., None] * f.v)  # (cy, cx, k, k)
@@ -257,7 +280,7 @@ def test_coarse_weights_equal_dense_interpolated_transforms(rtps: float) -> None
             xm = x.mean(0)
             ref[:, :, i, j] = xm + mean @ (x - xm) + pert @ (x - xm)
     ref = relax(prior, ref, cfg.rtpp, cfg.rtps)
-    post = gridded_letkf(prior, y, op, cfg, dx_km=DX)
+    post = gridded_letkf(prior, y, op, cfg, dx_km=DX).ensemble
     torch.testing.assert_close(post, ref, rtol=0, atol=1e-11)
 
 
@@ -271,8 +294,8 @@ def test_eigh_falls_back_to_float64(monkeypatch: pytest.MonkeyPatch) -> None:
 
     prior, y, op = gridded_problem(shape=(16, 16), seed=13)
     cfg = GriddedLETKFConfig(localization=1.0, max_obs=20, weight_stride=2)
-    ref = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX)
+    ref = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX).ensemble
     monkeypatch.setattr(torch.linalg, "eigh", fail_in_float32)
-    got = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX)
+    got = gridded_letkf(prior.float(), y.float(), op, cfg, dx_km=DX).ensemble
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-4)

@@ -72,14 +72,16 @@ def test_inputs_unmodified_and_result_frozen(name: str, op_name: str) -> None:
     assert isinstance(result, Analysis)
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.ensemble = prior  # type: ignore[misc]
+    # Consistent summary fields (computed on first access, then cached).
+    assert result.ensemble.shape == (K, N)
+    mean = result.mean
+    torch.testing.assert_close(mean, result.ensemble.mean(0))
+    assert result.spread.shape == (N,) and result.innovation.shape == y.shape
     # The result owns its memory: editing it cannot reach the caller's prior.
     assert result.ensemble.data_ptr() != prior.data_ptr()
     result.ensemble.add_(1.0)
     assert torch.equal(prior, prior_before)
-    # Consistent summary fields.
-    assert result.ensemble.shape == (K, N)
-    torch.testing.assert_close(result.mean, (result.ensemble - 1.0).mean(0))
-    assert result.spread.shape == (N,) and result.innovation.shape == y.shape
+    assert result.mean is mean
     torch.testing.assert_close(result.innovation, y - op(prior).mean(0))  # type: ignore[operator]
 
 
@@ -100,6 +102,10 @@ def test_analysis_of_single_member_and_fields() -> None:
     torch.testing.assert_close(a.spread, ens.std(0))
     one = Analysis.of(ens[:1], torch.zeros(2))
     assert torch.equal(one.spread, torch.zeros(6, dtype=torch.float64))
+    # only the ensemble and the innovation are stored: mean and spread are derived
+    assert [f.name for f in dataclasses.fields(Analysis)] == ["ensemble", "innovation"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.mean = ens[0]  # type: ignore[misc]
 
 
 def test_check_inputs_errors() -> None:

@@ -16,7 +16,7 @@ from dacast.da.inflation import AdaptiveInflation, innovation_inflation, rtpp, r
 from dacast.da.letkf import LETKFConfig, letkf, local_neighbours
 from dacast.da.localization import Localization, gaspari_cohn, gaussian
 from dacast.da.transform import transform_update
-from dacast.obs.grid import Grid, Neighbours
+from dacast.geometry import Grid, Neighbours
 from dacast.obs.operators import ObsOperator
 
 

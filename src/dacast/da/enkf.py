@@ -30,9 +30,7 @@ class EnKFConfig:
             raise ValueError(f"inflation must be positive, got {self.inflation}")
 
 
-def enkf(
-    prior: Tensor, y: Tensor, operator: ObsOperator, config: EnKFConfig, generator: torch.Generator
-) -> Analysis:
+def enkf(prior: Tensor, y: Tensor, operator: ObsOperator, config: EnKFConfig, generator: torch.Generator) -> Analysis:
     """One stochastic EnKF analysis with centred observation perturbations.
 
     Each member m is updated with ``K (y + e_m - H(x_m))``, ``e_m ~ N(0, R)``

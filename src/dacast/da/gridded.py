@@ -24,7 +24,8 @@ so the interpolated analysis of a fine point f with prior anomalies X'_f
     x̄_f + Σ_c b_c(f) (w̄_cᵀ X'_f + W_c X'_f),
 
 costs four rank-r products instead of four dense k × k ones. It equals the
-stride-1 analysis exactly at the coarse points.
+stride-1 analysis exactly at the coarse points. The factor algebra lives in
+`dacast.da.gridded_factors`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dacast.da.analysis import check_inputs, relax, whiten
-from dacast.da.letkf import cpu_workers, live_first, map_tasks, solve_points, tapered_neighbours
+from dacast.da.analysis import Analysis, check_inputs, relax, whiten
+from dacast.da.gridded_factors import TransformFactors, corner_weights, local_factors, pad_rank
+from dacast.da.letkf import solve_points, tapered_neighbours
 from dacast.da.localization import Localization
-from dacast.da.transform import choose_form, eigh
-from dacast.obs.grid import Grid, Neighbours, neighbours
+from dacast.da.threads import cpu_workers, map_tasks
+from dacast.da.transform import choose_form
+from dacast.geometry import Grid, Neighbours, neighbours
 from dacast.obs.operators import ObsOperator
 
 
@@ -127,98 +130,6 @@ def gridded_neighbours(
     return neighbours(grid, locations, loc.cutoff, loc.max_obs)
 
 
-@dataclass(frozen=True)
-class TransformFactors:
-    """Ensemble transforms of B local problems in factored form.
-
-    Attributes:
-        v: rotation ``V``, shape ``(B, r, k)`` with orthonormal rows.
-        coef: ``(B, r)``; the transform is ``W = scale I + Vᵀ diag(coef) V``.
-        g: ``(B, r)``; the mean weights are ``w̄ = Vᵀ g``.
-        scale: ``sqrt(k - 1) / sqrt(a)`` with ``a = (k - 1)/ρ²``, i.e. the inflation ρ.
-    """
-
-    v: Tensor
-    coef: Tensor
-    g: Tensor
-    scale: float
-
-
-def transform_factors(
-    yt: Tensor, d: Tensor, inflation: float = 1.0, form: str = "auto", pad: Tensor | None = None
-) -> TransformFactors:
-    """Factored transforms of the same problems as `transform_update` (same algebra, no state).
-
-    Args:
-        yt: whitened observation anomalies transposed, shape ``(B, p, k)``.
-        d: whitened innovations, shape ``(B, p)``.
-        inflation: multiplicative inflation ρ.
-        form: ``"gram"`` (r = p), ``"ensemble"`` (r = k) or ``"auto"``.
-        pad: optional ``(B, p)`` mask of padding rows (zero rows of ``yt`` and
-            entries of ``d``); used to keep the Gram matrix regular.
-
-    Returns:
-        `TransformFactors`; applied to anomalies ``X'`` (k × nv) they give
-        ``x̄ + (V X')ᵀ g + scale X' + Vᵀ (coef ⊙ V X')``, the `transform_update` result.
-    """
-    k, p = yt.shape[-1], yt.shape[-2]
-    a = (k - 1) / inflation**2
-    scale = ((k - 1) / a) ** 0.5
-    if choose_form(k, p, form) == "ensemble":  # type: ignore[arg-type]
-        c = yt.transpose(-1, -2) @ yt
-        c.diagonal(dim1=-2, dim2=-1).add_(a)
-        lam, vec = eigh(c)
-        v = vec.transpose(-1, -2).contiguous()
-        q = (v @ (yt.transpose(-1, -2) @ d[..., None]))[..., 0]
-        return TransformFactors(v=v, coef=torch.sqrt((k - 1) / lam) - scale, g=q / lam, scale=scale)
-    u, coef, g = _gram_eigen(yt, d, a, pad)
-    return TransformFactors(v=u.transpose(-1, -2) @ yt, coef=coef, g=g, scale=scale)
-
-
-def _gram_eigen(yt: Tensor, d: Tensor, a: float, pad: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """Gram-form eigenvectors ``U (B, p, p)``, ``coef (B, p)`` and ``g = Uᵀd̂/(λ + a)`` (B, p)."""
-    k = yt.shape[-1]
-    gram = yt @ yt.transpose(-1, -2)
-    if pad is not None:
-        # Padding rows of Ŷᵀ are zero: a unit diagonal there keeps the Gram matrix
-        # regular without changing the result (padding rows contribute nothing to
-        # UᵀŶᵀ or Uᵀd̂ and a rotation inside an eigenspace changes no sum over it),
-        # and spares LAPACK the rank-deficient case, many times slower in float32.
-        gram.diagonal(dim1=-2, dim2=-1).add_(pad.to(gram.dtype))
-    lam, u = eigh(gram)
-    lam = lam.clamp_min(0.0)
-    g = (u.transpose(-1, -2) @ d[..., None])[..., 0] / (lam + a)
-    sa = a**0.5
-    sla = torch.sqrt(lam + a)
-    coef = -((k - 1) ** 0.5) / (sa * sla * (sa + sla))
-    return u, coef, g
-
-
-def _factors(
-    ya_t: Tensor, d: Tensor, informative: Tensor, index: Tensor, sqrt_w: Tensor, inflation: float
-) -> TransformFactors:
-    """`transform_factors` of a batch of points ``(n, width)`` in one go, informative rows only."""
-    idx, sw = live_first(index, sqrt_w, informative)
-    k = ya_t.shape[1]
-    if idx.shape[1] == 0:
-        z = ya_t.new_zeros((index.shape[0], 0))
-        return TransformFactors(v=ya_t.new_zeros((index.shape[0], 0, k)), coef=z, g=z, scale=inflation)
-    return transform_factors(ya_t[idx] * sw[..., None], d[idx] * sw, inflation, pad=sw == 0)
-
-
-def _pad_rank(f: TransformFactors, r: int) -> TransformFactors:
-    """Zero-pad the factors to rank ``r`` (zero rows of ``V`` with zero ``coef``, ``g`` change nothing)."""
-    extra = r - f.v.shape[-2]
-    if extra == 0:
-        return f
-    return TransformFactors(
-        v=torch.nn.functional.pad(f.v, (0, 0, 0, extra)),
-        coef=torch.nn.functional.pad(f.coef, (0, extra)),
-        g=torch.nn.functional.pad(f.g, (0, extra)),
-        scale=f.scale,
-    )
-
-
 def _copy_members(dst: Tensor, src: Tensor, step: int = 64) -> None:
     """``dst[...] = src`` for ``(rows, cols, k, ...)`` views, a few members at a time.
 
@@ -227,14 +138,6 @@ def _copy_members(dst: Tensor, src: Tensor, step: int = 64) -> None:
     """
     for a in range(0, dst.shape[2], step):
         dst[:, :, a : a + step] = src[:, :, a : a + step]
-
-
-def _bilinear(stride: int, n_var: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Weights of the four cell corners (00, 01, 10, 11) at the cell's points, shape ``(4, n_var * s * s)``."""
-    t = torch.arange(stride, device=device, dtype=dtype) / stride
-    wy = torch.stack([1 - t, 1 - t, t, t])[:, :, None]
-    wx = torch.stack([1 - t, t, 1 - t, t])[:, None, :]
-    return (wy * wx)[:, None].expand(4, n_var, stride, stride).reshape(4, -1)
 
 
 def analyse_tile(
@@ -291,7 +194,7 @@ def analyse_tile(
     cells = prior.reshape(k, n_var, cy, s, cx, s).permute(2, 4, 0, 1, 3, 5)
     analysis = torch.empty((k, n_var, ty, tx), dtype=prior.dtype, device=prior.device)
     out_cells = analysis.view(k, n_var, cy, s, cx, s).permute(2, 4, 0, 1, 3, 5)
-    corner_w = _bilinear(s, n_var, prior.device, prior.dtype)  # (4, m)
+    corner_w = corner_weights(s, n_var, prior.device, prior.dtype)  # (4, m)
     r = width if choose_form(k, width) == "gram" else k
     workers = cpu_workers(prior.device)
     budget = 8.0 * (config.chunk_mb or (16.0 if prior.device.type == "cpu" else 2048.0)) / workers
@@ -300,7 +203,7 @@ def analyse_tile(
 
     def factors(rows: slice) -> TransformFactors:
         n_rows = index[rows].shape[0]
-        f = _factors(
+        f = local_factors(
             ya_t, d, informative, index[rows].reshape(-1, width), sqrt_w[rows].reshape(-1, width), config.inflation
         )
         rank = f.v.shape[-2]
@@ -318,7 +221,7 @@ def analyse_tile(
             i1 = min(i0 + band, r1)
             new = factors(slice(i0 + 1, i1 + 1))
             rank = max(prev.v.shape[-2], new.v.shape[-2])
-            prev, new = _pad_rank(prev, rank), _pad_rank(new, rank)
+            prev, new = pad_rank(prev, rank), pad_rank(new, rank)
             v = torch.cat([prev.v, new.v])
             coef = torch.cat([prev.coef, new.coef])
             g = torch.cat([prev.g, new.g])
@@ -377,12 +280,13 @@ def prepare(
     dx_km: float,
     local: Neighbours | None,
     hx: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``H(prior)`` once (or the given ``hx``, shape ``(k, n_obs)``) and the tapered neighbour table of the weight grid.
 
     Returns:
-        ``(ya_t (n_obs, k), d (n_obs,), index (wy, wx, width), sqrt_w (wy, wx, width))``
-        with ``(wy, wx) = (ny, nx) / weight_stride``.
+        ``(ya_t (n_obs, k), d (n_obs,), index (wy, wx, width), sqrt_w (wy, wx, width), innovation (n_obs,))``
+        with ``(wy, wx) = (ny, nx) / weight_stride`` and ``innovation = y - mean(H(prior))``
+        in observation units.
     """
     k, _, ny, nx = prior.shape
     s = config.weight_stride
@@ -390,10 +294,10 @@ def prepare(
         local = gridded_neighbours((ny, nx), dx_km, operator.locations, config)
     if local.index.shape[0] != (ny // s) * (nx // s):
         raise ValueError(f"neighbour table has {local.index.shape[0]} rows, expected {(ny // s) * (nx // s)}")
-    y_anom, d, _ = whiten(prior.reshape(k, -1), y, operator, hx)
+    y_anom, d, innovation = whiten(prior.reshape(k, -1), y, operator, hx)
     index, sqrt_w = tapered_neighbours(local, config.taper, prior.device, prior.dtype)
     wy, wx = ny // s, nx // s
-    return y_anom.T.contiguous(), d, index.reshape(wy, wx, -1), sqrt_w.reshape(wy, wx, -1)
+    return y_anom.T.contiguous(), d, index.reshape(wy, wx, -1), sqrt_w.reshape(wy, wx, -1), innovation
 
 
 def gridded_letkf(
@@ -406,7 +310,7 @@ def gridded_letkf(
     local: Neighbours | None = None,
     tile: tuple[slice, slice] | None = None,
     hx: Tensor | None = None,
-) -> Tensor:
+) -> Analysis:
     """One gridded LETKF analysis; inputs are not modified.
 
     Args:
@@ -422,8 +326,10 @@ def gridded_letkf(
         hx: ``operator(prior.reshape(k, -1))`` when the caller has it, shape ``(k, n_obs)``.
 
     Returns:
-        Analysis ensemble ``(k, n_var, ny, nx)`` (or the tile's ``(k, n_var, ty, tx)``);
-        the prior itself (a copy) when there are no observations.
+        `Analysis` whose ``ensemble`` is ``(k, n_var, ny, nx)`` (or the tile's
+        ``(k, n_var, ty, tx)``; a copy of the prior when there are no observations)
+        and whose ``innovation`` is ``y - mean(H(prior))``, shape ``(n_obs,)``, over all
+        observations (also for a tile).
     """
     check_gridded_inputs(prior, y, operator)
     k, _, ny, nx = prior.shape
@@ -434,21 +340,19 @@ def gridded_letkf(
         raise ValueError(f"empty tile {tile}")
     part = prior[:, :, y0:y1, x0:x1]
     if y.shape[0] == 0:
-        return part.clone()
-    ya_t, d, index, sqrt_w = prepare(prior, y, operator, config, dx_km, local, hx)
+        return Analysis.of(part.clone(), prior.new_zeros(0))
+    ya_t, d, index, sqrt_w, innovation = prepare(prior, y, operator, config, dx_km, local, hx)
     rows = weight_rows(y0, y1, ny, config.weight_stride).to(index.device)
     cols = weight_rows(x0, x1, nx, config.weight_stride).to(index.device)
-    return analyse_tile(part, ya_t, d, index[rows][:, cols], sqrt_w[rows][:, cols], config)
+    return Analysis.of(analyse_tile(part, ya_t, d, index[rows][:, cols], sqrt_w[rows][:, cols], config), innovation)
 
 
 __all__ = [
     "GriddedLETKFConfig",
-    "TransformFactors",
     "analyse_tile",
     "gridded_letkf",
     "gridded_neighbours",
     "prepare",
-    "transform_factors",
     "weight_grid",
     "weight_rows",
 ]

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dacast.da.analysis import Analysis
 from dacast.da.gridded import GriddedLETKFConfig, analyse_tile, check_gridded_inputs, prepare, weight_rows
-from dacast.obs.grid import Neighbours
+from dacast.geometry import Neighbours
 from dacast.obs.operators import ObsOperator
 
 
@@ -91,7 +92,7 @@ def gridded_letkf_dask(
     tiles: tuple[int, int] = (2, 2),
     local: Neighbours | None = None,
     hx: Tensor | None = None,
-) -> Tensor:
+) -> Analysis:
     """`gridded_letkf` computed as ``tiles[0] x tiles[1]`` domain tiles on a Dask cluster.
 
     Args:
@@ -106,14 +107,15 @@ def gridded_letkf_dask(
         hx: ``operator(prior.reshape(k, -1))`` when the caller has it, shape ``(k, n_obs)``.
 
     Returns:
-        Analysis ensemble, shape ``(k, n_var, ny, nx)``; a copy of the prior
-        when there are no observations.
+        `Analysis` whose ``ensemble`` is ``(k, n_var, ny, nx)`` (a copy of the prior
+        when there are no observations) and whose ``innovation`` is
+        ``y - mean(H(prior))``, shape ``(n_obs,)``.
     """
     check_gridded_inputs(prior, y, operator)
     if y.shape[0] == 0:
-        return prior.clone()
+        return Analysis.of(prior.clone(), prior.new_zeros(0))
     _, _, ny, nx = prior.shape
-    ya_t, d, index, sqrt_w = prepare(prior, y, operator, config, dx_km, local, hx)
+    ya_t, d, index, sqrt_w, innovation = prepare(prior, y, operator, config, dx_km, local, hx)
     boxes = [
         (ys, xs)
         for ys in tile_bounds(ny, tiles[0], config.weight_stride)
@@ -126,7 +128,7 @@ def gridded_letkf_dask(
     out = torch.empty_like(prior)
     for (ys, xs), part in zip(boxes, results, strict=True):
         out[:, :, ys[0] : ys[1], xs[0] : xs[1]] = part
-    return out
+    return Analysis.of(out, innovation)
 
 
 __all__ = ["TilePayload", "gridded_letkf_dask", "tile_bounds"]

@@ -10,11 +10,6 @@ point, laid out ``(var, point)``, shares one set of weights across variables.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -22,8 +17,9 @@ from torch import Tensor
 
 from dacast.da.analysis import Analysis, check_inputs, relax, whiten
 from dacast.da.localization import Localization
+from dacast.da.threads import map_chunks
 from dacast.da.transform import Form, choose_form, transform_update
-from dacast.obs.grid import Grid, Neighbours, neighbours
+from dacast.geometry import Grid, Neighbours, neighbours
 from dacast.obs.operators import ObsOperator
 
 
@@ -62,17 +58,6 @@ def local_neighbours(grid: Grid, operator: ObsOperator, localization: Localizati
     return neighbours(grid, operator.locations, localization.cutoff, localization.max_obs)
 
 
-_MIN_POINTS_PER_THREAD = 64
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A process-wide thread pool per size (threads are reused across analyses)."""
-    if workers not in _POOLS:
-        _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dacast-letkf")
-    return _POOLS[workers]
-
-
 def _chunk_points(n_members: int, width: int, form: str, itemsize: int, budget_mb: float) -> int:
     per_point = width * n_members + (n_members * n_members if form == "ensemble" else 2 * width * width)
     return max(1, int(budget_mb * 2**20 // (3 * itemsize * max(per_point, 1))))
@@ -93,74 +78,6 @@ def tapered_neighbours(
     weights = localization.weights(local.distance)
     live = int((weights > 0).sum(-1).max()) if weights.numel() else 0
     return local.index[:, :live].to(device), weights[:, :live].sqrt().to(device=device, dtype=dtype)
-
-
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"users": 0, "saved": 1}
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Torch (and MKL) intra-op threads set to 1 inside, restored after (safe when nested or concurrent).
-
-    Batched eigenproblems of ~100 x 100 matrices gain nothing from intra-op
-    threads: LAPACK then splits every small matrix over spinning threads, up
-    to 20x slower on a loaded 2-core machine. The callers parallelise over
-    chunks on a thread pool instead.
-    """
-    with _THREADS_LOCK:
-        if _THREADS_STATE["users"] == 0:
-            _THREADS_STATE["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _THREADS_STATE["users"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["users"] -= 1
-            if _THREADS_STATE["users"] == 0:
-                torch.set_num_threads(_THREADS_STATE["saved"])
-
-
-def cpu_workers(device: torch.device) -> int:
-    """Pool threads for CPU work on ``device`` (1 on accelerators)."""
-    if device.type != "cpu":
-        return 1
-    threads = _THREADS_STATE["saved"] if _THREADS_STATE["users"] else torch.get_num_threads()
-    return max(1, min(threads, os.cpu_count() or 1))
-
-
-def map_tasks(tasks: list[Callable[[], None]], device: torch.device) -> None:
-    """Run independent tasks: on CPU on the thread pool with single-threaded torch, else in order.
-
-    Tasks must not call `map_tasks` / `map_chunks` themselves (the pool is shared).
-    """
-    workers = min(cpu_workers(device), len(tasks))
-    if device.type != "cpu":
-        for task in tasks:
-            task()
-        return
-    with single_threaded():
-        if workers > 1:
-            list(_pool(workers).map(lambda task: task(), tasks))
-        else:
-            for task in tasks:
-                task()
-
-
-def map_chunks(n_points: int, chunk: int, device: torch.device, solve: Callable[[int, int], None]) -> None:
-    """Call ``solve(start, stop)`` for every chunk, on a thread pool on CPU.
-
-    Batched small eigenproblems run serially inside torch: giving every
-    thread a chunk, with torch single-threaded, uses all cores (torch releases
-    the GIL) without oversubscribing them.
-    """
-    workers = cpu_workers(device)
-    workers = max(1, min(workers, n_points // _MIN_POINTS_PER_THREAD))
-    if workers > 1:
-        chunk = min(chunk, -(-n_points // workers))
-    starts = range(0, n_points, chunk)
-    map_tasks([lambda s=s: solve(s, min(s + chunk, n_points)) for s in starts], device)
 
 
 def live_first(index: Tensor, sqrt_w: Tensor, informative: Tensor) -> tuple[Tensor, Tensor]:

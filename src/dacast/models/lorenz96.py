@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from dacast.geometry import Grid
 from dacast.models.base import rk4_step
-
-if TYPE_CHECKING:
-    from dacast.obs.grid import Grid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +45,5 @@ class Lorenz96:
 
     def grid(self) -> Grid:
         """Grid-point coordinates 0..n-1 on a ring of period n (for localization)."""
-        from dacast.obs.grid import Grid
-
         coords = torch.arange(self.n_state, dtype=torch.float64)[:, None]
         return Grid(coords=coords, period=(float(self.n_state),))

@@ -1,6 +1,6 @@
-"""Observation operators, synthetic observations, grids and neighbour search."""
+"""Observation operators and synthetic observations; grids and neighbour search re-exported from `dacast.geometry`."""
 
-from dacast.obs.grid import Grid, Neighbours, neighbours, pairwise_distances
+from dacast.geometry import Grid, Neighbours, neighbours, pairwise_distances
 from dacast.obs.operators import (
     IndexObs,
     MatrixObs,

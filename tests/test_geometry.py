@@ -8,7 +8,8 @@ import tracemalloc
 import pytest
 import torch
 
-from dacast.obs import Grid, neighbours, pairwise_distances
+import dacast.obs
+from dacast.geometry import Grid, Neighbours, neighbours, pairwise_distances
 
 
 def _brute_force(grid: Grid, obs: torch.Tensor, cutoff: float) -> list[dict[int, float]]:
@@ -178,3 +179,11 @@ def test_large_problem_is_memory_light() -> None:
         expected = torch.sort(dense[r][dense[r] < 4.0]).values
         got = nb.distance[i][torch.isfinite(nb.distance[i])]
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_obs_re_exports_the_geometry() -> None:
+    """``dacast.obs`` keeps offering the grid and the neighbour search (same objects)."""
+    assert dacast.obs.Grid is Grid
+    assert dacast.obs.Neighbours is Neighbours
+    assert dacast.obs.neighbours is neighbours
+    assert dacast.obs.pairwise_distances is pairwise_distances

@@ -1,4 +1,9 @@
-"""Grid coordinates, distances and the sparse neighbour search used by localization."""
+"""Grid coordinates, periodic distances and the k-d tree neighbour search used by localization.
+
+Shared by the models (their grids), the observation operators (their locations)
+and the filters (localization). It imports nothing else from the package, so
+``dacast.models`` and ``dacast.obs`` need not import each other for it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 from torch import Tensor
 
 
@@ -27,9 +31,7 @@ class Grid:
         if self.coords.ndim != 2:
             raise ValueError(f"coords must have shape (n_points, ndim), got {tuple(self.coords.shape)}")
         if len(self.period) != self.coords.shape[1]:
-            raise ValueError(
-                f"period has {len(self.period)} entries but coords have {self.coords.shape[1]} dimensions"
-            )
+            raise ValueError(f"period has {len(self.period)} entries but coords have {self.coords.shape[1]} dimensions")
 
     @property
     def n_points(self) -> int:
@@ -102,9 +104,7 @@ def _wrap(x: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.where(m >= box, 0.0, m)
 
 
-def neighbours(
-    grid: Grid, obs_coords: Tensor, cutoff: float, max_obs: int | None = None
-) -> Neighbours:
+def neighbours(grid: Grid, obs_coords: Tensor, cutoff: float, max_obs: int | None = None) -> Neighbours:
     """All observations within ``cutoff`` of each grid point, via a k-d tree.
 
     Never builds the dense ``n_points x n_obs`` distance matrix: memory is
@@ -120,10 +120,10 @@ def neighbours(
     Returns:
         `Neighbours` with index/distance arrays of shape ``(n_points, width)``.
     """
+    from scipy.spatial import cKDTree  # here, not at the top: the models import this module for `Grid` alone
+
     if obs_coords.ndim != 2 or obs_coords.shape[1] != grid.ndim:
-        raise ValueError(
-            f"observation coordinates must have shape (n_obs, {grid.ndim}), got {tuple(obs_coords.shape)}"
-        )
+        raise ValueError(f"observation coordinates must have shape (n_obs, {grid.ndim}), got {tuple(obs_coords.shape)}")
     if cutoff <= 0:
         raise ValueError(f"cutoff must be positive, got {cutoff}")
     pts = grid.coords.detach().cpu().numpy().astype(np.float64)
@@ -140,9 +140,7 @@ def neighbours(
     # cutoff there so an infinite one (no localization) keeps the boxes finite.
     span = np.array([p / 2.0 if p is not None else hi[i] - lo[i] for i, p in enumerate(grid.period)])
     cutoff = min(float(cutoff), 2.0 * float(np.sqrt((span * span).sum())) + 1.0)
-    box = np.array(
-        [p if p is not None else (hi[i] - lo[i]) + 2.0 * cutoff + 1.0 for i, p in enumerate(grid.period)]
-    )
+    box = np.array([p if p is not None else (hi[i] - lo[i]) + 2.0 * cutoff + 1.0 for i, p in enumerate(grid.period)])
     lo = np.where([p is None for p in grid.period], lo, 0.0)
     tree = cKDTree(_wrap(obs - lo, box), boxsize=box)
     query_pts = _wrap(pts - lo, box)
