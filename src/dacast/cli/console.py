@@ -1,4 +1,4 @@
-"""The consoles and the one-line error exit shared by every dacast command."""
+"""The consoles and the one-line error exit shared by every dacast command (stdout is the workflow's console)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-out = Console(soft_wrap=True)
+from dacast.workflow.runtime import console as out
+
 err = Console(stderr=True)
 
 

@@ -1,4 +1,4 @@
-"""DA runs of the surrogate cycle on the shared engine, and free forecasts from true states.
+"""DA runs of the surrogate cycle on the shared engine: how each run starts, and what it records.
 
 `assimilate` runs `dacast.workflow.cycle.cycle` with the truth and the
 observations given from outside, so the forecast model can differ from the
@@ -15,17 +15,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from dacast.da import AdaptiveInflation, FilterConfig
-from dacast.models import Model, advance
+from dacast.ml.surrogate import SurrogateNet
+from dacast.models import Model
 from dacast.obs import Grid, IndexObs, subset
 from dacast.verify import rmse
 from dacast.workflow.cycle import CycleStep, FilterAnalyser, array_observations, cycle, model_forecast
 from dacast.workflow.runtime import progress as progress_bar
+from dacast.workflow.runtime import torch_generator
+from dacast.workflow.surrogate.config import SurrogateConfig
+from dacast.workflow.surrogate.embedding import DelayEmbedded
+from dacast.workflow.surrogate.truth import TruthData
 
+#: A DA run whose analysis RMSE exceeds this many climatological standard deviations has diverged.
+DIVERGENCE_FACTOR = 10.0
 #: Cycles between two copies of the analysis means to the CPU (and divergence checks).
 CHECK_EVERY = 200
 
@@ -211,60 +220,121 @@ def assimilate(
     return traj.result()
 
 
-@dataclass(frozen=True, eq=False)
-class DelayEmbedded:
-    """A physical model run on a delay-embedded state (the same layout as an LSTM surrogate's).
+def run_da(
+    config: SurrogateConfig,
+    data: TruthData,
+    model: Model,
+    iteration: int,
+    previous: Tensor | None,
+    *,
+    progress: bool = False,
+    perfect: bool = False,
+) -> CycleResult:
+    """One DA run with ``model``.
 
-    The state ``(*batch, window * n_var)`` holds the last ``window`` states,
-    oldest first; ``step`` advances the newest by ``steps`` steps of ``dt / steps``
-    with ``model`` and shifts the window. Filtering this state is a fixed-lag
-    smoother of lag ``window - 1`` for the physical model.
+    Returns the `CycleResult`, with the rows before a surrogate's first analysis
+    filled from ``previous`` and non-finite smoothed rows replaced by the filtered
+    ones; ``window_mean`` (the analysed window of ``net.window`` past states at each
+    cycle) only with ``config.train_target == "observation"``.
+
+    With ``config.smoother_lag > 0`` the imperfect model runs on a delay-embedded
+    state (`DelayEmbedded`), so the filter is also a fixed-lag smoother; a
+    surrogate's window gives the same for free (lag ``min(window - 1, smoother_lag)``).
+
+    A plain model starts from ``N(truth_0, initial_std^2)`` members at time 0. A
+    window-``w`` surrogate starts at cycle ``w`` from the previous analysis
+    trajectory's first ``w`` rows plus ``N(0, initial_std^2)`` noise per member;
+    those rows are copied into the result (they lie in the burn-in).
     """
+    start_ens = _start(config, data, model, iteration, previous, perfect)
+    res = assimilate(
+        start_ens.model,
+        start_ens.ensemble,
+        data.observations,
+        view_operator(start_ens.model.n_state, start_ens.view, data.obs_indices, _std(config)),
+        start_ens.filter,
+        view=start_ens.view,
+        steps_per_cycle=start_ens.steps,
+        dt=start_ens.dt,
+        start=start_ens.cycle,
+        grid=Grid.ring(start_ens.model.n_state) if config.imperfect.name == "lorenz96" else None,
+        generator=start_ens.generator,
+        threshold=DIVERGENCE_FACTOR * data.clim_std,
+        truth=data.truth[:, : config.n_var],
+        progress=progress,
+        label="DA perfect" if perfect else f"DA iter {iteration}",
+        lag_view=start_ens.lag_view,
+        window=start_ens.window,
+        adaptive=config.adaptive_inflation,
+    )
+    _fill_start(config, res, start_ens.cycle, previous)
+    return res
+
+
+@dataclass(frozen=True)
+class _Start:
+    """How one DA run starts: the model it cycles (maybe delay-embedded), its ensemble, view and clock."""
 
     model: Model
+    ensemble: Tensor
+    view: Tensor
+    cycle: int
+    steps: int
+    dt: float
+    lag_view: Tensor | None
+    filter: Any
+    generator: torch.Generator
     window: int
-    steps: int = 1
-
-    @property
-    def n_var(self) -> int:
-        """Variables per slot."""
-        return self.model.n_state
-
-    @property
-    def n_state(self) -> int:  # type: ignore[override]
-        """``window * n_var``."""
-        return self.window * self.model.n_state
-
-    @property
-    def view(self) -> Tensor:
-        """Indices of the newest slot, shape ``(n_var,)``."""
-        return torch.arange(self.n_state - self.n_var, self.n_state)
-
-    def step(self, x: Tensor, t: float, dt: float) -> Tensor:
-        """Advance the newest slot by ``dt`` (in ``steps`` sub-steps) and shift the window."""
-        hist = x.reshape(*x.shape[:-1], self.window, self.n_var)
-        new = advance(self.model, hist[..., -1, :], self.steps, dt / self.steps, t0=t)
-        return torch.cat((hist[..., 1:, :], new[..., None, :]), dim=-2).reshape(x.shape)
 
 
-def free_forecasts(model: Model, initial: Tensor, n_leads: int, *, steps_per_lead: int, dt: float) -> Tensor:
-    """Free forecasts from a batch of initial states.
+def _start(
+    config: SurrogateConfig, data: TruthData, model: Model, iteration: int, previous: Tensor | None, perfect: bool
+) -> _Start:
+    """The model, initial ensemble ``(members, n_state)``, view and clock of one DA run (see `run_da`)."""
+    gen = torch_generator(config.seed, 2, iteration)
+    k, n_var = config.members, config.n_var
+    truth_mod = data.truth[:, :n_var]
+    by_obs = config.train_target == "observation" and not perfect
+    smoother = (config.smoother_lag > 0 or by_obs) and not perfect
+    n_win = config.net.window if by_obs else 0
+    if isinstance(model, SurrogateNet):
+        assert previous is not None
+        w = model.window
+        noise = config.initial_std * torch.randn((k, w, n_var), generator=gen, dtype=torch.float64)
+        lag_view = torch.arange(n_var) + (w - 1 - min(w - 1, config.smoother_lag)) * n_var
+        ens = model.embed(previous[:w][None] + noise)
+        return _Start(model, ens, model.view, w, 1, config.step, lag_view, config.filter_for_surrogate, gen, n_win)
+    if smoother:
+        w = max(config.smoother_lag + 1, n_win)
+        embedded = DelayEmbedded(model, w, config.obs_every)
+        x0 = truth_mod[0] + config.initial_std * torch.randn((k, n_var), generator=gen, dtype=torch.float64)
+        lag_view = torch.arange(n_var) + (w - 1 - config.smoother_lag) * n_var
+        return _Start(embedded, x0.repeat(1, w), embedded.view, 0, 1, config.step, lag_view, config.filter, gen, n_win)
+    x0 = data.truth[0] if perfect else truth_mod[0]
+    ens = x0 + config.initial_std * torch.randn((k, model.n_state), generator=gen, dtype=torch.float64)
+    filt = (config.perfect_filter or config.filter) if perfect else config.filter
+    return _Start(model, ens, torch.arange(n_var), 0, config.obs_every, config.dt, None, filt, gen, n_win)
 
-    Args:
-        model: forecast model.
-        initial: shape ``(starts, model.n_state)``.
-        n_leads: number of leads (each ``steps_per_lead`` model steps of ``dt``).
 
-    Returns:
-        States at leads ``1..n_leads``, shape ``(n_leads, starts, model.n_state)``.
-    """
-    out = []
-    x = initial
-    with torch.no_grad():
-        for lead in range(n_leads):
-            x = advance(model, x, steps_per_lead, dt, t0=lead * steps_per_lead * dt)
-            out.append(x)
-    return torch.stack(out)
+def _fill_start(config: SurrogateConfig, res: CycleResult, start: int, previous: Tensor | None) -> None:
+    """Rows before a surrogate's first analysis: the previous analyses; non-finite smoothed rows: the filtered ones."""
+    mean, spread, smooth = res.analysis_mean, res.analysis_spread, res.smoothed_mean
+    if start and previous is not None:
+        mean[:start] = previous[:start]
+        spread[:start] = config.initial_std
+    bad = ~torch.isfinite(smooth).all(-1)
+    smooth[bad] = mean[bad]
+    if res.window_mean is not None and start and previous is not None:
+        n_win = res.window_mean.shape[1] // config.n_var
+        win = res.window_mean.view(-1, n_win, config.n_var)
+        for c in range(start):  # the window before the first analysis: previous analyses
+            lo = max(0, c + 1 - n_win)
+            win[c, n_win - (c + 1 - lo) :] = previous[lo : c + 1]
 
 
-__all__ = ["CHECK_EVERY", "CycleResult", "DelayEmbedded", "assimilate", "free_forecasts", "view_operator"]
+def _std(config: SurrogateConfig) -> float | Tensor:
+    e = config.obs.error_std
+    return torch.tensor(e, dtype=torch.float64) if isinstance(e, tuple) and len(e) > 1 else float(np.ravel(e)[0])
+
+
+__all__ = ["CHECK_EVERY", "DIVERGENCE_FACTOR", "CycleResult", "assimilate", "run_da", "view_operator"]

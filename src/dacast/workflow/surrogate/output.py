@@ -15,6 +15,7 @@ import xarray as xr
 
 import dacast
 from dacast.workflow.surrogate.config import LYAPUNOV_TIME_L96, surrogate_config_to_dict
+from dacast.workflow.surrogate.plots import best_fixed_inflation, plot_surrogate
 from dacast.workflow.surrogate.truth import N_LEADS
 
 if TYPE_CHECKING:
@@ -80,15 +81,6 @@ def _losses(records: list[dict[str, Any]], key: str) -> np.ndarray:
     return np.array([np.nan if r[key] is None else r[key] for r in records], dtype=float)
 
 
-def best_fixed_inflation(rmse_by_factor: dict[str, float]) -> tuple[str, float] | None:
-    """The factor with the lowest finite analysis RMSE and that RMSE; ``None`` if none is finite."""
-    finite = {k: v for k, v in rmse_by_factor.items() if np.isfinite(v)}
-    if not finite:
-        return None
-    k = min(finite, key=finite.__getitem__)
-    return k, finite[k]
-
-
 def summarise_surrogate(run: SurrogateRun) -> dict[str, Any]:
     """The ``summary.json`` content."""
     recs = run.records
@@ -122,67 +114,6 @@ def summarise_surrogate(run: SurrogateRun) -> dict[str, Any]:
     return out
 
 
-def plot_surrogate(ds: xr.Dataset, out_dir: str | Path, prefix: str = "surrogate") -> list[Path]:
-    """Three PNGs: analysis RMSE per iteration, 1-4 step errors over the attractor, free-forecast skill."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out_dir)
-    paths = []
-    it = ds["iteration"].values
-    # 1. analysis RMSE per iteration
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(it[1:], ds["rmse_analysis"].values[1:], "o-", label="DA with surrogate n-1")
-    ax.axhline(float(ds["rmse_analysis"].values[0]), color="tab:red", ls="--", label="DA, imperfect model")
-    ax.axhline(float(ds.attrs["rmse_analysis_perfect"]), color="tab:green", ls=":", label="DA, perfect model")
-    pick = best_fixed_inflation(json.loads(ds.attrs.get("rmse_analysis_fixed_inflation", "{}")).get("imperfect", {}))
-    if pick is not None:
-        ax.axhline(
-            pick[1], color="tab:red", ls="-.", lw=0.8, label=f"DA, imperfect model, best fixed inflation ({pick[0]})"
-        )
-    ax.set(xlabel="iteration", ylabel="analysis RMSE", title=ds.attrs["experiment"])
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / f"{prefix}_rmse_per_iteration.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    # 2. 1-4 step error over the attractor (x0-x2 plane)
-    chosen = [0, 1, int(it[-1])] if len(it) > 2 else list(it)
-    err = ds["forecast_error"].values
-    xy = ds["start_state"].values
-    ycol = 2 if xy.shape[1] > 2 else 1
-    vmax = float(np.nanpercentile(err[chosen], 98))
-    fig, axes = plt.subplots(
-        len(chosen), N_LEADS, figsize=(2.6 * N_LEADS, 2.4 * len(chosen)), squeeze=False, constrained_layout=True
-    )
-    for row, i in enumerate(chosen):
-        for lead in range(N_LEADS):
-            a = axes[row, lead]
-            sc = a.scatter(xy[:, 0], xy[:, ycol], c=err[i, :, lead], s=6, cmap="viridis", vmin=0, vmax=vmax)
-            a.set_title(f"{ds['model_name'].values[i]}, +{lead + 1}", fontsize=8)
-            a.tick_params(labelsize=6)
-    fig.colorbar(sc, ax=axes, shrink=0.8, label="forecast error")
-    paths.append(out / f"{prefix}_forecast_error_attractor.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    # 3. free-forecast normalised RMSE and valid time
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    t = ds["free_lead_time"].values
-    for i in chosen:
-        name = str(ds["model_name"].values[i])
-        ax.plot(t, ds["nrmse_free"].values[i], label=f"{name} (valid {float(ds['valid_time'].values[i]):.2f})")
-    ax.axhline(0.5, color="k", lw=0.8, ls="--")
-    ax.set(xlabel="lead time (model time units)", ylabel="RMSE / climatological std", ylim=(0, 1.5))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out / f"{prefix}_valid_time.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
-    return paths
-
-
 def write_surrogate_outputs(run: SurrogateRun, *, plots: bool = True) -> dict[str, Path]:
     """Write ``surrogate_run.nc``, ``summary.json`` and (optionally) the PNGs into ``run.out_dir``."""
     out = run.out_dir
@@ -198,7 +129,6 @@ def write_surrogate_outputs(run: SurrogateRun, *, plots: bool = True) -> dict[st
 
 __all__ = [
     "best_fixed_inflation",
-    "plot_surrogate",
     "summarise_surrogate",
     "surrogate_dataset",
     "write_surrogate_outputs",

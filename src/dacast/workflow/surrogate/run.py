@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dacast.ml.surrogate import SurrogateNet
 from dacast.ml.surrogate_train import (
     load_surrogate,
     train_surrogate,
@@ -38,135 +37,14 @@ from dacast.ml.surrogate_train import (
     windows_from_trajectory,
 )
 from dacast.models import Model
-from dacast.obs import Grid
 from dacast.verify import time_mean_rmse
-from dacast.workflow.runtime import cpu_threads, torch_generator
+from dacast.workflow.runtime import cpu_threads
 from dacast.workflow.schema import ConfigError
-from dacast.workflow.surrogate.assimilation import CycleResult, DelayEmbedded, assimilate, view_operator
+from dacast.workflow.surrogate.assimilation import run_da
 from dacast.workflow.surrogate.config import SurrogateConfig, surrogate_config_to_dict
 from dacast.workflow.surrogate.output import write_surrogate_outputs
 from dacast.workflow.surrogate.truth import N_LEADS, TruthData, forecast_scores, make_truth
 from dacast.workflow.twin.config import build_model
-
-#: A DA run whose analysis RMSE exceeds this many climatological standard deviations has diverged.
-DIVERGENCE_FACTOR = 10.0
-
-
-def run_da(
-    config: SurrogateConfig,
-    data: TruthData,
-    model: Model,
-    iteration: int,
-    previous: Tensor | None,
-    *,
-    progress: bool = False,
-    perfect: bool = False,
-) -> CycleResult:
-    """One DA run with ``model``.
-
-    Returns the `CycleResult`, with the rows before a surrogate's first analysis
-    filled from ``previous`` and non-finite smoothed rows replaced by the filtered
-    ones; ``window_mean`` (the analysed window of ``net.window`` past states at each
-    cycle) only with ``config.train_target == "observation"``.
-
-    With ``config.smoother_lag > 0`` the imperfect model runs on a delay-embedded
-    state (`DelayEmbedded`), so the filter is also a fixed-lag smoother; a
-    surrogate's window gives the same for free (lag ``min(window - 1, smoother_lag)``).
-
-    A plain model starts from ``N(truth_0, initial_std^2)`` members at time 0. A
-    window-``w`` surrogate starts at cycle ``w`` from the previous analysis
-    trajectory's first ``w`` rows plus ``N(0, initial_std^2)`` noise per member;
-    those rows are copied into the result (they lie in the burn-in).
-    """
-    start_ens = _start(config, data, model, iteration, previous, perfect)
-    res = assimilate(
-        start_ens.model,
-        start_ens.ensemble,
-        data.observations,
-        view_operator(start_ens.model.n_state, start_ens.view, data.obs_indices, _std(config)),
-        start_ens.filter,
-        view=start_ens.view,
-        steps_per_cycle=start_ens.steps,
-        dt=start_ens.dt,
-        start=start_ens.cycle,
-        grid=Grid.ring(start_ens.model.n_state) if config.imperfect.name == "lorenz96" else None,
-        generator=start_ens.generator,
-        threshold=DIVERGENCE_FACTOR * data.clim_std,
-        truth=data.truth[:, : config.n_var],
-        progress=progress,
-        label="DA perfect" if perfect else f"DA iter {iteration}",
-        lag_view=start_ens.lag_view,
-        window=start_ens.window,
-        adaptive=config.adaptive_inflation,
-    )
-    _fill_start(config, res, start_ens.cycle, previous)
-    return res
-
-
-@dataclass(frozen=True)
-class _Start:
-    """How one DA run starts: the model it cycles (maybe delay-embedded), its ensemble, view and clock."""
-
-    model: Model
-    ensemble: Tensor
-    view: Tensor
-    cycle: int
-    steps: int
-    dt: float
-    lag_view: Tensor | None
-    filter: Any
-    generator: torch.Generator
-    window: int
-
-
-def _start(
-    config: SurrogateConfig, data: TruthData, model: Model, iteration: int, previous: Tensor | None, perfect: bool
-) -> _Start:
-    """The model, initial ensemble ``(members, n_state)``, view and clock of one DA run (see `run_da`)."""
-    gen = torch_generator(config.seed, 2, iteration)
-    k, n_var = config.members, config.n_var
-    truth_mod = data.truth[:, :n_var]
-    by_obs = config.train_target == "observation" and not perfect
-    smoother = (config.smoother_lag > 0 or by_obs) and not perfect
-    n_win = config.net.window if by_obs else 0
-    if isinstance(model, SurrogateNet):
-        assert previous is not None
-        w = model.window
-        noise = config.initial_std * torch.randn((k, w, n_var), generator=gen, dtype=torch.float64)
-        lag_view = torch.arange(n_var) + (w - 1 - min(w - 1, config.smoother_lag)) * n_var
-        ens = model.embed(previous[:w][None] + noise)
-        return _Start(model, ens, model.view, w, 1, config.step, lag_view, config.filter_for_surrogate, gen, n_win)
-    if smoother:
-        w = max(config.smoother_lag + 1, n_win)
-        embedded = DelayEmbedded(model, w, config.obs_every)
-        x0 = truth_mod[0] + config.initial_std * torch.randn((k, n_var), generator=gen, dtype=torch.float64)
-        lag_view = torch.arange(n_var) + (w - 1 - config.smoother_lag) * n_var
-        return _Start(embedded, x0.repeat(1, w), embedded.view, 0, 1, config.step, lag_view, config.filter, gen, n_win)
-    x0 = data.truth[0] if perfect else truth_mod[0]
-    ens = x0 + config.initial_std * torch.randn((k, model.n_state), generator=gen, dtype=torch.float64)
-    filt = (config.perfect_filter or config.filter) if perfect else config.filter
-    return _Start(model, ens, torch.arange(n_var), 0, config.obs_every, config.dt, None, filt, gen, n_win)
-
-
-def _fill_start(config: SurrogateConfig, res: CycleResult, start: int, previous: Tensor | None) -> None:
-    """Rows before a surrogate's first analysis: the previous analyses; non-finite smoothed rows: the filtered ones."""
-    mean, spread, smooth = res.analysis_mean, res.analysis_spread, res.smoothed_mean
-    if start and previous is not None:
-        mean[:start] = previous[:start]
-        spread[:start] = config.initial_std
-    bad = ~torch.isfinite(smooth).all(-1)
-    smooth[bad] = mean[bad]
-    if res.window_mean is not None and start and previous is not None:
-        n_win = res.window_mean.shape[1] // config.n_var
-        win = res.window_mean.view(-1, n_win, config.n_var)
-        for c in range(start):  # the window before the first analysis: previous analyses
-            lo = max(0, c + 1 - n_win)
-            win[c, n_win - (c + 1 - lo) :] = previous[lo : c + 1]
-
-
-def _std(config: SurrogateConfig) -> float | Tensor:
-    e = config.obs.error_std
-    return torch.tensor(e, dtype=torch.float64) if isinstance(e, tuple) and len(e) > 1 else float(np.ravel(e)[0])
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ from dacast.ml.surrogate import SurrogateNet
 from dacast.models import Model, advance
 from dacast.verify import valid_time
 from dacast.workflow.runtime import torch_generator
-from dacast.workflow.surrogate.assimilation import free_forecasts
 from dacast.workflow.surrogate.config import SurrogateConfig
 from dacast.workflow.twin.config import build_model
 
@@ -72,6 +71,26 @@ def make_truth(config: SurrogateConfig) -> TruthData:
     return TruthData(truth, obs, test, idx, clim)
 
 
+def free_forecasts(model: Model, initial: Tensor, n_leads: int, *, steps_per_lead: int, dt: float) -> Tensor:
+    """Free forecasts from a batch of initial states.
+
+    Args:
+        model: forecast model.
+        initial: shape ``(starts, model.n_state)``.
+        n_leads: number of leads (each ``steps_per_lead`` model steps of ``dt``).
+
+    Returns:
+        States at leads ``1..n_leads``, shape ``(n_leads, starts, model.n_state)``.
+    """
+    out = []
+    x = initial
+    with torch.no_grad():
+        for lead in range(n_leads):
+            x = advance(model, x, steps_per_lead, dt, t0=lead * steps_per_lead * dt)
+            out.append(x)
+    return torch.stack(out)
+
+
 def forecast_scores(config: SurrogateConfig, data: TruthData, model: Model) -> dict[str, Any]:
     """Forecast scores of ``model`` from true initial states of the test segment.
 
@@ -104,4 +123,4 @@ def forecast_scores(config: SurrogateConfig, data: TruthData, model: Model) -> d
     }
 
 
-__all__ = ["N_LEADS", "TruthData", "forecast_scores", "make_truth"]
+__all__ = ["N_LEADS", "TruthData", "forecast_scores", "free_forecasts", "make_truth"]

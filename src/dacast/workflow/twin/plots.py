@@ -10,14 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def _save(fig: Figure, path: Path) -> Path:
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110)
-    return path
+from dacast.workflow.figures import save_figure
 
 
 def _title(ds: xr.Dataset) -> str:
@@ -53,7 +48,7 @@ def plot_rmse(ds: xr.Dataset, path: str | Path) -> Path:
     ax.set_xlabel(f"time [{ds['time'].attrs.get('units', '')}]")
     ax.set_ylabel("RMSE / spread")
     ax.legend(loc="upper right", fontsize="small", ncols=2)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_hovmoller(ds: xr.Dataset, path: str | Path) -> Path:
@@ -80,7 +75,7 @@ def plot_hovmoller(ds: xr.Dataset, path: str | Path) -> Path:
         ax.set_xlabel("state index")
     ax_truth.set_ylabel(f"time [{ds['time'].attrs.get('units', '')}]")
     fig.suptitle(_title(ds))
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_attractor(ds: xr.Dataset, path: str | Path) -> Path:
@@ -97,7 +92,7 @@ def plot_attractor(ds: xr.Dataset, path: str | Path) -> Path:
     ax.set_ylabel("x2")
     ax.set_title(_title(ds))
     ax.legend(loc="upper right", fontsize="small")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def make_plots(ds: xr.Dataset, out_dir: str | Path) -> tuple[Path, ...]:
