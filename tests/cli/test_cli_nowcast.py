@@ -34,7 +34,6 @@ TINY_TRAIN = {
 }
 
 
-
 def _ok(result) -> None:  # type: ignore[no-untyped-def]
     assert result.exit_code == 0, result.output
 

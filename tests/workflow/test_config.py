@@ -228,11 +228,11 @@ def test_preset_names_win_over_files_and_suffixless_yaml_loads(tmp_path: Path, m
 
 def test_coupled_lorenz63_parameters_reach_the_model() -> None:
     from dacast.workflow.twin.config import build_model, model_spec_to_dict
-    from dacast.workflow.twin.loader import _model
+    from dacast.workflow.twin.loader import model_spec_from_dict
 
-    spec = _model({"name": "coupled_lorenz63", "omega": 3.0, "damping": 1.5, "x3_star": 0.5}, "truth")
+    spec = model_spec_from_dict({"name": "coupled_lorenz63", "omega": 3.0, "damping": 1.5, "x3_star": 0.5}, "truth")
     model = build_model(spec)
     assert (model.omega, model.damping, model.x3_star) == (3.0, 1.5, 0.5)
-    assert _model(model_spec_to_dict(spec)) == spec
+    assert model_spec_from_dict(model_spec_to_dict(spec)) == spec
     with pytest.raises(ConfigError, match="truth.damping"):
-        _model({"name": "coupled_lorenz63", "damping": "x"}, "truth")
+        model_spec_from_dict({"name": "coupled_lorenz63", "damping": "x"}, "truth")

@@ -1,4 +1,4 @@
-"""`dacast.workflow.nowcast.run`: run configuration, training YAML, the shipped example, in-memory nowcasts."""
+"""`dacast.workflow.nowcast`: run configuration, training YAML, the shipped example, in-memory nowcasts."""
 
 from __future__ import annotations
 
@@ -14,20 +14,19 @@ import yaml
 from dacast.io import list_events
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig
 from dacast.workflow import ConfigError
-from dacast.workflow.nowcast.run import (
+from dacast.workflow.nowcast.config import (
     NowcastRunConfig,
+    extrapolation_config,
+    extrapolation_settings,
     load_train_yaml,
-    make_nowcast,
     parse_floats,
-    score_dataset,
-    scores_table,
     train_config_from_dict,
     with_train_overrides,
 )
-from dacast.workflow.nowcast.train import extrapolation_config, extrapolation_settings
+from dacast.workflow.nowcast.output import score_dataset, scores_table
+from dacast.workflow.nowcast.run import make_nowcast
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nowcast_train.yaml"
-
 
 
 # ----------------------------------------------------------------------------- run configuration

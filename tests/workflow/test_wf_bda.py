@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from dacast.workflow.bda.cycle import run_cycles, threat_scores
 from dacast.workflow.bda.config import (
     BDA_PRESETS,
     BDAConfig,
@@ -18,7 +17,10 @@ from dacast.workflow.bda.config import (
     get_bda_preset,
     load_bda_target,
 )
-from dacast.workflow.bda.run import CHECKPOINT, dask_client, load_checkpoint, run_bda_experiment
+from dacast.workflow.bda.forecast import threat_scores
+from dacast.workflow.bda.output import CHECKPOINT, load_checkpoint
+from dacast.workflow.bda.run import run_bda_experiment, run_cycles
+from dacast.workflow.runtime import dask_client
 from dacast.workflow.twin.config import ConfigError
 
 

@@ -8,6 +8,7 @@ forecast only and says so.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -17,9 +18,9 @@ from rich.table import Table
 from dacast.cli.console import fail
 from dacast.cli.console import out as stdout
 from dacast.workflow.bda.config import BDA_PRESETS, load_bda_target
-from dacast.workflow.bda.run import dask_client, run_bda_experiment
-from dacast.workflow.twin.config import ConfigError
-from dacast.workflow.twin.loader import is_yaml_path
+from dacast.workflow.bda.run import run_bda_experiment
+from dacast.workflow.runtime import dask_client, say
+from dacast.workflow.schema import ConfigError, is_yaml_path
 
 app = typer.Typer(
     name="bda",
@@ -54,29 +55,14 @@ def run(
         raise fail(str(err)) from None
     if workers < 1:
         raise fail(f"--workers must be positive, got {workers}")
-    label = Path(target).stem if is_yaml_path(target) else target
+    label = Path(target).stem if is_yaml_path(target, BDA_PRESETS) else target
     out_dir = out if out is not None else Path("runs") / label
     use_dask = dask or scheduler is not None
 
-    def say(message: str) -> None:
-        stdout.print(f"[yellow]{message}[/]", highlight=False)
-
     try:
-        if use_dask:
-            with dask_client(scheduler, workers=workers) as client:
-                result = run_bda_experiment(
-                    config,
-                    out_dir,
-                    preset=preset,
-                    resume=resume,
-                    client=client,
-                    progress=progress,
-                    plots=plots,
-                    say=say,
-                )
-        else:
+        with dask_client(scheduler, workers=workers) if use_dask else contextlib.nullcontext() as client:
             result = run_bda_experiment(
-                config, out_dir, preset=preset, resume=resume, progress=progress, plots=plots, say=say
+                config, out_dir, preset=preset, resume=resume, client=client, progress=progress, plots=plots, say=say
             )
     except ConfigError as err:
         raise fail(str(err)) from None

@@ -16,3 +16,6 @@ def fail(message: str) -> typer.Exit:
     text = " ".join(str(message).split())
     err.print(f"[bold red]error:[/] {escape(text)}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
+
+
+__all__ = ["err", "fail", "out"]

@@ -13,13 +13,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from dacast.cli.bda import app as bda_app
 from dacast.cli.console import fail
 from dacast.cli.console import out as stdout
-from dacast.cli.bda import app as bda_app
 from dacast.cli.nowcast import app as nowcast_app
 from dacast.cli.surrogate import app as surrogate_app
 from dacast.workflow import PRESETS, ConfigError, load_target, run_experiment
-from dacast.workflow.twin.loader import is_yaml_path
+from dacast.workflow.schema import is_yaml_path
 
 app = typer.Typer(
     name="dacast",
@@ -53,7 +53,7 @@ def run(
         config, preset = load_target(target, members=members, cycles=cycles, seed=seed, device=device)
     except ConfigError as err:
         raise fail(str(err)) from None
-    label = Path(target).stem if is_yaml_path(target) else target
+    label = Path(target).stem if is_yaml_path(target, PRESETS) else target
     out_dir = out if out is not None else Path("runs") / label
     try:
         result = run_experiment(config, out_dir, preset=preset, progress=progress, plots=plots)

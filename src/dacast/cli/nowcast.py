@@ -1,6 +1,7 @@
 """``dacast nowcast run|verify|train``: radar nowcasts from the command line.
 
-Thin wrappers around `dacast.workflow.nowcast.run`. As everywhere in the CLI, bad
+Thin wrappers around `dacast.workflow.nowcast` (``config``, ``run``, ``output``,
+``train``): the commands parse arguments, call them and print. As everywhere in the CLI, bad
 input (unknown source or method, missing radar frames, a bad checkpoint or
 YAML file, invalid values) prints one red ``error:`` line on stderr and exits
 with status 2.
@@ -21,21 +22,19 @@ from rich.table import Table
 from dacast.cli.console import fail
 from dacast.cli.console import out as stdout
 from dacast.io import RadarReadError
-from dacast.workflow.twin.config import ConfigError
-from dacast.workflow.nowcast.run import (
+from dacast.workflow.nowcast.config import (
     METHODS,
     MOTIONS,
-    NowcastResult,
-    NowcastRunConfig,
+    hhmm,
     load_train_yaml,
     parse_floats,
-    parse_time,
-    run_nowcast,
-    scores_table,
-    train_from_spec,
-    verify_nowcast,
+    run_config_from_options,
     with_train_overrides,
 )
+from dacast.workflow.nowcast.output import NowcastResult, scores_table
+from dacast.workflow.nowcast.run import default_out_dir, run_nowcast, verify_nowcast
+from dacast.workflow.nowcast.train import train_from_spec
+from dacast.workflow.schema import ConfigError
 
 app = typer.Typer(
     name="nowcast",
@@ -44,10 +43,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _hhmm(t: np.datetime64) -> str:
-    return str(np.datetime64(t, "m")).replace("T", " ")
 
 
 def _scores_rich(title: str, scores: xr.Dataset) -> Table:
@@ -74,7 +69,7 @@ def _report(result: NowcastResult, title: str) -> None:
         stdout.print(f"[bold]{title}[/]", highlight=False)
         stdout.print("[yellow]no observed frames after the issue time: the nowcast is not scored[/]", highlight=False)
     if result.scores is not None and result.missing_observed:
-        gaps = ", ".join(_hhmm(t)[-5:] for t in result.missing_observed)
+        gaps = ", ".join(hhmm(t)[-5:] for t in result.missing_observed)
         stdout.print(f"[yellow]no observed frame at {gaps} UTC[/]: those leads are not scored", highlight=False)
     p = result.paths
     stdout.print(f"nowcast: {p.nowcast}", highlight=False)
@@ -116,23 +111,20 @@ def run(
     """Nowcast from one issue time; write nowcast.nc, scores (when observed) and plots."""
     out_dir = out
     try:
-        if source is None or start is None:
-            raise ConfigError(f"--{'source' if source is None else 'start'} is required")
-        config = NowcastRunConfig(
+        config = run_config_from_options(
             source=source,
-            start=parse_time(start, "--start"),
+            start=start,
             method=method,
             motion=motion,
-            n_leads=leads,
+            leads=leads,
             past_frames=past_frames,
             checkpoint=checkpoint,
             root=root,
-            thresholds=parse_floats(thresholds, "--thresholds"),
-            scales_km=parse_floats(scales_km, "--scales-km"),
+            thresholds=thresholds,
+            scales_km=scales_km,
             device=device,
         )
-        stamp = str(np.datetime64(config.start, "m")).replace("-", "").replace(":", "").replace("T", "")
-        out_dir = out if out is not None else Path("runs") / "nowcast" / f"{source}-{stamp}-{method}"
+        out_dir = out if out is not None else default_out_dir(config)
         result = run_nowcast(config, out_dir, plots=plots)
     except (ConfigError, RadarReadError) as err:
         raise fail(str(err)) from None
@@ -140,7 +132,7 @@ def run(
         raise fail(f"cannot write the nowcast to {out_dir}: {err}") from None
     ds = result.dataset
     what = method + (f" ({ds.attrs['motion']})" if "motion" in ds.attrs else "")
-    title = f"{source} {_hhmm(config.start)} UTC: {what}, {ds.sizes['lead_time']} leads of 5 min"
+    title = f"{source} {hhmm(config.start)} UTC: {what}, {ds.sizes['lead_time']} leads of 5 min"
     _report(result, title)
 
 

@@ -37,8 +37,11 @@ from dacast.da import (
     EnKFConfig,
     ETKFConfig,
     FilterConfig,
+    GriddedLETKFConfig,
     LETKFConfig,
     analyse,
+    gridded_letkf,
+    gridded_letkf_dask,
     innovation_inflation,
     local_neighbours,
     whiten,
@@ -206,6 +209,27 @@ class FilterAnalyser:
         return analyse(config, prior, obs.y, obs.operator, grid=self.grid, local=self.local, generator=self.generator)
 
 
+@dataclass
+class GriddedAnalyser:
+    """The analyser of gridded ensembles ``(members, var, y, x)``: the gridded LETKF, on Dask tiles with a client.
+
+    An observation set without observations returns the prior unchanged.
+    """
+
+    config: GriddedLETKFConfig
+    dx_km: float
+    client: object | None = None
+
+    def __call__(self, prior: Tensor, obs: Observation, hx: Tensor | None, cycle: int) -> Analysis:
+        """The analysis of ``prior`` ``(members, var, y, x)``; ``hx`` is H(prior) ``(members, n_obs)`` or ``None``."""
+        if obs.operator.n_obs == 0:
+            return Analysis.of(prior, prior.new_zeros(0))
+        y = obs.y.to(device=prior.device, dtype=prior.dtype)
+        if self.client is not None:
+            return gridded_letkf_dask(self.client, prior, y, obs.operator, self.config, dx_km=self.dx_km, hx=hx)
+        return gridded_letkf(prior, y, obs.operator, self.config, dx_km=self.dx_km, hx=hx)
+
+
 def array_observations(y: Tensor, operator: ObsOperator) -> Observations:
     """The stream of a twin: row ``c`` of ``y`` ``(cycles, n_obs)`` with one fixed operator."""
 
@@ -221,6 +245,7 @@ __all__ = [
     "CycleStep",
     "FilterAnalyser",
     "Forecast",
+    "GriddedAnalyser",
     "Observation",
     "Observations",
     "array_observations",

@@ -1,4 +1,9 @@
-"""Settings of the Big Data Assimilation twin (`dacast bda run`), its presets and YAML schema.
+"""Settings of the Big Data Assimilation twin (`dacast bda run`) and its YAML schema.
+
+The presets are defined in `dacast.workflow.bda.presets`; `BDA_PRESETS` (here)
+is their registry. YAML becomes a `BDAConfig` through `dacast.workflow.schema`:
+the file's keys are merged onto the settings of its preset (or of the defaults),
+then every field is checked against its type hint.
 
 YAML schema (every key optional; defaults in parentheses)::
 
@@ -35,9 +40,8 @@ from typing import Any, Literal
 from dacast.da.gridded import GriddedLETKFConfig
 from dacast.models.wursch_craig import WurschCraigConfig
 from dacast.obs.radar import RadarConfig
-from dacast.workflow.twin.config import ConfigError
-from dacast.workflow.twin.loader import _build, _check_keys, _mapping, _merge, is_yaml_path, load_yaml_with
-from dacast.workflow.nowcast.train import _fields
+from dacast.workflow.bda.presets import bda_presets
+from dacast.workflow.schema import Preset, Presets, mapping, merge, parse, require, resolve, with_preset
 
 Dtype = Literal["float32", "float64"]
 
@@ -96,34 +100,32 @@ class BDAConfig:
     letkf: GriddedLETKFConfig = field(default_factory=GriddedLETKFConfig)
 
     def __post_init__(self) -> None:
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise ConfigError(message)
-
-        need(self.members >= 2, f"members must be at least 2, got {self.members}")
-        need(self.grid >= 8, f"grid must be at least 8 points per side, got {self.grid}")
-        need(self.cycles >= 1, f"cycles must be positive, got {self.cycles}")
-        need(self.cycle_seconds > 0, f"cycle_seconds must be positive, got {self.cycle_seconds}")
+        require(self.members >= 2, f"members must be at least 2, got {self.members}")
+        require(self.grid >= 8, f"grid must be at least 8 points per side, got {self.grid}")
+        require(self.cycles >= 1, f"cycles must be positive, got {self.cycles}")
+        require(self.cycle_seconds > 0, f"cycle_seconds must be positive, got {self.cycle_seconds}")
         steps = self.cycle_seconds / self.model.dt
-        need(
+        require(
             abs(steps - round(steps)) < 1e-9 and round(steps) >= 1,
             f"cycle_seconds ({self.cycle_seconds:g}) must be a multiple of the model step model.dt ({self.model.dt:g})",
         )
-        need(self.spinup_minutes >= 0, f"spinup_minutes must be >= 0, got {self.spinup_minutes}")
-        need(self.ensemble_pool >= 1, f"ensemble_pool must be positive, got {self.ensemble_pool}")
-        need(self.ensemble_lag_minutes > 0, f"ensemble_lag_minutes must be positive, got {self.ensemble_lag_minutes}")
-        need(self.forecast_every >= 0, f"forecast_every must be >= 0, got {self.forecast_every}")
-        need(self.forecast_minutes > 0, f"forecast_minutes must be positive, got {self.forecast_minutes}")
+        require(self.spinup_minutes >= 0, f"spinup_minutes must be >= 0, got {self.spinup_minutes}")
+        require(self.ensemble_pool >= 1, f"ensemble_pool must be positive, got {self.ensemble_pool}")
+        require(
+            self.ensemble_lag_minutes > 0, f"ensemble_lag_minutes must be positive, got {self.ensemble_lag_minutes}"
+        )
+        require(self.forecast_every >= 0, f"forecast_every must be >= 0, got {self.forecast_every}")
+        require(self.forecast_minutes > 0, f"forecast_minutes must be positive, got {self.forecast_minutes}")
         for name in ("forecast_members", "free_run_members"):
             value = getattr(self, name)
-            need(value is None or value >= 1, f"{name} must be positive or null, got {value}")
-        need(
+            require(value is None or value >= 1, f"{name} must be positive or null, got {value}")
+        require(
             all(0 <= c < self.cycles for c in self.outage_cycles),
             f"outage_cycles must lie in [0, {self.cycles - 1}], got {list(self.outage_cycles)}",
         )
-        need(self.checkpoint_every >= 1, f"checkpoint_every must be positive, got {self.checkpoint_every}")
-        need(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
-        need(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}")
+        require(self.checkpoint_every >= 1, f"checkpoint_every must be positive, got {self.checkpoint_every}")
+        require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
+        require(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}")
         if (self.model.ny, self.model.nx) != (self.grid, self.grid):
             object.__setattr__(self, "model", replace(self.model, ny=self.grid, nx=self.grid))
 
@@ -154,91 +156,37 @@ class BDAConfig:
         return self.forecast_every > 0 and (cycle + 1) % self.forecast_every == 0
 
 
-@dataclass(frozen=True)
-class BDAPreset:
-    """A named configuration with the one-line story of what it shows."""
+#: A named BDA configuration with the one-line story of what it shows.
+BDAPreset = Preset
 
-    name: str
-    description: str
-    config: BDAConfig
+#: The BDA presets (defined in `dacast.workflow.bda.presets`), in listing order.
+BDA_PRESETS: Presets[BDAConfig] = Presets(bda_presets())
 
-
-# SCALE-LETKF's RTPP 0.95 and 2-km localization are tuned for 1000 members; with 50-100
-# members, less relaxation and a 1-km length halve the rain error of the analysis and keep
-# winds and height closer to the free run (measured: docs/bda.md).
-SMALL_ENSEMBLE_LETKF = GriddedLETKFConfig(localization=1.0, rtpp=0.5)
-# On the 1000-member run, weights every 2nd or 4th point gave the same or slightly lower
-# analysis RMSE than every point (docs/bda.md), at a fraction of the cost.
-MID_LETKF = replace(SMALL_ENSEMBLE_LETKF, weight_stride=2)
+_SECTIONS = ("model", "radar", "letkf")
 
 
-def _presets() -> dict[str, BDAPreset]:
-    small = BDAConfig(
-        members=50,
-        grid=64,
-        spinup_minutes=45.0,
-        ensemble_pool=25,
-        ensemble_lag_minutes=5.0,
-        letkf=SMALL_ENSEMBLE_LETKF,
-    )
-    mid = BDAConfig(members=100, grid=256, forecast_every=20, free_run_members=50, letkf=MID_LETKF)
-    big = replace(
-        mid, members=1000, cycles=10, forecast_every=10, forecast_members=100, letkf=GriddedLETKFConfig(weight_stride=4)
-    )
-    return {
-        p.name: p
-        for p in (
-            BDAPreset("bda-small", "64x64 at 500 m, 50 members, 20 cycles, L=1 km, RTPP 0.5 (runs in CI)", small),
-            BDAPreset(
-                "bda-256",
-                "256x256 at 500 m (128 km), 100 members, 20 cycles, L=1 km, RTPP 0.5, weights every 2nd point",
-                mid,
-            ),
-            BDAPreset(
-                "bda-256-1000",
-                "256x256 at 500 m, 1000 members, 10 cycles, SCALE-LETKF's L=2 km, RTPP 0.95; weights every 4th point",
-                big,
-            ),
-        )
-    }
-
-
-BDA_PRESETS: dict[str, BDAPreset] = _presets()
-
-
-def get_bda_preset(name: str) -> BDAPreset:
+def get_bda_preset(name: str) -> Preset[BDAConfig]:
     """The preset called ``name``; `ConfigError` lists the valid names."""
-    try:
-        return BDA_PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(BDA_PRESETS)}") from None
+    return BDA_PRESETS.get(name)
 
 
-_SECTIONS: dict[str, type] = {"model": WurschCraigConfig, "radar": RadarConfig, "letkf": GriddedLETKFConfig}
-_TOP = tuple(f.name for f in dataclasses.fields(BDAConfig) if f.name not in _SECTIONS)
+def _model_section(value: Any, where: str) -> WurschCraigConfig:
+    """The ``model`` section: `WurschCraigConfig` fields except ``ny``/``nx``, which follow ``grid``."""
+    return parse(WurschCraigConfig, value, where, skip=("ny", "nx"))
 
 
 def bda_config_from_dict(data: Any, base: BDAConfig | None = None) -> BDAConfig:
-    """A validated `BDAConfig` from a YAML mapping (see the module docstring); `ConfigError` on bad input."""
-    data = dict(_mapping(data, "configuration"))
+    """A validated `BDAConfig` from a YAML mapping (see the module docstring); `ConfigError` on bad input.
+
+    The keys of ``data`` override those of its ``preset:``, else of ``base``, else of `BDAConfig`'s
+    defaults; an empty section (``letkf:`` with nothing under it) keeps the base's.
+    """
+    data = {k: v for k, v in mapping(data).items() if not (k in _SECTIONS and v is None)}
     if "preset" in data:
-        preset = data.pop("preset")
-        if not isinstance(preset, str):
-            raise ConfigError(f"preset must be a name, got {preset!r}")
-        base = get_bda_preset(preset).config
-    base = base or BDAConfig()
-    _check_keys(data, ("preset", *_TOP, *_SECTIONS), "configuration")
-    kwargs: dict[str, Any] = _fields(BDAConfig, {k: v for k, v in data.items() if k in _TOP}, "configuration")
-    for name, cls in _SECTIONS.items():
-        current = dataclasses.asdict(getattr(base, name))
-        skip = ("ny", "nx") if name == "model" else ()
-        given = _fields(cls, data.get(name), name, skip=skip)
-        kwargs[name] = _build(cls, _merge(current, given), name)
-    return _build(BDAConfig, {**_plain_top(base), **kwargs}, "configuration")
-
-
-def _plain_top(config: BDAConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in _TOP}
+        merged = with_preset(data, BDA_PRESETS, bda_config_to_dict)
+    else:
+        merged = merge(bda_config_to_dict(base or BDAConfig()), data)
+    return parse(BDAConfig, merged, hooks={WurschCraigConfig: _model_section})
 
 
 def load_bda_target(
@@ -248,19 +196,17 @@ def load_bda_target(
     grid: int | None = None,
     cycles: int | None = None,
     device: str | None = None,
-) -> tuple[BDAConfig, BDAPreset | None]:
-    """A preset name or YAML file, with command-line overrides; `ConfigError` on any problem."""
-    if is_yaml_path(target):
-        config, preset = load_yaml_with(target, bda_config_from_dict), None
-    else:
-        preset = get_bda_preset(str(target))
-        config = preset.config
+) -> tuple[BDAConfig, Preset[BDAConfig] | None]:
+    """A preset name or YAML file, with command-line overrides; `ConfigError` on any problem.
+
+    Returns ``(config, preset)``: ``preset`` is the named preset, ``None`` for a file (even one
+    that starts from a preset: its settings are the file's).
+    """
+    config, preset = resolve(target, BDA_PRESETS, bda_config_from_dict, file_preset=False)
     overrides = {"members": members, "grid": grid, "cycles": cycles, "device": device}
     given = {k: v for k, v in overrides.items() if v is not None}
     if given:
         config = bda_config_from_dict(given, base=config)
-    if config.members < 2:
-        raise ConfigError(f"members must be at least 2, got {config.members}")
     return config, preset
 
 
@@ -281,3 +227,15 @@ def bda_config_to_dict(config: BDAConfig) -> dict[str, Any]:
     for key in ("ny", "nx"):
         out["model"].pop(key, None)
     return out
+
+
+__all__ = [
+    "BDA_PRESETS",
+    "MODEL_DEFAULTS",
+    "BDAConfig",
+    "BDAPreset",
+    "bda_config_from_dict",
+    "bda_config_to_dict",
+    "get_bda_preset",
+    "load_bda_target",
+]

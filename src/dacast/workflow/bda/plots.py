@@ -10,8 +10,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from dacast.obs.radar import reflectivity_dbz
-from dacast.workflow.bda.cycle import VARS
-from dacast.workflow.twin.plots import _save
+from dacast.workflow.bda.forecast import VARS
+from dacast.workflow.figures import save_figure
 
 _UNITS = {"u": "m/s", "v": "m/s", "h": "m", "r": "1"}
 
@@ -36,7 +36,7 @@ def plot_bda_rmse(ds: xr.Dataset, path: str | Path) -> Path:
         ax.set_xlabel("time [min] (cycles of 30 s)")
     axes[0].legend(fontsize="small")
     fig.suptitle(f"RMSE against the truth, {int(ds.attrs['members'])} members")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_threat_score(ds: xr.Dataset, path: str | Path) -> Path:
@@ -53,7 +53,7 @@ def plot_threat_score(ds: xr.Dataset, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     ax.set_title(f"{int(ds.attrs['members'])}-member analyses: 30-min forecasts")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_probability_maps(forecast: dict, path: str | Path, dx_km: float) -> Path:
@@ -79,7 +79,7 @@ def plot_probability_maps(forecast: dict, path: str | Path, dx_km: float) -> Pat
     if image is not None:
         fig.colorbar(image, ax=axes.tolist(), shrink=0.8, label="P(> 30 dBZ)")
     fig.suptitle(f"ensemble probability of > 30 dBZ (red: truth 30 dBZ), forecast from cycle {forecast['cycle']}")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_fields(ds: xr.Dataset, path: str | Path) -> Path:
@@ -107,7 +107,7 @@ def plot_fields(ds: xr.Dataset, path: str | Path) -> Path:
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.colorbar(im2, ax=axes[1].tolist(), shrink=0.8)
     fig.suptitle(f"cycle {int(last['cycle'])}")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def make_bda_plots(ds: xr.Dataset, forecasts: list[dict], out_dir: str | Path) -> tuple[Path, ...]:

@@ -1,39 +1,163 @@
-"""`run_bda_experiment`: the 30-second cycle with checkpoints, netCDF, summary.json and plots.
+"""The Big Data Assimilation twin on the cycle engine: radar volumes every 30 s, a gridded LETKF, forecasts.
 
-Files written to the output directory:
+One cycle (mission S4, after SCALE-LETKF's 30-second cycle), as `dacast.workflow.cycle.cycle` runs it:
 
-* ``checkpoint.pt``: the state after the last completed checkpoint cycle
-  (written atomically; ``resume=True`` continues from it);
-* ``cycles.nc``: per-cycle RMSE and spread per variable (analysis, forecast,
-  free run), observation counts, stage times, and the truth, analysis-mean and
-  analysis-spread fields; extended-forecast threat scores by lead;
-* ``summary.json``: ``rmse_analysis``, ``rmse_free_run``, ``threat_score_30dbz``,
-  ``cycle_seconds`` (by stage), ``members``, ``grid`` and more;
-* ``*.png``: RMSE/spread per cycle, threat score by lead, probability maps.
+1. the ensemble runs 30 s from the last analysis (each member its own noise; member
+   chunks on Dask with a client);
+2. the truth runs 30 s (its own triggering noise) and the radar scans it
+   (reflectivity and Doppler velocity, superobbed to the grid): `RadarTwin`, the
+   observation stream; in a radar outage it says so and there is no analysis;
+3. H(x) of the prior, then the gridded LETKF (`GriddedAnalyser`, Dask tiles with a client);
+4. this module records RMSE and spread against the truth, runs the free ensemble, and
+   every ``forecast_every`` cycles a 30-minute forecast from the analysis
+   (`dacast.workflow.bda.forecast.extended_forecast`).
+
+A run restarted from its checkpoint continues exactly as if never interrupted.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import torch
 import xarray as xr
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor
 
-import dacast
-from dacast.workflow.bda.cycle import STAGES, VARS, CycleState, run_cycles, threat_scores
-from dacast.workflow.bda.config import BDAConfig, BDAPreset, bda_config_to_dict
-from dacast.workflow.twin.config import ConfigError, resolve_device
+from dacast.models.wursch_craig import WurschCraig
+from dacast.obs.radar import RadarOperator, observe_radar
+from dacast.verify import ensemble_spread, rmse
+from dacast.workflow.bda.config import BDAConfig, BDAPreset
+from dacast.workflow.bda.forecast import (
+    CycleState,
+    Forecaster,
+    Seeds,
+    extended_forecast,
+    initial_state,
+    obs_generator,
+)
+from dacast.workflow.bda.output import CHECKPOINT, load_checkpoint, save_checkpoint, summarise, to_dataset
+from dacast.workflow.bda.plots import make_bda_plots
+from dacast.workflow.cycle import CycleStep, GriddedAnalyser, Observation, cycle
+from dacast.workflow.runtime import Say, quiet, resolve_device
+from dacast.workflow.runtime import progress as progress_bar
+from dacast.workflow.schema import ConfigError
 
-CHECKPOINT = "checkpoint.pt"
+
+class RadarTwin:
+    """The observation stream of the twin: advances the truth to cycle ``c`` and scans it with the radar.
+
+    Returns ``None`` (and says so) for the cycles in ``config.outage_cycles``;
+    ``volume`` is the latest radar volume ``(y, operator)`` (persistence and plots use it).
+    """
+
+    def __init__(self, config: BDAConfig, model: WurschCraig, seeds: Seeds, state: CycleState, say: Say) -> None:
+        self.config, self.model, self.seeds, self.state, self.say = config, model, seeds, state, say
+        self.volume: tuple[Tensor, RadarOperator] | None = None
+
+    def __call__(self, c: int) -> Observation | None:
+        """The radar volume valid at the end of cycle ``c`` (0-based), or ``None`` in an outage."""
+        cfg, state = self.config, self.state
+        start = c * cfg.steps_per_cycle
+        state.truth = self.model.forecast(state.truth, cfg.cycle_seconds, seed=self.seeds.truth, start_step=start)
+        if c in cfg.outage_cycles:
+            self.say(f"cycle {c + 1}: no radar data (outage) - forecast only, no analysis")
+            return None
+        y, op = observe_radar(state.truth[0], cfg.model, cfg.radar, obs_generator(self.seeds.obs, c))
+        self.volume = (y, op)
+        return Observation(y=y, operator=op)
+
+
+def _by_var(values: Tensor) -> list[float]:
+    return values.double().cpu().tolist()
+
+
+def _record(config: BDAConfig, step: CycleStep, state: CycleState) -> dict:
+    """Per-cycle diagnostics of ``step`` against the truth in ``state`` (after the free run's forecast)."""
+    truth, prior, posterior = state.truth[0], step.prior, step.posterior
+    op = None if step.observation is None else step.observation.operator
+    dims = (-2, -1)
+    record = {
+        "cycle": step.cycle + 1,
+        "time_s": (step.cycle + 1) * config.cycle_seconds,
+        "outage": step.observation is None,
+        "n_obs_dbz": 0 if op is None else op.n_dbz,
+        "n_obs_vr": 0 if op is None else op.n_vr,
+        "rmse_forecast": _by_var(rmse(prior.mean(0), truth, dims)),
+        "rmse_analysis": _by_var(rmse(posterior.mean(0), truth, dims)),
+        "rmse_free_run": _by_var(rmse(state.free.mean(0), truth, dims)),
+        "spread_forecast": _by_var(ensemble_spread(prior, dims)),
+        "spread_analysis": _by_var(ensemble_spread(posterior, dims)),
+        "seconds_forecast": step.seconds["forecast"],
+        # Simulating the radar volume is the twin's stand-in for receiving it and
+        # is not part of the cycle: the stage time is H(x) of the ensemble.
+        "seconds_observation": step.seconds["observation"],
+        "seconds_letkf": step.seconds["analysis"],
+    }
+    record["seconds_cycle"] = record["seconds_forecast"] + record["seconds_observation"] + record["seconds_letkf"]
+    return record
+
+
+def run_cycles(
+    config: BDAConfig,
+    *,
+    state: CycleState | None = None,
+    client: object | None = None,
+    on_cycle: Callable[[CycleState], None] | None = None,
+    say: Say = quiet,
+) -> CycleState:
+    """Cycle from ``state`` (or from the spun-up initial state) to ``config.cycles``.
+
+    Args:
+        config: run settings.
+        state: a state loaded from a checkpoint; None starts afresh.
+        client: optional ``dask.distributed.Client`` (member-chunk forecasts, LETKF tiles).
+        on_cycle: called after every completed cycle (progress, checkpoints).
+        say: receives one-line notes (radar outages).
+
+    Returns:
+        The final `CycleState`.
+    """
+    device = resolve_device(config.device)
+    model = WurschCraig(config.model)
+    forecaster = Forecaster(model, client)
+    seeds = Seeds.of(config.seed)
+    if state is None:
+        state = initial_state(config, model, forecaster, device)
+    state.truth, state.ensemble, state.free = (t.to(device) for t in (state.truth, state.ensemble, state.free))
+    spc = config.steps_per_cycle
+    radar = RadarTwin(config, model, seeds, state, say)
+
+    def forecast(ensemble: Tensor, c: int) -> Tensor:
+        return forecaster(ensemble, config.cycle_seconds, seed=seeds.pool, start_step=c * spc)
+
+    steps = cycle(
+        state.ensemble,
+        forecast=forecast,
+        observations=radar,
+        analyse=GriddedAnalyser(config.letkf, config.dx_km, client),
+        cycles=range(state.cycle, config.cycles),
+        precompute_hx=True,
+    )
+    for step in steps:
+        c = step.cycle
+        state.free = forecaster(state.free, config.cycle_seconds, seed=seeds.pool, start_step=c * spc)
+        state.ensemble = posterior = step.posterior
+        state.records.append(_record(config, step, state))
+        spread = posterior.std(0) if step.analysis is None else step.analysis.spread
+        state.fields.append(
+            (state.truth[0].float().cpu(), posterior.mean(0).float().cpu(), spread.float().cpu())  # type: ignore[arg-type]
+        )
+        if config.forecast_due(c):
+            state.forecasts.append(
+                extended_forecast(config, model, forecaster, state, volume=radar.volume, cycle=c, seeds=seeds)
+            )
+        state.cycle = c + 1
+        if on_cycle is not None:
+            on_cycle(state)
+    return state
 
 
 @dataclass(frozen=True)
@@ -46,166 +170,6 @@ class BDAResult:
     plots: tuple[Path, ...]
 
 
-@contextlib.contextmanager
-def dask_client(scheduler: str | None = None, workers: int = 2) -> Iterator[object]:
-    """A ``dask.distributed.Client``: to ``scheduler`` when given, else on a new LocalCluster of ``workers``.
-
-    The LocalCluster (one thread per worker process) is closed on exit.
-    """
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError as err:  # pragma: no cover - dask is a dependency
-        raise ConfigError(f"--dask needs dask.distributed: {err}") from None
-    if scheduler:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as err:
-            raise ConfigError(f"cannot connect to the Dask scheduler at {scheduler}: {err}") from None
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
-def save_checkpoint(state: CycleState, config: BDAConfig, path: Path) -> None:
-    """Write ``state`` atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "config": bda_config_to_dict(config),
-            "cycle": state.cycle,
-            "truth": state.truth.cpu(),
-            "ensemble": state.ensemble.cpu(),
-            "free": state.free.cpu(),
-            "records": state.records,
-            "forecasts": state.forecasts,
-            "fields": state.fields,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, config: BDAConfig) -> CycleState:
-    """The state in ``path``; `ConfigError` when it belongs to other settings."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise ConfigError(f"cannot read checkpoint {path}: {err}") from None
-    saved, now = dict(data["config"]), bda_config_to_dict(config)
-    # The number of cycles may grow on resume; everything else must match.
-    saved.pop("cycles", None)
-    now.pop("cycles", None)
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise ConfigError(f"checkpoint {path} was written with other settings (differ: {', '.join(diff)})")
-    return CycleState(
-        cycle=int(data["cycle"]),
-        truth=data["truth"],
-        ensemble=data["ensemble"],
-        free=data["free"],
-        records=list(data["records"]),
-        forecasts=list(data["forecasts"]),
-        fields=list(data["fields"]),
-    )
-
-
-def to_dataset(state: CycleState, config: BDAConfig) -> xr.Dataset:
-    """Per-cycle diagnostics and fields of ``state`` as an `xarray.Dataset`."""
-    recs = state.records
-    cycle = [r["cycle"] for r in recs]
-    n = config.grid
-    coords = {
-        "cycle": cycle,
-        "var": list(VARS),
-        "y": np.arange(n) * config.dx_km,
-        "x": np.arange(n) * config.dx_km,
-    }
-    data: dict[str, tuple] = {}
-    for key in ("rmse_analysis", "rmse_forecast", "rmse_free_run", "spread_analysis", "spread_forecast"):
-        data[key] = (("cycle", "var"), np.array([r[key] for r in recs], dtype=np.float64).reshape(len(recs), 4))
-    for key in ("n_obs_dbz", "n_obs_vr"):
-        data[key] = (("cycle",), np.array([r[key] for r in recs], dtype=np.int64))
-    data["outage"] = (("cycle",), np.array([r["outage"] for r in recs], dtype=np.int8))
-    for stage in (*STAGES, "cycle"):
-        data[f"seconds_{stage}"] = (("cycle",), np.array([r[f"seconds_{stage}"] for r in recs]))
-    if state.fields:
-        for i, name in enumerate(("truth", "analysis_mean", "analysis_spread")):
-            stack = torch.stack([f[i] for f in state.fields]).numpy()
-            data[name] = (("cycle", "var", "y", "x"), stack)
-    ts = threat_scores(state.forecasts)
-    if ts:
-        coords["lead"] = ts["lead_minutes"]
-        for name in ("forecast", "persistence", "ensemble_prob"):
-            data[f"threat_score_{name}"] = (("lead",), np.array(ts[name]))
-    ds = xr.Dataset(data, coords=coords)
-    ds["y"].attrs["units"] = ds["x"].attrs["units"] = "km"
-    if "lead" in ds.coords:
-        ds["lead"].attrs["units"] = "min"
-    ds.attrs.update(
-        title="dacast Big Data Assimilation twin",
-        variables="u, v: m/s; h: m (fluid height); r: rain (dimensionless)",
-        members=config.members,
-        dacast_version=dacast.__version__,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        config=json.dumps(bda_config_to_dict(config)),
-    )
-    return ds
-
-
-def _mean_by_var(recs: list[dict], key: str, skip: int) -> dict[str, float]:
-    use = recs[skip:] or recs
-    arr = np.array([r[key] for r in use], dtype=np.float64)
-    return {v: float(x) for v, x in zip(VARS, arr.mean(0), strict=True)}
-
-
-def summarise(state: CycleState, config: BDAConfig, wall: float, device: str) -> dict:
-    """The ``summary.json`` content: time means over cycles after the first quarter (spin-up of the filter)."""
-    recs = state.records
-    skip = len(recs) // 4
-    assimilated = [r for r in recs if not r["outage"]]
-    stage = {s: float(np.mean([r[f"seconds_{s}"] for r in recs])) for s in STAGES}
-    stage["total"] = float(np.mean([r["seconds_cycle"] for r in recs]))
-    ts = threat_scores(state.forecasts)
-    return {
-        "members": config.members,
-        "grid": [config.grid, config.grid],
-        "dx_m": config.model.dx,
-        "cycles": len(recs),
-        "variables": list(VARS),
-        "rmse_analysis": _mean_by_var(recs, "rmse_analysis", skip),
-        "rmse_forecast": _mean_by_var(recs, "rmse_forecast", skip),
-        "rmse_free_run": _mean_by_var(recs, "rmse_free_run", skip),
-        "spread_analysis": _mean_by_var(recs, "spread_analysis", skip),
-        "rmse_analysis_final": dict(zip(VARS, recs[-1]["rmse_analysis"], strict=True)),
-        "rmse_free_run_final": dict(zip(VARS, recs[-1]["rmse_free_run"], strict=True)),
-        "threat_score_30dbz": {
-            "lead_minutes": ts.get("lead_minutes", []),
-            "forecast": ts.get("forecast", []),
-            "persistence": ts.get("persistence", []),
-            "ensemble_probability": ts.get("ensemble_prob", []),
-            "forecasts_pooled": len(state.forecasts),
-        },
-        "cycle_seconds": stage,
-        "obs_per_cycle": {
-            "dbz": float(np.mean([r["n_obs_dbz"] for r in assimilated])) if assimilated else 0.0,
-            "vr": float(np.mean([r["n_obs_vr"] for r in assimilated])) if assimilated else 0.0,
-        },
-        "outage_cycles": [r["cycle"] for r in recs if r["outage"]],
-        "weight_stride": config.letkf.weight_stride,
-        "device": device,
-        "dtype": config.dtype,
-        "wall_time_s": wall,
-        "dacast_version": dacast.__version__,
-    }
-
-
 def run_bda_experiment(
     config: BDAConfig,
     out_dir: str | Path,
@@ -215,7 +179,7 @@ def run_bda_experiment(
     client: object | None = None,
     progress: bool = True,
     plots: bool = True,
-    say: Callable[[str], None] = print,
+    say: Say = quiet,
 ) -> BDAResult:
     """Run (or resume) the twin; write checkpoint, ``cycles.nc``, ``summary.json`` and plots to ``out_dir``.
 
@@ -240,10 +204,14 @@ def run_bda_experiment(
         say(f"resuming after cycle {state.cycle} of {config.cycles}")
     device = resolve_device(config.device)
     wall0 = time.perf_counter()
-    with _progress(progress, config.cycles, state.cycle if state else 0) as advance:
+    with progress_bar("cycles", config.cycles, enabled=progress, completed=state.cycle if state else 0) as update:
 
         def on_cycle(s: CycleState) -> None:
-            advance(s)
+            r = s.records[-1]
+            update(
+                s.cycle,
+                f"rmse.a h={r['rmse_analysis'][2]:.3g} r={r['rmse_analysis'][3]:.3g}  {r['seconds_cycle']:.2f} s",
+            )
             if s.cycle % config.checkpoint_every == 0 or s.cycle == config.cycles:
                 save_checkpoint(s, config, ckpt)
 
@@ -257,30 +225,8 @@ def run_bda_experiment(
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     figures: tuple[Path, ...] = ()
     if plots:
-        from dacast.workflow.bda.plots import make_bda_plots
-
         figures = make_bda_plots(ds, state.forecasts, out)
     return BDAResult(summary=summary, dataset=ds, out_dir=out, plots=figures)
 
 
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int, done: int) -> Iterator[Callable[[CycleState], None]]:
-    if not enabled:
-        yield lambda _s: None
-        return
-    columns = (
-        TextColumn("[bold]cycles"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[info]}"),
-    )
-    with Progress(*columns, transient=False) as bar:
-        task = bar.add_task("cycles", total=total, completed=done, info="spin-up")
-
-        def advance(s: CycleState) -> None:
-            r = s.records[-1]
-            info = f"rmse.a h={r['rmse_analysis'][2]:.3g} r={r['rmse_analysis'][3]:.3g}  {r['seconds_cycle']:.2f} s"
-            bar.update(task, completed=s.cycle, info=info)
-
-        yield advance
+__all__ = ["BDAResult", "RadarTwin", "run_bda_experiment", "run_cycles"]

@@ -1,6 +1,6 @@
-"""Configuration, presets and YAML loading of the surrogate <-> DA cycle (mission §S2).
+"""Configuration and YAML loading of the surrogate <-> DA cycle (mission §S2); presets in ``presets.py``.
 
-The cycle (`dacast.workflow.surrogate_run.run_surrogate`): iteration 0 runs
+The cycle (`dacast.workflow.surrogate.run.run_surrogate`): iteration 0 runs
 DA with the imperfect model; iteration ``n >= 1`` trains surrogate ``n - 1``
 ("LSTM-0", "LSTM-1", ... as in Goodliff & Miyoshi's talk) on the latest
 analysis trajectory and runs DA again with it as the forecast model.
@@ -53,6 +53,10 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [seed]: 0
     [device]: cpu                  # cpu | cuda | auto (training; DA runs on the CPU)
     [threads]: 1                   # torch CPU threads during the run (null: torch's default)
+
+The ``truth``, ``imperfect`` and filter sections are read like a twin experiment's
+(`dacast.workflow.twin.loader.TWIN_HOOKS`); everything else follows the type hints
+of `SurrogateConfig` (`dacast.workflow.schema.parse`).
 """
 
 from __future__ import annotations
@@ -69,32 +73,28 @@ from dacast.da import AdaptiveInflation, EnKFConfig, ETKFConfig, FilterConfig, L
 from dacast.ml.surrogate import SurrogateKind, SurrogateSpec
 from dacast.ml.surrogate_train import SurrogateTrainConfig
 from dacast.models import Model
-from dacast.workflow.twin.config import (
+from dacast.workflow.schema import (
     ConfigError,
+    Presets,
+    build,
+    load_yaml_with,
+    parse,
+    parse_value,
+    require,
+    resolve,
+    with_preset,
+)
+from dacast.workflow.surrogate.presets import surrogate_presets
+from dacast.workflow.twin.config import (
     ModelSpec,
     ObsSpec,
-    _require,
     build_model,
     filter_to_dict,
     model_spec_to_dict,
     obs_spec_to_dict,
     resolve_device,
 )
-from dacast.workflow.twin.loader import (
-    _bool,
-    _build,
-    _check_keys,
-    _dataclass_section,
-    _filter,
-    _float,
-    _int,
-    _mapping,
-    _merge,
-    _model,
-    _obs,
-    _str,
-    load_yaml_with,
-)
+from dacast.workflow.twin.loader import TWIN_HOOKS
 
 #: Lyapunov time of Lorenz-96 with F = 8 (model time units).
 LYAPUNOV_TIME_L96 = 0.61
@@ -119,10 +119,10 @@ class NetSpec:
 
     def spec(self, n_var: int, dt: float, imperfect: ModelSpec | None = None, base_steps: int = 1) -> SurrogateSpec:
         """The full `SurrogateSpec` (``imperfect`` and ``base_steps``: the base model with ``base="imperfect"``)."""
-        _require(self.base in ("imperfect", "none"), f"net.base must be imperfect or none, got {self.base!r}")
+        require(self.base in ("imperfect", "none"), f"net.base must be imperfect or none, got {self.base!r}")
         base = "none"
         if self.base == "imperfect":
-            _require(imperfect is not None, "net.base 'imperfect' needs the imperfect model")
+            require(imperfect is not None, "net.base 'imperfect' needs the imperfect model")
             assert imperfect is not None
             base = imperfect.name
         try:
@@ -179,48 +179,48 @@ class SurrogateConfig:
     threads: int | None = 1
 
     def __post_init__(self) -> None:
-        _require(math.isfinite(self.dt) and self.dt > 0, f"dt must be > 0, got {self.dt}")
-        _require(self.obs_every > 0, f"obs_every must be > 0, got {self.obs_every}")
-        _require(self.members >= 2, f"members must be >= 2, got {self.members}")
-        _require(self.cycles > 0, f"cycles must be > 0, got {self.cycles}")
-        _require(self.burn_in >= 0, f"burn_in must be >= 0, got {self.burn_in}")
-        _require(self.initial_std >= 0, f"initial_std must be >= 0, got {self.initial_std}")
-        _require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
-        _require(self.tolerance >= 0, f"tolerance must be >= 0, got {self.tolerance}")
-        _require(
+        require(math.isfinite(self.dt) and self.dt > 0, f"dt must be > 0, got {self.dt}")
+        require(self.obs_every > 0, f"obs_every must be > 0, got {self.obs_every}")
+        require(self.members >= 2, f"members must be >= 2, got {self.members}")
+        require(self.cycles > 0, f"cycles must be > 0, got {self.cycles}")
+        require(self.burn_in >= 0, f"burn_in must be >= 0, got {self.burn_in}")
+        require(self.initial_std >= 0, f"initial_std must be >= 0, got {self.initial_std}")
+        require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
+        require(self.tolerance >= 0, f"tolerance must be >= 0, got {self.tolerance}")
+        require(
             all(math.isfinite(f) and f > 0 for f in self.tuned_inflations),
             f"tuned_inflations must be positive numbers, got {list(self.tuned_inflations)}",
         )
-        _require(
+        require(
             self.train_target in ("analysis", "observation"),
             f"train_target must be analysis or observation, got {self.train_target!r}",
         )
-        _require(self.smoother_lag >= 0, f"smoother_lag must be >= 0, got {self.smoother_lag}")
-        _require(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
-        _require(self.test_cycles > 8, f"test_cycles must be > 8, got {self.test_cycles}")
-        _require(self.test_starts >= 1, f"test_starts must be >= 1, got {self.test_starts}")
-        _require(self.free_leads >= 4, f"free_leads must be >= 4, got {self.free_leads}")
-        _require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        _require(self.threads is None or self.threads >= 1, f"threads must be >= 1 or null, got {self.threads}")
-        _require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
-        _require(
+        require(self.smoother_lag >= 0, f"smoother_lag must be >= 0, got {self.smoother_lag}")
+        require(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
+        require(self.test_cycles > 8, f"test_cycles must be > 8, got {self.test_cycles}")
+        require(self.test_starts >= 1, f"test_starts must be >= 1, got {self.test_starts}")
+        require(self.free_leads >= 4, f"free_leads must be >= 4, got {self.free_leads}")
+        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        require(self.threads is None or self.threads >= 1, f"threads must be >= 1 or null, got {self.threads}")
+        require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
+        require(
             self.imperfect.name in ("lorenz63", "lorenz96"),
             f"imperfect.name must be lorenz63 or lorenz96, got {self.imperfect.name!r}",
         )
-        _require(
+        require(
             self.n_var <= self.truth.state_size,
             f"the imperfect model has {self.n_var} variables but the truth only {self.truth.state_size}",
         )
         for f in (self.filter, self.surrogate_filter, self.perfect_filter):
-            _require(
+            require(
                 f is None or isinstance(f, (ETKFConfig, LETKFConfig, EnKFConfig)), "filter must be etkf, letkf or enkf"
             )
             if isinstance(f, LETKFConfig):
-                _require(self.imperfect.name == "lorenz96", "the LETKF needs the Lorenz-96 ring; use etkf or enkf")
-        _require(len(self.obs.state_indices(self.n_var)) > 0, "the observation network is empty")
-        _require(self.burn_cycles + self.net.window + 4 < self.cycles, "cycles is too short for burn_in and window")
+                require(self.imperfect.name == "lorenz96", "the LETKF needs the Lorenz-96 ring; use etkf or enkf")
+        require(len(self.obs.state_indices(self.n_var)) > 0, "the observation network is empty")
+        require(self.burn_cycles + self.net.window + 4 < self.cycles, "cycles is too short for burn_in and window")
         self.surrogate_spec()
-        _require(self.test_starts + self.net.window + 4 < self.test_cycles, "test_cycles is too short for test_starts")
+        require(self.test_starts + self.net.window + 4 < self.test_cycles, "test_cycles is too short for test_starts")
 
     @property
     def n_var(self) -> int:
@@ -273,147 +273,27 @@ def surrogate_config_to_dict(config: SurrogateConfig) -> dict[str, Any]:
     return out
 
 
-# ----------------------------------------------------------------------------- presets
-
-_L63_TRUTH = ModelSpec(name="coupled_lorenz63", omega=2.0, damping=2.0, x3_star=0.0, variant="constant")
-
-SURROGATE_LORENZ63 = SurrogateConfig(
-    name="surrogate-lorenz63",
-    truth=_L63_TRUTH,
-    imperfect=ModelSpec(name="lorenz63"),
-    dt=0.01,
-    obs_every=5,
-    obs=ObsSpec(kind="identity", error_std=0.1),
-    filter=ETKFConfig(inflation=1.1),
-    adaptive_inflation=AdaptiveInflation(weight=0.05),
-    tuned_inflations=(1.1, 1.3, 1.6, 2.0, 3.0, 4.0),
-    members=20,
-    cycles=10000,
-    burn_in=5.0,
-    net=NetSpec(kind="lstm", window=16, hidden=32, base="imperfect", linear_skip=True),
-    train=SurrogateTrainConfig(epochs=60, batch_size=128, lr=3e-3, patience=10),
-    warm_start=True,
-    iterations=30,
-    tolerance=0.005,
-    patience=4,
-)
-
-
-def _l96_obs_indices(seed: int = 2020) -> tuple[int, ...]:
-    gen = torch.Generator().manual_seed(seed)
-    return tuple(sorted(int(i) for i in torch.randperm(40, generator=gen)[:20]))
-
-
-SURROGATE_LORENZ96 = SurrogateConfig(
-    name="surrogate-lorenz96",
-    truth=ModelSpec(name="lorenz96", n_state=40, forcing=8.0),
-    imperfect=ModelSpec(name="lorenz96", n_state=40, forcing=6.0),
-    dt=0.05,
-    obs_every=1,
-    obs=ObsSpec(kind="subset", indices=_l96_obs_indices(), error_std=1.0),
-    filter=ETKFConfig(inflation=1.06),
-    members=30,
-    cycles=3000,
-    burn_in=10.0,
-    net=NetSpec(kind="cnn", window=1, hidden=24, layers=2, kernel=5),
-    train=SurrogateTrainConfig(epochs=40, batch_size=64, lr=3e-3, patience=8),
-    iterations=6,
-    tolerance=0.01,
-    patience=2,
-    test_cycles=1500,
-    test_starts=100,
-    free_leads=80,
-)
-
-SURROGATE_PRESETS: dict[str, SurrogateConfig] = {
-    "surrogate-lorenz63": SURROGATE_LORENZ63,
-    "surrogate-lorenz96": SURROGATE_LORENZ96,
-}
+#: The surrogate presets (defined in `dacast.workflow.surrogate.presets`), in listing order.
+SURROGATE_PRESET_REGISTRY: Presets[SurrogateConfig] = Presets(surrogate_presets(), noun="surrogate preset")
+#: Name -> configuration of every preset.
+SURROGATE_PRESETS: dict[str, SurrogateConfig] = {name: p.config for name, p in SURROGATE_PRESET_REGISTRY.items()}
+SURROGATE_LORENZ63 = SURROGATE_PRESETS["surrogate-lorenz63"]
+SURROGATE_LORENZ96 = SURROGATE_PRESETS["surrogate-lorenz96"]
 
 
 def get_surrogate_preset(name: str) -> SurrogateConfig:
     """The preset ``name``; the error lists valid names."""
-    if name not in SURROGATE_PRESETS:
-        raise ConfigError(f"unknown surrogate preset {name!r}; choose one of: {', '.join(SURROGATE_PRESETS)}")
-    return SURROGATE_PRESETS[name]
-
-
-# ----------------------------------------------------------------------------- YAML
-
-_TOP = tuple(f.name for f in dataclasses.fields(SurrogateConfig))
-_SCALARS: dict[str, Any] = {
-    "name": _str,
-    "dt": _float,
-    "obs_every": _int,
-    "members": _int,
-    "cycles": _int,
-    "burn_in": _float,
-    "initial_std": _float,
-    "train_target": _str,
-    "weight_by_variance": _bool,
-    "smoother_lag": _int,
-    "warm_start": _bool,
-    "iterations": _int,
-    "tolerance": _float,
-    "patience": _int,
-    "test_cycles": _int,
-    "test_starts": _int,
-    "free_leads": _int,
-    "seed": _int,
-    "device": _str,
-    "threads": lambda v, k: None if v is None else _int(v, k),
-}
+    return SURROGATE_PRESET_REGISTRY.get(name).config
 
 
 def surrogate_config_from_dict(data: Any) -> SurrogateConfig:
     """A validated `SurrogateConfig` from the YAML schema of this module (a plain mapping).
 
     Raises:
-        ConfigError: on any invalid key or value; the message is one line.
+        ConfigError: on any invalid key or value; the message is one line and names the key path.
     """
-    data = _mapping(data, "the configuration")
-    if "preset" in data:
-        base = surrogate_config_to_dict(get_surrogate_preset(_str(data["preset"], "preset")))
-        data = _merge(base, {k: v for k, v in data.items() if k != "preset"})
-    _check_keys(data, _TOP, "the configuration")
-    required = [
-        f.name
-        for f in dataclasses.fields(SurrogateConfig)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ConfigError(f"the configuration is missing the required key {missing[0]!r}")
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in _SCALARS:
-            kwargs[key] = _SCALARS[key](value, key)
-        elif key in ("truth", "imperfect"):
-            kwargs[key] = _model(value, key)
-        elif key == "obs":
-            kwargs[key] = _obs(value)
-        elif key in ("filter", "surrogate_filter", "perfect_filter"):
-            kwargs[key] = None if value is None else _filter(value)
-        elif key == "net":
-            kwargs[key] = _build(NetSpec, _dataclass_section(NetSpec, _mapping(value, "net"), "net"), "net")
-        elif key == "tuned_inflations":
-            if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"tuned_inflations must be a list of numbers, got {value!r}")
-            kwargs[key] = tuple(_float(v, key) for v in value)
-        elif key == "adaptive_inflation":
-            kwargs[key] = (
-                None
-                if value is None
-                else _build(
-                    AdaptiveInflation,
-                    _dataclass_section(AdaptiveInflation, _mapping(value, key), key),
-                    key,
-                )
-            )
-        elif key == "train":
-            sec = _mapping(value, "train")
-            kwargs[key] = _build(SurrogateTrainConfig, _dataclass_section(SurrogateTrainConfig, sec, "train"), "train")
-    return _build(SurrogateConfig, kwargs, "configuration")
+    data = with_preset(data, SURROGATE_PRESET_REGISTRY, surrogate_config_to_dict)
+    return parse(SurrogateConfig, data, hooks=TWIN_HOOKS)
 
 
 def load_surrogate_yaml(path: str | Path) -> SurrogateConfig:
@@ -425,16 +305,13 @@ def load_surrogate_target(
     target: str | Path, *, iterations: int | None = None, device: str | None = None
 ) -> SurrogateConfig:
     """A preset name or a YAML path, with the CLI overrides applied (validated again)."""
-    is_yaml = not (isinstance(target, str) and target in SURROGATE_PRESETS) and (
-        Path(target).suffix.lower() in (".yaml", ".yml") or Path(target).is_file()
-    )
-    config = load_surrogate_yaml(target) if is_yaml else get_surrogate_preset(str(target))
+    config, _ = resolve(target, SURROGATE_PRESET_REGISTRY, surrogate_config_from_dict)
     changes: dict[str, Any] = {}
     if iterations is not None:
-        changes["iterations"] = _int(iterations, "iterations")
+        changes["iterations"] = parse_value(int, iterations, "iterations")
     if device is not None:
         changes["device"] = device
-    return _build(lambda **kw: dataclasses.replace(config, **kw), changes, "override")
+    return build(lambda **kw: dataclasses.replace(config, **kw), changes)
 
 
 __all__ = [
@@ -442,6 +319,7 @@ __all__ = [
     "SURROGATE_LORENZ63",
     "SURROGATE_LORENZ96",
     "SURROGATE_PRESETS",
+    "SURROGATE_PRESET_REGISTRY",
     "NetSpec",
     "SurrogateConfig",
     "get_surrogate_preset",

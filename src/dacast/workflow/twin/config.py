@@ -4,39 +4,44 @@
 ensemble initialisation, observation network, filter, sizes, seed and device.
 Everything is validated when the object is made; bad values raise `ConfigError`
 with one line that names the offending field. YAML files and preset names are
-turned into a `TwinConfig` by `dacast.workflow.twin.loader` and
-`dacast.workflow.twin.presets`; the library itself only ever sees this object.
+turned into a `TwinConfig` by `dacast.workflow.twin.loader` (through
+`dacast.workflow.schema`) and `dacast.workflow.twin.presets`; the library itself
+only ever sees this object. Model and filter names resolve through the registries
+`dacast.models.get_model` and `dacast.da.get_filter`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, is_dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
 from dacast._device import resolve_device as _resolve_device
-from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, FreeRunConfig, LETKFConfig, Localization
-from dacast.models import CoupledLorenz63, Lorenz63, Lorenz96, Model
+from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, FreeRunConfig, LETKFConfig, Localization, get_filter
+from dacast.models import Model, get_model
 from dacast.obs import Grid, IndexObs, every_kth, identity, subset
-from dacast.workflow.schema import ConfigError, require
+from dacast.workflow.schema import ConfigError, lookup, require
 
 ModelName = Literal["lorenz63", "lorenz96", "coupled_lorenz63"]
+FilterKind = Literal["etkf", "letkf", "enkf", "free"]
 ObsKind = Literal["identity", "subset", "every_kth"]
 Device = Literal["cpu", "cuda", "auto"]
 DType = Literal["float64", "float32"]
 
-MODEL_NAMES: tuple[str, ...] = ("lorenz63", "lorenz96", "coupled_lorenz63")
-OBS_KINDS: tuple[str, ...] = ("identity", "subset", "every_kth")
-DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
-DTYPES: tuple[str, ...] = ("float64", "float32")
-FILTER_NAMES: dict[type, str] = {
-    ETKFConfig: "etkf",
-    LETKFConfig: "letkf",
-    EnKFConfig: "enkf",
-    FreeRunConfig: "free",
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
+#: The `ModelSpec` fields each model's constructor takes (the keys its YAML ``model:`` section may have).
+MODEL_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "lorenz63": (),
+    "lorenz96": ("n_state", "forcing"),
+    "coupled_lorenz63": ("variant", "omega", "damping", "x3_star"),
 }
+OBS_KINDS: tuple[str, ...] = get_args(ObsKind)
+DEVICES: tuple[str, ...] = get_args(Device)
+DTYPES: tuple[str, ...] = get_args(DType)
+#: Filter config class -> its registry name in `dacast.da.get_filter`.
+FILTER_NAMES: dict[type, str] = {get_filter(kind): kind for kind in get_args(FilterKind)}
 
 #: ``sqrt(mean over state of the climatological variance)`` measured from a
 #: 16-member, 4000-step run of each model with default parameters (dacast 0.1.0).
@@ -51,6 +56,7 @@ CLIMATOLOGICAL_STD: dict[str, float] = {
 DIVERGENCE_FACTOR = 10.0
 
 
+#: The former name of `dacast.workflow.schema.require`, still imported by some modules.
 _require = require
 
 
@@ -262,18 +268,15 @@ class TwinConfig:
 
 
 def build_model(spec: ModelSpec) -> Model:
-    """The model object a `ModelSpec` describes."""
-    if spec.name == "lorenz63":
-        return Lorenz63()
-    if spec.name == "coupled_lorenz63":
-        return CoupledLorenz63(omega=spec.omega, damping=spec.damping, x3_star=spec.x3_star, variant=spec.variant)
-    return Lorenz96(n_state=spec.n_state, forcing=spec.forcing)
+    """The model object a `ModelSpec` describes (its constructor from `dacast.models.get_model`)."""
+    constructor = lookup(get_model, spec.name, "model.name")
+    return constructor(**{key: getattr(spec, key) for key in MODEL_PARAMETERS[spec.name]})
 
 
 def model_grid(spec: ModelSpec) -> Grid | None:
     """Grid-point coordinates for localization (Lorenz-96's periodic ring), else ``None``."""
-    if spec.name == "lorenz96":
-        return Lorenz96(n_state=spec.n_state, forcing=spec.forcing).grid()
+    if spec.gridded:
+        return build_model(spec).grid()  # type: ignore[attr-defined]
     return None
 
 
@@ -336,12 +339,7 @@ def filter_to_dict(config: FilterConfig) -> dict[str, Any]:
 
 def model_spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     """The keys of ``spec`` that apply to its model (the YAML ``model:`` section)."""
-    out: dict[str, Any] = {"name": spec.name}
-    if spec.name == "lorenz96":
-        out |= {"n_state": spec.n_state, "forcing": spec.forcing}
-    if spec.name == "coupled_lorenz63":
-        out |= {"variant": spec.variant, "omega": spec.omega, "damping": spec.damping, "x3_star": spec.x3_star}
-    return out
+    return {"name": spec.name, **{key: getattr(spec, key) for key in MODEL_PARAMETERS[spec.name]}}
 
 
 def obs_spec_to_dict(spec: ObsSpec) -> dict[str, Any]:
@@ -355,7 +353,7 @@ def obs_spec_to_dict(spec: ObsSpec) -> dict[str, Any]:
 
 
 def config_to_dict(config: TwinConfig) -> dict[str, Any]:
-    """JSON/YAML-serialisable form of ``config``; `dacast.workflow.loader.config_from_dict` inverts it."""
+    """JSON/YAML-serialisable form of ``config``; `dacast.workflow.twin.loader.config_from_dict` inverts it."""
     out = _plain(config)
     out["filter"] = filter_to_dict(config.filter)
     out["model"] = model_spec_to_dict(config.model)
@@ -364,6 +362,9 @@ def config_to_dict(config: TwinConfig) -> dict[str, Any]:
 
 
 __all__ = [
+    "FILTER_NAMES",
+    "MODEL_NAMES",
+    "MODEL_PARAMETERS",
     "ConfigError",
     "EnKFConfig",
     "ETKFConfig",
@@ -380,5 +381,7 @@ __all__ = [
     "default_divergence_threshold",
     "filter_to_dict",
     "model_grid",
+    "model_spec_to_dict",
+    "obs_spec_to_dict",
     "resolve_device",
 ]

@@ -16,33 +16,13 @@ tuning" line). Differences that remain, and why they are harmless:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from dacast.da import ETKFConfig, LETKFConfig, Localization
-from dacast.workflow.twin.config import ConfigError, ModelSpec, ObsSpec, TwinConfig
+from dacast.workflow.schema import Preset, Presets
+from dacast.workflow.twin.config import ModelSpec, ObsSpec, TwinConfig
 
 _DAPPER = "DAPPER 1.7.1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Preset:
-    """A named, documented twin experiment.
-
-    Attributes:
-        name: registry name, e.g. ``"lorenz96-letkf"``.
-        description: one line for listings.
-        config: the experiment.
-        expected_rmse_analysis: time-mean analysis RMSE after burn-in that the
-            source reports (state units); ``None`` where there is no literature value.
-        source: where the set-up and the expected value come from.
-    """
-
-    name: str
-    description: str
-    config: TwinConfig
-    expected_rmse_analysis: float | None
-    source: str
-
 
 _L63 = ModelSpec(name="lorenz63")
 _L96 = ModelSpec(name="lorenz96", n_state=40, forcing=8.0)
@@ -62,7 +42,7 @@ _SAKOV2008 = TwinConfig(
     seed=3000,
 )
 
-_PRESETS: tuple[Preset, ...] = (
+_PRESETS: tuple[Preset[TwinConfig], ...] = (
     Preset(
         name="lorenz63-etkf",
         description="Lorenz-63, all 3 observed every 25 steps (R = 2I), ETKF N=10, inflation 1.02",
@@ -117,7 +97,8 @@ _PRESETS: tuple[Preset, ...] = (
     ),
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+#: The twin presets, in listing order (a `Preset` carries the expected analysis RMSE and its source).
+PRESETS: Presets[TwinConfig] = Presets(_PRESETS)
 
 
 def preset_names() -> list[str]:
@@ -125,12 +106,9 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def get_preset(name: str) -> Preset:
+def get_preset(name: str) -> Preset[TwinConfig]:
     """The preset called ``name``; an unknown name raises `ConfigError` listing the valid ones."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+    return PRESETS.get(name)
 
 
 __all__ = ["PRESETS", "Preset", "get_preset", "preset_names"]

@@ -1,0 +1,377 @@
+"""Settings of the radar nowcasts: one run (`NowcastRunConfig`) and a ConvLSTM training (`NowcastTrainSpec`).
+
+A run comes from Python or from the options of ``dacast nowcast run``
+(`run_config_from_options`). A training comes from YAML through
+`dacast.workflow.schema` (`load_train_yaml`); the keys of ``model``, ``loss``,
+``discriminator``, ``samples`` and ``training`` are the fields of
+`dacast.ml.ConvLSTMConfig`, `NowcastLossConfig`, `DiscriminatorConfig`,
+`NowcastDataConfig` and `NowcastTrainConfig`, with their defaults (keys in
+``[brackets]`` are optional)::
+
+    data:
+      [root]: null                 # radar root; null: dacast.io.default_radar_root()
+      train:                       # time ranges read for training (inclusive, UTC)
+        - {source: mch, start: "2015-05-15T15:45", end: "2015-05-15T17:20"}
+      validation:                  # held-back ranges; must not overlap a training range
+        - {source: knmi, start: "2010-08-26T02:30", end: "2010-08-26T03:45"}
+    [extrapolation]:               # input of the "obs + nowcasting" model (model.use_extrapolation)
+      [motion]: trec               # trec | farneback | dis
+      [motion_options]: {}         # fields of TRECConfig / OpticalFlowConfig (not 'method')
+      [n_frames]: 3                # and the other fields of dacast.nowcast.ExtrapolationConfig
+    [model]: {t_in: 4, t_out: 12, hidden_channels: [16, 32, 64], use_extrapolation: true}
+    [loss]: {huber_weight: 1.0, nonlocal_weight: 0.1, adversarial_weight: 0.02}
+    [discriminator]: {channels: [16, 32, 64], n_frames: 4}
+    [samples]: {min_valid_fraction: 0.9, min_rain_fraction: 0.05, samples_per_epoch: 1000}
+    [training]: {batch_size: 8, max_steps: 300, crop_size: 128, lr: 1.0e-3, device: auto, val_every: 50}
+    checkpoint_dir: runs/nowcast-convlstm   # relative paths are taken from the current folder
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+import numpy as np
+import torch
+
+from dacast.io import SOURCES, Source, default_radar_root
+from dacast.io.sources import TimeLike, to_datetime64
+from dacast.ml import ConvLSTMConfig, DiscriminatorConfig, NowcastDataConfig, NowcastLossConfig, NowcastTrainConfig
+from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig
+from dacast.nowcast.registry import MOTION_METHODS, NOWCAST_METHODS
+from dacast.workflow.schema import (
+    ConfigError,
+    build,
+    check_keys,
+    load_yaml_with,
+    mapping,
+    parse,
+    parse_value,
+    require,
+    require_keys,
+)
+
+Method = Literal["extrapolation", "persistence", "convlstm"]
+Motion = Literal["trec", "farneback", "dis"]
+Device = Literal["auto", "cpu", "cuda"]
+#: The methods of `dacast.nowcast.get_method`'s nowcast table, and the trained ConvLSTM.
+METHODS: tuple[str, ...] = (*NOWCAST_METHODS, "convlstm")
+#: The motion estimators of `dacast.nowcast.get_method`.
+MOTIONS: tuple[str, ...] = tuple(MOTION_METHODS)
+DEVICES: tuple[str, ...] = get_args(Device)
+TIMESTEP_MIN = 5
+DEFAULT_LEADS = 12
+
+
+def hhmm(t: np.datetime64) -> str:
+    """``2015-05-15 16:30``: a time to the minute."""
+    return str(np.datetime64(t, "m")).replace("T", " ")
+
+
+def parse_time(value: TimeLike, where: str = "start") -> np.datetime64:
+    """A UTC time (ISO string, naive = UTC) on the 5-min grid, as ``datetime64[ns]``; else `ConfigError`."""
+    try:
+        t = to_datetime64(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be an ISO time such as 2015-05-15T16:30, got {value!r}") from None
+    minutes = (t - t.astype("datetime64[D]")) / np.timedelta64(1, "m")
+    require(minutes % TIMESTEP_MIN == 0, f"{where} {hhmm(t)} is not on the {TIMESTEP_MIN}-min grid of the radar")
+    return t
+
+
+def parse_floats(text: str, where: str) -> tuple[float, ...]:
+    """``"1,5"`` -> ``(1.0, 5.0)``: positive, finite numbers; else `ConfigError`."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{where} must be comma-separated numbers such as 1,5, got {text!r}") from None
+    require(bool(values), f"{where} must name at least one value, got {text!r}")
+    require(all(np.isfinite(v) and v > 0 for v in values), f"{where} must be positive numbers, got {text!r}")
+    return values
+
+
+def check_device(device: str) -> None:
+    """`ConfigError` unless ``device`` is one of `DEVICES` and, for ``"cuda"``, CUDA is available."""
+    require(device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {device!r}")
+    require(device != "cuda" or torch.cuda.is_available(), "device 'cuda' asked for, but CUDA is not available")
+
+
+def radar_root(root: Path | None) -> Path:
+    """``root`` when it is a folder, `dacast.io.default_radar_root` for ``None``; else `ConfigError`."""
+    if root is None:
+        try:
+            return default_radar_root()
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from None
+    require(Path(root).is_dir(), f"radar root {root} is not an existing folder")
+    return Path(root)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NowcastRunConfig:
+    """One nowcast at one issue time.
+
+    Attributes:
+        source: ``"mch"``, ``"fmi"`` or ``"knmi"``.
+        start: issue time ``t0`` (UTC), the last observed frame; ISO strings are parsed.
+        method: ``"extrapolation"``, ``"persistence"`` or ``"convlstm"``.
+        motion: motion estimator of the extrapolation (``"trec"``, ``"farneback"``, ``"dis"``);
+            None: ``"trec"``, or for ``convlstm`` the one the checkpoint was trained with.
+        n_leads: lead times of 5 min; None: 12, or the checkpoint's ``t_out``.
+        past_frames: frames used for the motion of ``extrapolation`` (>= 2).
+        checkpoint: ``convlstm`` only: a ``.pt`` file or checkpoint folder of `dacast.ml.train_nowcast`.
+        root: radar root; None: `dacast.io.default_radar_root`.
+        thresholds: score thresholds [mm/h].
+        scales_km: FSS windows [km].
+        device: ``convlstm`` only: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    """
+
+    source: Source
+    start: TimeLike
+    method: Method = "extrapolation"
+    motion: Motion | None = None
+    n_leads: int | None = None
+    past_frames: int = 3
+    checkpoint: Path | None = None
+    root: Path | None = None
+    thresholds: tuple[float, ...] = (1.0, 5.0)
+    scales_km: tuple[float, ...] = (10.0,)
+    device: Device = "auto"
+
+    def __post_init__(self) -> None:
+        require(self.source in SOURCES, f"unknown radar source {self.source!r}; choose one of: {', '.join(SOURCES)}")
+        object.__setattr__(self, "start", parse_time(self.start))
+        require(self.method in METHODS, f"unknown method {self.method!r}; choose one of: {', '.join(METHODS)}")
+        require(
+            self.motion is None or self.motion in MOTIONS,
+            f"unknown motion method {self.motion!r}; choose one of: {', '.join(MOTIONS)}",
+        )
+        require(self.motion is None or self.method != "persistence", "a motion method does not apply to persistence")
+        require(self.n_leads is None or self.n_leads >= 1, f"leads must be >= 1, got {self.n_leads}")
+        require(self.past_frames >= 2, f"too few past frames: past_frames must be >= 2, got {self.past_frames}")
+        if self.method == "convlstm":
+            require(self.checkpoint is not None, "method convlstm needs a checkpoint (--checkpoint PATH)")
+        else:
+            require(self.checkpoint is None, f"a checkpoint applies to method convlstm only, not {self.method}")
+        for name in ("thresholds", "scales_km"):
+            values = getattr(self, name)
+            require(bool(values) and min(values) > 0, f"{name} must be positive, got {values}")
+        require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+
+
+def run_config_from_options(
+    *,
+    source: str | None,
+    start: str | None,
+    method: str = "extrapolation",
+    motion: str | None = None,
+    leads: int | None = None,
+    past_frames: int = 3,
+    checkpoint: Path | None = None,
+    root: Path | None = None,
+    thresholds: str = "1,5",
+    scales_km: str = "10",
+    device: str = "auto",
+) -> NowcastRunConfig:
+    """The run configuration from the option values of ``dacast nowcast run`` (errors name the options)."""
+    if source is None or start is None:
+        raise ConfigError(f"--{'source' if source is None else 'start'} is required")
+    return NowcastRunConfig(
+        source=source,  # type: ignore[arg-type]  # checked by NowcastRunConfig
+        start=parse_time(start, "--start"),
+        method=method,  # type: ignore[arg-type]
+        motion=motion,  # type: ignore[arg-type]
+        n_leads=leads,
+        past_frames=past_frames,
+        checkpoint=checkpoint,
+        root=root,
+        thresholds=parse_floats(thresholds, "--thresholds"),
+        scales_km=parse_floats(scales_km, "--scales-km"),
+        device=device,  # type: ignore[arg-type]
+    )
+
+
+# ----------------------------------------------------------------------------- training
+
+_TRAIN_SECTIONS = ("extrapolation", "model", "loss", "discriminator", "samples", "training")
+
+
+def _section(data: Any, key: str) -> Any:
+    """An optional section: ``{}`` when absent or empty."""
+    return {} if data.get(key) is None else data[key]
+
+
+def extrapolation_config(settings: Any, where: str = "extrapolation") -> ExtrapolationConfig:
+    """`ExtrapolationConfig` from ``{motion, motion_options, n_frames, ...}`` (see the module docstring)."""
+    settings = mapping(settings, where)
+    motion = settings.get("motion", "trec")
+    if motion not in MOTION_METHODS:
+        raise ConfigError(f"unknown motion method {motion!r} in {where}; choose one of: {', '.join(MOTIONS)}")
+    options = _section(settings, "motion_options")
+    if motion == "trec":
+        motion_config: Any = parse(TRECConfig, options, f"{where}.motion_options")
+    else:
+        motion_config = parse(OpticalFlowConfig, options, f"{where}.motion_options", fixed={"method": motion})
+    tags = ("motion", "motion_options")
+    return parse(ExtrapolationConfig, settings, where, fixed={"motion": motion_config}, tags=tags)
+
+
+def extrapolation_settings(config: ExtrapolationConfig) -> dict[str, Any]:
+    """The inverse of `extrapolation_config`: a JSON/YAML-ready dict."""
+    d = dataclasses.asdict(config)
+    options = d.pop("motion")
+    motion = "trec" if isinstance(config.motion, TRECConfig) else options.pop("method")
+    return {"motion": motion, "motion_options": options, **d}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeRange:
+    """Frames of one source from ``start`` to ``end`` inclusive, every 5 min (UTC)."""
+
+    source: str
+    start: np.datetime64
+    end: np.datetime64
+
+    def __post_init__(self) -> None:
+        require(self.source in SOURCES, f"unknown radar source {self.source!r}; choose one of: {', '.join(SOURCES)}")
+        require(self.end >= self.start, f"range {self}: end is before start")
+
+    @property
+    def n_frames(self) -> int:
+        """Frames in the range, both ends included."""
+        return int((self.end - self.start) // np.timedelta64(TIMESTEP_MIN, "m")) + 1
+
+    def overlaps(self, other: TimeRange) -> bool:
+        """Whether ``other`` shares a frame with this range."""
+        return self.source == other.source and self.start <= other.end and other.start <= self.end
+
+    def __str__(self) -> str:
+        return f"{self.source} {str(self.start)[:16]}..{str(self.end)[:16]}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NowcastTrainSpec:
+    """Everything `dacast.workflow.nowcast.train.train_from_spec` needs.
+
+    Attributes:
+        train: training time ranges.
+        validation: held-back validation ranges (no overlap with ``train``).
+        config: the `NowcastTrainConfig` (its ``checkpoint_dir`` is where checkpoints go).
+        extrapolation: extrapolation settings of the model's extra input (used when
+            ``config.model.use_extrapolation``).
+        root: radar root (None: `dacast.io.default_radar_root`).
+    """
+
+    train: tuple[TimeRange, ...]
+    validation: tuple[TimeRange, ...]
+    config: NowcastTrainConfig
+    extrapolation: ExtrapolationConfig = dataclasses.field(default_factory=ExtrapolationConfig)
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        require(bool(self.train and self.validation), "data needs at least one train and one validation range")
+        require(self.config.checkpoint_dir is not None, "checkpoint_dir is required")
+        window = self.config.data_config.window
+        for kind, ranges in (("train", self.train), ("validation", self.validation)):
+            for r in ranges:
+                require(
+                    r.n_frames >= window,
+                    f"data.{kind} range {r} has {r.n_frames} frames; one sample needs t_in + t_out = {window}",
+                )
+        for v in self.validation:
+            for t in self.train:
+                require(not v.overlaps(t), f"validation range {v} overlaps training range {t}")
+        model = self.config.model
+        require(
+            not model.use_extrapolation or (model.extra_channels == 1 and model.t_in >= 2),
+            "model.use_extrapolation needs model.extra_channels = 1 and model.t_in >= 2",
+        )
+
+
+def _ranges(value: Any, where: str) -> tuple[TimeRange, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{where} must be a non-empty list of {{source, start, end}}, got {value!r}")
+    hooks = {np.datetime64: parse_time}
+    return tuple(parse(TimeRange, item, f"{where}[{i}]", hooks=hooks) for i, item in enumerate(value))
+
+
+def train_config_from_dict(data: Any) -> NowcastTrainSpec:
+    """A validated `NowcastTrainSpec` from the YAML schema of this module (a plain mapping)."""
+    data = mapping(data)
+    check_keys(data, ("data", *_TRAIN_SECTIONS, "checkpoint_dir"))
+    require_keys(data, ("data", "checkpoint_dir"))
+    ranges = mapping(data["data"], "data")
+    check_keys(ranges, ("root", "train", "validation"), "data")
+    require_keys(ranges, ("train", "validation"), "data")
+    model = parse(ConvLSTMConfig, _section(data, "model"), "model")
+    fixed = {
+        "model": model,
+        "loss": parse(NowcastLossConfig, _section(data, "loss"), "loss"),
+        "discriminator": parse(DiscriminatorConfig, _section(data, "discriminator"), "discriminator"),
+        "data": None,
+        "checkpoint_dir": parse_value(Path, data["checkpoint_dir"], "checkpoint_dir"),
+    }
+    config = parse(NowcastTrainConfig, _section(data, "training"), "training", fixed=fixed)
+    if data.get("samples") is not None:
+        cut = {"t_in": model.t_in, "t_out": model.t_out, "crop_size": config.crop_size}
+        samples = parse(NowcastDataConfig, data["samples"], "samples", fixed=cut)
+        config = build(lambda **kw: dataclasses.replace(config, **kw), {"data": samples}, "samples")
+    return build(
+        NowcastTrainSpec,
+        {
+            "train": _ranges(ranges["train"], "data.train"),
+            "validation": _ranges(ranges["validation"], "data.validation"),
+            "config": config,
+            "extrapolation": extrapolation_config(_section(data, "extrapolation")),
+            "root": parse_value(Path | None, ranges.get("root"), "data.root"),
+        },
+    )
+
+
+def load_train_yaml(path: str | Path) -> NowcastTrainSpec:
+    """A validated `NowcastTrainSpec` from a YAML file; every problem raises a one-line `ConfigError`."""
+    return load_yaml_with(path, train_config_from_dict)
+
+
+def with_train_overrides(
+    spec: NowcastTrainSpec,
+    *,
+    device: str | None = None,
+    max_steps: int | None = None,
+    checkpoint_dir: str | Path | None = None,
+) -> NowcastTrainSpec:
+    """``spec`` with the device, step count or checkpoint folder replaced (validated again)."""
+    changes: dict[str, Any] = {}
+    if device is not None:
+        changes["device"] = parse_value(get_type_hints(NowcastTrainConfig)["device"], device, "device")
+    if max_steps is not None:
+        changes["max_steps"] = max_steps
+    if checkpoint_dir is not None:
+        changes["checkpoint_dir"] = Path(checkpoint_dir)
+    config = build(lambda **kw: dataclasses.replace(spec.config, **kw), changes)
+    return dataclasses.replace(spec, config=config)
+
+
+__all__ = [
+    "DEFAULT_LEADS",
+    "DEVICES",
+    "METHODS",
+    "MOTIONS",
+    "TIMESTEP_MIN",
+    "NowcastRunConfig",
+    "NowcastTrainSpec",
+    "TimeRange",
+    "check_device",
+    "extrapolation_config",
+    "extrapolation_settings",
+    "hhmm",
+    "load_train_yaml",
+    "parse_floats",
+    "parse_time",
+    "radar_root",
+    "run_config_from_options",
+    "train_config_from_dict",
+    "with_train_overrides",
+]

@@ -1,0 +1,214 @@
+"""What a nowcast run leaves behind: the Dataset, the score table (CSV and netCDF) and the plots.
+
+Files of a run (in the output folder):
+
+* ``nowcast.nc``: ``forecast`` ``(lead_time, y, x)`` [mm/h], ``observed`` at the
+  same valid times when any was found (NaN for a missing frame),
+  ``last_observed`` ``(y, x)``, the frame at the issue time ``t0``; coordinates
+  and attributes of the radar frames (projection, attribution, ...) plus the
+  method, motion, issue time and checkpoint;
+* ``scores.csv`` and ``scores.nc`` (`dacast.verify.score_nowcast` over the
+  pixels valid at ``t0`` and at the valid time), when observations exist;
+* ``panel.png`` (observed vs forecast), ``nowcast.gif``, ``skill.png``.
+
+Scores and plots are made from ``nowcast.nc`` alone, so
+`dacast.workflow.nowcast.run.verify_nowcast` regenerates them at any time.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from dacast import __version__
+from dacast.verify import plot_frames, plot_skill, save_nowcast_gif, score_nowcast
+from dacast.workflow.nowcast.config import TIMESTEP_MIN, hhmm
+from dacast.workflow.schema import ConfigError
+
+NOWCAST_FILE = "nowcast.nc"
+SCORES_CSV = "scores.csv"
+SCORES_NC = "scores.nc"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NowcastPaths:
+    """Files written by `run_nowcast` / `verify_nowcast` (None / empty when not written)."""
+
+    nowcast: Path | None = None
+    scores_csv: Path | None = None
+    scores_nc: Path | None = None
+    plots: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class NowcastResult:
+    """A nowcast and its scores.
+
+    Attributes:
+        dataset: ``forecast`` (lead_time, y, x) [mm/h], ``observed`` (if any), ``last_observed`` (y, x).
+        scores: `dacast.verify.score_nowcast` Dataset, None without observations.
+        missing_observed: valid times without an observed frame (not scored).
+        paths: files written.
+    """
+
+    dataset: xr.Dataset
+    scores: xr.Dataset | None
+    missing_observed: tuple[np.datetime64, ...] = ()
+    paths: NowcastPaths = field(default_factory=NowcastPaths)
+
+
+def nowcast_dataset(
+    past: xr.DataArray,
+    forecast: torch.Tensor | np.ndarray,
+    observed: xr.DataArray | None,
+    *,
+    info: dict[str, str | int],
+) -> xr.Dataset:
+    """The Dataset written to ``nowcast.nc`` (see the module docstring).
+
+    Args:
+        past: observed rain rate up to the issue time, shape ``(time, y, x)`` [mm/h], as from
+            `dacast.io.load_sequence` (its last frame is ``t0``; coords and attrs are kept).
+        forecast: forecast rain rate, shape ``(lead, y, x)`` [mm/h], leads every 5 min from ``t0 + 5``.
+        observed: observed rain rate at the valid times, shape ``(lead, y, x)`` [mm/h], or None.
+        info: method, motion, checkpoint, ... (global attributes).
+    """
+    fc = np.asarray(torch.as_tensor(forecast).float().cpu().numpy(), dtype=np.float32)
+    n_leads = fc.shape[0]
+    t0 = past["time"].values[-1]
+    leads = np.arange(1, n_leads + 1, dtype=float) * TIMESTEP_MIN
+    valid = t0 + (leads * 60).astype("timedelta64[s]")
+    coords = {
+        "lead_time": ("lead_time", leads, {"units": "min", "long_name": "lead time"}),
+        "valid_time": ("lead_time", valid.astype("datetime64[ns]"), {"long_name": "valid time (UTC)"}),
+        "y": past["y"],
+        "x": past["x"],
+    }
+    radar = {k: v for k, v in past.attrs.items() if isinstance(v, str | int | float)}
+    about = {k: v for k, v in radar.items() if k not in ("long_name", "units")}
+    dims = ("lead_time", "y", "x")
+    data = {
+        "forecast": (dims, fc, {**radar, "long_name": f"forecast rain rate ({info['method']})", "units": "mm/h"}),
+        "last_observed": (("y", "x"), past.values[-1], {**radar, "long_name": "observed rain rate at issue time"}),
+    }
+    if observed is not None:
+        data["observed"] = (dims, observed.values.astype(np.float32), {**radar, "long_name": "observed rain rate"})
+    attrs = {
+        **about,
+        "title": f"dacast {info['method']} nowcast, {radar.get('source', '')} {hhmm(t0)} UTC",
+        **info,
+        "issue_time": str(np.datetime64(t0, "s")),
+        "timestep_min": TIMESTEP_MIN,
+        "past_times": ", ".join(hhmm(t) for t in past["time"].values),
+        "dacast_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def write_nowcast(ds: xr.Dataset, out_dir: Path) -> Path:
+    """Write ``ds`` as ``nowcast.nc`` (compressed) into ``out_dir``."""
+    path = out_dir / NOWCAST_FILE
+    ds.to_netcdf(path, encoding={v: {"zlib": True, "complevel": 4} for v in ds.data_vars})
+    return path
+
+
+def score_dataset(
+    ds: xr.Dataset, *, thresholds: Sequence[float] = (1.0, 5.0), scales_km: Sequence[float] = (10.0,)
+) -> xr.Dataset:
+    """`score_nowcast` of ``ds.forecast`` against ``ds.observed`` on pixels valid at ``t0`` and the valid time."""
+    if "observed" not in ds or "forecast" not in ds:
+        raise ConfigError("the nowcast has no observed frames to verify against")
+    mask = np.isfinite(ds["last_observed"].values) if "last_observed" in ds else None
+    pixel_km = float(ds.attrs.get("pixel_size_m", 1000.0)) / 1000.0
+    scores = score_nowcast(
+        ds["forecast"].transpose("lead_time", "y", "x").values,
+        ds["observed"].transpose("lead_time", "y", "x").values,
+        thresholds=thresholds,
+        scales_km=scales_km,
+        pixel_km=pixel_km,
+        lead_minutes=ds["lead_time"].values,
+        mask=None if mask is None else torch.from_numpy(mask),
+    )
+    scores = scores.assign_coords(valid_time=("lead_time", ds["valid_time"].values))
+    keep = ("source", "method", "motion", "issue_time", "checkpoint", "attribution")
+    scores.attrs.update({k: ds.attrs[k] for k in keep if k in ds.attrs})
+    scores.attrs["verified_pixels"] = "finite in forecast and observation, and observed at the issue time"
+    return scores
+
+
+def scores_table(scores: xr.Dataset) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per lead) of the score table: CSI per threshold, FSS per threshold and scale, MAE."""
+    thr = [float(t) for t in scores["threshold"].values]
+    scl = [float(s) for s in scores["scale"].values]
+    header = ["lead_time_min", "valid_time", "n_valid"]
+    header += [f"csi_{t:g}mmh" for t in thr]
+    header += [f"fss_{t:g}mmh_{s:g}km" for t in thr for s in scl]
+    header.append("mae_mmh")
+    rows = []
+    for i, lead in enumerate(scores["lead_time"].values):
+        row = [f"{lead:g}", hhmm(scores["valid_time"].values[i]) if "valid_time" in scores.coords else ""]
+        row.append(str(int(scores["n_valid"].values[i])))
+        row += [f"{scores['csi'].values[i, j]:.4f}" for j in range(len(thr))]
+        row += [f"{scores['fss'].values[i, j, k]:.4f}" for j in range(len(thr)) for k in range(len(scl))]
+        row.append(f"{scores['mae'].values[i]:.4f}")
+        rows.append(row)
+    return header, rows
+
+
+def write_scores(scores: xr.Dataset, out_dir: Path) -> tuple[Path, Path]:
+    """Write ``scores.csv`` (the table) and ``scores.nc`` (every score) into ``out_dir``."""
+    header, rows = scores_table(scores)
+    csv_path, nc_path = out_dir / SCORES_CSV, out_dir / SCORES_NC
+    with csv_path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    scores.to_netcdf(nc_path)
+    return csv_path, nc_path
+
+
+def make_plots(ds: xr.Dataset, scores: xr.Dataset | None, out_dir: Path) -> tuple[Path, ...]:
+    """``panel.png`` (observed vs forecast, with observations), ``nowcast.gif``, ``skill.png`` (with scores)."""
+    fc = ds["forecast"].values
+    obs = ds["observed"].values if "observed" in ds else None
+    minutes = list(ds["lead_time"].values)
+    paths = []
+    if obs is not None:
+        n = len(minutes)
+        leads = sorted({0, n // 3, (2 * n) // 3, n - 1})
+        plot_frames(obs, {str(ds.attrs["method"]): fc}, leads, out_dir / "panel.png", lead_minutes=minutes)
+        paths.append(out_dir / "panel.png")
+    paths.append(save_nowcast_gif(fc, out_dir / "nowcast.gif", observed=obs, lead_minutes=minutes))
+    if scores is not None:
+        paths.append(write_skill_plot(scores, str(ds.attrs["method"]), out_dir))
+    return tuple(paths)
+
+
+def write_skill_plot(scores: xr.Dataset, method: str, out_dir: Path) -> Path:
+    """``skill.png`` alone: the scores of ``method`` against lead time."""
+    plot_skill({method: scores}, out_dir / "skill.png")
+    return out_dir / "skill.png"
+
+
+__all__ = [
+    "NOWCAST_FILE",
+    "SCORES_CSV",
+    "SCORES_NC",
+    "NowcastPaths",
+    "NowcastResult",
+    "make_plots",
+    "nowcast_dataset",
+    "score_dataset",
+    "scores_table",
+    "write_nowcast",
+    "write_scores",
+    "write_skill_plot",
+]
