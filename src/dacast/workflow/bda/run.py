@@ -26,7 +26,7 @@ from pathlib import Path
 import xarray as xr
 from torch import Tensor
 
-from dacast.models.wursch_craig import WurschCraig
+from dacast.models import TriggeredWurschCraig, WurschCraig, advance
 from dacast.obs.radar import RadarOperator, observe_radar
 from dacast.verify import ensemble_spread, rmse
 from dacast.workflow.bda.config import BDAConfig, BDAPreset
@@ -54,14 +54,15 @@ class RadarTwin:
     """
 
     def __init__(self, config: BDAConfig, model: WurschCraig, seeds: Seeds, state: CycleState, say: Say) -> None:
-        self.config, self.model, self.seeds, self.state, self.say = config, model, seeds, state, say
+        self.config, self.seeds, self.state, self.say = config, seeds, state, say
+        self.truth_model = TriggeredWurschCraig(model, seed=seeds.truth)  # the truth's own triggering noise
         self.volume: tuple[Tensor, RadarOperator] | None = None
 
     def __call__(self, c: int) -> Observation | None:
         """The radar volume valid at the end of cycle ``c`` (0-based), or ``None`` in an outage."""
         cfg, state = self.config, self.state
         start = c * cfg.steps_per_cycle
-        state.truth = self.model.forecast(state.truth, cfg.cycle_seconds, seed=self.seeds.truth, start_step=start)
+        state.truth = advance(self.truth_model, state.truth, cfg.steps_per_cycle, cfg.model.dt, t0=start * cfg.model.dt)
         if c in cfg.outage_cycles:
             self.say(f"cycle {c + 1}: no radar data (outage) - forecast only, no analysis")
             return None
