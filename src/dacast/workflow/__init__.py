@@ -1,6 +1,17 @@
-"""Twin experiments: configuration, presets, the cycle, results on disk and plots.
+"""Applications on one cycle engine: the twin, the surrogate cycle, the BDA radar twin, radar nowcasts.
 
-Typical use::
+Shared by every application (one module each):
+
+* `dacast.workflow.cycle`: the one forecast -> observe -> analyse loop (`cycle`), its
+  steps (`CycleStep`), observation sets (`Observation`) and analysers
+  (`FilterAnalyser`, `GriddedAnalyser`);
+* `dacast.workflow.schema`: YAML and preset names -> frozen dataclasses (`ConfigError`,
+  `Presets`, `resolve`);
+* `dacast.workflow.runtime`: device, CPU threads, progress bar, notes, seeds, Dask.
+
+One folder per application, each with ``config.py``, ``run.py``, ``output.py`` (and
+``presets.py``): ``twin/``, ``surrogate/``, ``bda/``, ``nowcast/``. The twin's names
+are re-exported here, as before. Typical use::
 
     from dacast.workflow import get_preset, run_experiment, with_overrides
 
@@ -12,6 +23,15 @@ Typical use::
 `run_twin` alone returns the `xarray.Dataset` without touching the disk.
 """
 
+from dacast.workflow.cycle import (
+    CycleStep,
+    FilterAnalyser,
+    GriddedAnalyser,
+    Observation,
+    array_observations,
+    cycle,
+    model_forecast,
+)
 from dacast.workflow.twin.config import (
     ConfigError,
     ModelSpec,
@@ -32,6 +52,13 @@ from dacast.workflow.twin.run import ExperimentResult, run_experiment, run_twin
 __all__ = [
     "PRESETS",
     "ConfigError",
+    "CycleStep",
+    "FilterAnalyser",
+    "GriddedAnalyser",
+    "Observation",
+    "array_observations",
+    "cycle",
+    "model_forecast",
     "ExperimentResult",
     "ModelSpec",
     "ObsSpec",
