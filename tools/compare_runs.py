@@ -52,8 +52,12 @@ PRESET_RUNS: dict[str, list[str]] = {
     "bda-small": ["bda", "run", "bda-small", "--out", "{out}"],
     "bda-256 (4 cycles)": ["bda", "run", "bda-256", "--cycles", "4", "--out", "{out}"],
     "bda-256-1000 (2 cycles)": ["bda", "run", "bda-256-1000", "--cycles", "2", "--out", "{out}"],
-    "surrogate-lorenz96 (2 iterations)": ["surrogate", "run", "surrogate-lorenz96", "--iterations", "2", "--out", "{out}"],
-    "surrogate-lorenz63 (1 iteration)": ["surrogate", "run", "surrogate-lorenz63", "--iterations", "1", "--out", "{out}"],
+    "surrogate-lorenz96 (2 iterations)": [
+        "surrogate", "run", "surrogate-lorenz96", "--iterations", "2", "--out", "{out}",
+    ],
+    "surrogate-lorenz63 (1 iteration)": [
+        "surrogate", "run", "surrogate-lorenz63", "--iterations", "1", "--out", "{out}",
+    ],
     "nowcast-mch-dis": QUICK_RUNS["nowcast-mch-dis"],
     "nowcast-mch-trec": [
         "nowcast", "run", "--source", "mch", "--start", "2015-05-15T16:30", "--method", "extrapolation",

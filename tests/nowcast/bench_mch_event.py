@@ -38,7 +38,6 @@ def read_mch(hhmm: str) -> np.ndarray:
     return read_mch_gif(path).values.astype(np.float64)
 
 
-
 def timed(fn: Callable[[], object], repeat: int) -> float:
     fn()  # warm-up
     runs = []

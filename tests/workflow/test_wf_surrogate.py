@@ -10,7 +10,6 @@ import pytest
 
 from dacast.da import AdaptiveInflation, ETKFConfig
 from dacast.ml import SurrogateTrainConfig
-from dacast.workflow.twin.config import ConfigError, ModelSpec, ObsSpec, build_model
 from dacast.workflow.surrogate.config import (
     SURROGATE_PRESETS,
     NetSpec,
@@ -20,6 +19,7 @@ from dacast.workflow.surrogate.config import (
 )
 from dacast.workflow.surrogate.output import best_fixed_inflation, write_surrogate_outputs
 from dacast.workflow.surrogate.run import make_truth, run_da, run_surrogate
+from dacast.workflow.twin.config import ConfigError, ModelSpec, ObsSpec, build_model
 
 
 @pytest.fixture
