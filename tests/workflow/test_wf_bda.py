@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dacast.workflow.bda.checkpoint import CHECKPOINT, load_checkpoint
 from dacast.workflow.bda.config import (
     BDA_PRESETS,
     BDAConfig,
@@ -18,7 +19,6 @@ from dacast.workflow.bda.config import (
     load_bda_target,
 )
 from dacast.workflow.bda.forecast import threat_scores
-from dacast.workflow.bda.output import CHECKPOINT, load_checkpoint
 from dacast.workflow.bda.run import run_bda_experiment, run_cycles
 from dacast.workflow.runtime import dask_client
 from dacast.workflow.twin.config import ConfigError

@@ -1,7 +1,5 @@
-"""What a BDA run leaves on disk: the checkpoint, ``cycles.nc`` and ``summary.json``.
+"""What a BDA run leaves on disk: ``cycles.nc`` and ``summary.json`` (the checkpoint: `bda.checkpoint`).
 
-* ``checkpoint.pt``: the state after the last completed checkpoint cycle
-  (written atomically; ``resume=True`` continues from it);
 * ``cycles.nc``: per-cycle RMSE and spread per variable (analysis, forecast,
   free run), observation counts, stage times, and the truth, analysis-mean and
   analysis-spread fields; extended-forecast threat scores by lead;
@@ -12,9 +10,7 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,54 +19,9 @@ import xarray as xr
 import dacast
 from dacast.workflow.bda.config import BDAConfig, bda_config_to_dict
 from dacast.workflow.bda.forecast import VARS, CycleState, threat_scores
-from dacast.workflow.schema import ConfigError
 
-CHECKPOINT = "checkpoint.pt"
 #: Stage names of ``cycle_seconds`` (the engine's ``analysis`` stage is the LETKF here).
 STAGES = ("forecast", "observation", "letkf")
-
-
-def save_checkpoint(state: CycleState, config: BDAConfig, path: Path) -> None:
-    """Write ``state`` atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "config": bda_config_to_dict(config),
-            "cycle": state.cycle,
-            "truth": state.truth.cpu(),
-            "ensemble": state.ensemble.cpu(),
-            "free": state.free.cpu(),
-            "records": state.records,
-            "forecasts": state.forecasts,
-            "fields": state.fields,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, config: BDAConfig) -> CycleState:
-    """The state in ``path``; `ConfigError` when it belongs to other settings."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise ConfigError(f"cannot read checkpoint {path}: {err}") from None
-    saved, now = dict(data["config"]), bda_config_to_dict(config)
-    # The number of cycles may grow on resume; everything else must match.
-    saved.pop("cycles", None)
-    now.pop("cycles", None)
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise ConfigError(f"checkpoint {path} was written with other settings (differ: {', '.join(diff)})")
-    return CycleState(
-        cycle=int(data["cycle"]),
-        truth=data["truth"],
-        ensemble=data["ensemble"],
-        free=data["free"],
-        records=list(data["records"]),
-        forecasts=list(data["forecasts"]),
-        fields=list(data["fields"]),
-    )
 
 
 def to_dataset(state: CycleState, config: BDAConfig) -> xr.Dataset:
@@ -163,4 +114,4 @@ def summarise(state: CycleState, config: BDAConfig, wall: float, device: str) ->
     }
 
 
-__all__ = ["CHECKPOINT", "STAGES", "load_checkpoint", "save_checkpoint", "summarise", "to_dataset"]
+__all__ = ["STAGES", "summarise", "to_dataset"]

@@ -29,6 +29,7 @@ from torch import Tensor
 from dacast.models import TriggeredWurschCraig, WurschCraig, advance
 from dacast.obs.radar import RadarOperator, observe_radar
 from dacast.verify import ensemble_spread, rmse
+from dacast.workflow.bda.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from dacast.workflow.bda.config import BDAConfig, BDAPreset
 from dacast.workflow.bda.forecast import (
     CycleState,
@@ -38,7 +39,7 @@ from dacast.workflow.bda.forecast import (
     initial_state,
     obs_generator,
 )
-from dacast.workflow.bda.output import CHECKPOINT, load_checkpoint, save_checkpoint, summarise, to_dataset
+from dacast.workflow.bda.output import summarise, to_dataset
 from dacast.workflow.bda.plots import make_bda_plots
 from dacast.workflow.cycle import CycleStep, GriddedAnalyser, Observation, cycle
 from dacast.workflow.runtime import Say, quiet, resolve_device

@@ -10,16 +10,118 @@ import json
 import math
 import warnings
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import xarray as xr
+from torch import Tensor
 
+import dacast
+from dacast.obs import IndexObs
+from dacast.workflow.twin.config import TwinConfig, config_to_dict
 from dacast.workflow.twin.presets import Preset
 
+STATE_UNITS = "1"  # the Lorenz models are non-dimensional
+TIME_UNITS = "model time units"
 RESULTS_FILE = "results.nc"
 SUMMARY_FILE = "summary.json"
+
+
+def twin_dataset(
+    config: TwinConfig,
+    operator: IndexObs,
+    truth: Tensor,
+    obs: Tensor,
+    fields: dict[str, Tensor],
+    innovation: Tensor,
+    series: Tensor,
+    *,
+    threshold: float,
+    diverged_cycle: int,
+    reason: str,
+    wall: float,
+    device: torch.device,
+) -> xr.Dataset:
+    """The results of `dacast.workflow.twin.run.run_twin` as a Dataset (see there for the variables).
+
+    Args:
+        config: the experiment.
+        operator: its observation operator.
+        truth: ``(cycles, n_state)``; obs: ``(cycles, n_obs)``.
+        fields: ``forecast_mean``, ``forecast_spread``, ``analysis_mean``, ``analysis_spread``,
+            each ``(cycles, n_state)``.
+        innovation: ``(cycles, n_obs)``; series: ``(cycles, 4)`` RMSE/spread of forecast and analysis.
+        threshold: the divergence threshold (state units); diverged_cycle: 0-based, -1 if none; reason: why.
+        wall: seconds; device: where the ensemble ran.
+    """
+
+    def np64(t: Tensor) -> np.ndarray:
+        return t.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+    steps = np.arange(1, config.cycles + 1) * config.obs_every
+    state_attrs = {"units": STATE_UNITS}
+    long_names = {
+        "forecast_mean": "ensemble mean of the forecast (prior)",
+        "forecast_spread": "ensemble standard deviation of the forecast (ddof=1)",
+        "analysis_mean": "ensemble mean of the analysis (posterior)",
+        "analysis_spread": "ensemble standard deviation of the analysis (ddof=1)",
+    }
+    ser = np64(series)
+    data_vars = {
+        "truth": (("time", "state"), np64(truth), {"long_name": "true state", **state_attrs}),
+        "observations": (("time", "obs"), np64(obs), {"long_name": "synthetic observations", **state_attrs}),
+        **{
+            name: (("time", "state"), np64(t), {"long_name": long_names[name], **state_attrs})
+            for name, t in fields.items()
+        },
+        "innovation": (
+            ("time", "obs"),
+            np64(innovation),
+            {"long_name": "observation minus forecast ensemble mean in observation space", **state_attrs},
+        ),
+        "rmse_forecast": ("time", ser[:, 0], {"long_name": "RMSE of the forecast mean vs truth", **state_attrs}),
+        "rmse_analysis": ("time", ser[:, 1], {"long_name": "RMSE of the analysis mean vs truth", **state_attrs}),
+        "spread_forecast": ("time", ser[:, 2], {"long_name": "sqrt(mean ensemble variance), forecast", **state_attrs}),
+        "spread_analysis": ("time", ser[:, 3], {"long_name": "sqrt(mean ensemble variance), analysis", **state_attrs}),
+    }
+    coords = {
+        "time": ("time", steps * config.dt, {"long_name": "analysis time", "units": TIME_UNITS}),
+        "cycle": ("time", np.arange(1, config.cycles + 1), {"long_name": "analysis number (1-based)"}),
+        "state": ("state", np.arange(config.n_state), {"long_name": "state index (grid point for Lorenz-96)"}),
+        "obs": ("obs", np.arange(operator.n_obs), {"long_name": "observation number"}),
+        "obs_state_index": ("obs", operator.indices.numpy(), {"long_name": "observed state index"}),
+        "obs_error_std": ("obs", operator.error_std.numpy(), {"long_name": "observation error std", **state_attrs}),
+    }
+    diverged = diverged_cycle >= 0
+    attrs = {
+        "title": "dacast twin experiment",
+        "model": config.model.name,
+        "filter": config.filter_name,
+        "members": config.members,
+        "cycles": config.cycles,
+        "dt": config.dt,
+        "obs_every": config.obs_every,
+        "seed": config.seed,
+        "burn_in": config.effective_burn_in,
+        "burn_in_requested": config.burn_in,
+        "divergence_threshold": threshold,
+        "diverged": int(diverged),
+        "diverged_cycle": diverged_cycle + 1 if diverged else 0,
+        "diverged_reason": reason,
+        "cycles_completed": (diverged_cycle + 1) if diverged else config.cycles,
+        "wall_time_s": wall,
+        "device": str(device),
+        "dtype": config.dtype,
+        "settings": json.dumps(config_to_dict(config)),
+        "dacast_version": dacast.__version__,
+        "torch_version": torch.__version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "history": "dacast.workflow.run_twin",
+    }
+    return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
 
 
 def attach_preset(ds: xr.Dataset, preset: Preset | None) -> xr.Dataset:
@@ -114,4 +216,13 @@ def write_results(ds: xr.Dataset, out_dir: str | Path) -> tuple[Path, Path, dict
     return results, summary_path, summary
 
 
-__all__ = ["OutputPaths", "RESULTS_FILE", "SUMMARY_FILE", "attach_preset", "summarise", "time_mean", "write_results"]
+__all__ = [
+    "RESULTS_FILE",
+    "SUMMARY_FILE",
+    "OutputPaths",
+    "attach_preset",
+    "summarise",
+    "time_mean",
+    "twin_dataset",
+    "write_results",
+]

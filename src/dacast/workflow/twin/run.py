@@ -14,11 +14,9 @@ dtype that share a seed.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,8 @@ import torch
 import xarray as xr
 from torch import Tensor
 
-import dacast
 from dacast.models import Model, advance
-from dacast.obs import IndexObs, observe
+from dacast.obs import observe
 from dacast.verify import rms, rmse
 from dacast.workflow.cycle import CycleStep, FilterAnalyser, array_observations, cycle, model_forecast
 from dacast.workflow.runtime import progress as progress_bar
@@ -38,16 +35,12 @@ from dacast.workflow.twin.config import (
     TwinConfig,
     build_model,
     build_operator,
-    config_to_dict,
     default_divergence_threshold,
     model_grid,
 )
-from dacast.workflow.twin.output import OutputPaths, attach_preset, write_results
+from dacast.workflow.twin.output import OutputPaths, attach_preset, twin_dataset, write_results
 from dacast.workflow.twin.plots import make_plots
 from dacast.workflow.twin.presets import Preset
-
-STATE_UNITS = "1"  # the Lorenz models are non-dimensional
-TIME_UNITS = "model time units"
 
 
 def generators(seed: int) -> tuple[torch.Generator, torch.Generator, torch.Generator]:
@@ -178,84 +171,20 @@ def run_twin(config: TwinConfig, *, progress: bool = True) -> xr.Dataset:
                 break
     record.close()
     wall = time.perf_counter() - start
-    return _dataset(config, operator, truth, obs, record, threshold, wall, device)
-
-
-def _dataset(
-    config: TwinConfig,
-    operator: IndexObs,
-    truth: Tensor,
-    obs: Tensor,
-    record: _Record,
-    threshold: float,
-    wall: float,
-    device: torch.device,
-) -> xr.Dataset:
-    def np64(t: Tensor) -> np.ndarray:
-        return t.detach().to(device="cpu", dtype=torch.float64).numpy()
-
-    steps = np.arange(1, config.cycles + 1) * config.obs_every
-    state_attrs = {"units": STATE_UNITS}
-    long_names = {
-        "forecast_mean": "ensemble mean of the forecast (prior)",
-        "forecast_spread": "ensemble standard deviation of the forecast (ddof=1)",
-        "analysis_mean": "ensemble mean of the analysis (posterior)",
-        "analysis_spread": "ensemble standard deviation of the analysis (ddof=1)",
-    }
-    ser = np64(record.series)
-    fields, diverged_cycle, reason = record.fields, record.diverged_cycle, record.reason
-    data_vars = {
-        "truth": (("time", "state"), np64(truth), {"long_name": "true state", **state_attrs}),
-        "observations": (("time", "obs"), np64(obs), {"long_name": "synthetic observations", **state_attrs}),
-        **{
-            name: (("time", "state"), np64(t), {"long_name": long_names[name], **state_attrs})
-            for name, t in fields.items()
-        },
-        "innovation": (
-            ("time", "obs"),
-            np64(record.innovation),
-            {"long_name": "observation minus forecast ensemble mean in observation space", **state_attrs},
-        ),
-        "rmse_forecast": ("time", ser[:, 0], {"long_name": "RMSE of the forecast mean vs truth", **state_attrs}),
-        "rmse_analysis": ("time", ser[:, 1], {"long_name": "RMSE of the analysis mean vs truth", **state_attrs}),
-        "spread_forecast": ("time", ser[:, 2], {"long_name": "sqrt(mean ensemble variance), forecast", **state_attrs}),
-        "spread_analysis": ("time", ser[:, 3], {"long_name": "sqrt(mean ensemble variance), analysis", **state_attrs}),
-    }
-    coords = {
-        "time": ("time", steps * config.dt, {"long_name": "analysis time", "units": TIME_UNITS}),
-        "cycle": ("time", np.arange(1, config.cycles + 1), {"long_name": "analysis number (1-based)"}),
-        "state": ("state", np.arange(config.n_state), {"long_name": "state index (grid point for Lorenz-96)"}),
-        "obs": ("obs", np.arange(operator.n_obs), {"long_name": "observation number"}),
-        "obs_state_index": ("obs", operator.indices.numpy(), {"long_name": "observed state index"}),
-        "obs_error_std": ("obs", operator.error_std.numpy(), {"long_name": "observation error std", **state_attrs}),
-    }
-    diverged = diverged_cycle >= 0
-    attrs = {
-        "title": "dacast twin experiment",
-        "model": config.model.name,
-        "filter": config.filter_name,
-        "members": config.members,
-        "cycles": config.cycles,
-        "dt": config.dt,
-        "obs_every": config.obs_every,
-        "seed": config.seed,
-        "burn_in": config.effective_burn_in,
-        "burn_in_requested": config.burn_in,
-        "divergence_threshold": threshold,
-        "diverged": int(diverged),
-        "diverged_cycle": diverged_cycle + 1 if diverged else 0,
-        "diverged_reason": reason,
-        "cycles_completed": (diverged_cycle + 1) if diverged else config.cycles,
-        "wall_time_s": wall,
-        "device": str(device),
-        "dtype": config.dtype,
-        "settings": json.dumps(config_to_dict(config)),
-        "dacast_version": dacast.__version__,
-        "torch_version": torch.__version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "history": "dacast.workflow.run_twin",
-    }
-    return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
+    return twin_dataset(
+        config,
+        operator,
+        truth,
+        obs,
+        record.fields,
+        record.innovation,
+        record.series,
+        threshold=threshold,
+        diverged_cycle=record.diverged_cycle,
+        reason=record.reason,
+        wall=wall,
+        device=device,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
