@@ -95,8 +95,16 @@ def twin_dataset(
         "obs_state_index": ("obs", operator.indices.numpy(), {"long_name": "observed state index"}),
         "obs_error_std": ("obs", operator.error_std.numpy(), {"long_name": "observation error std", **state_attrs}),
     }
+    attrs = _run_attrs(config, threshold, diverged_cycle, reason, wall, device)
+    return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
+
+
+def _run_attrs(
+    config: TwinConfig, threshold: float, diverged_cycle: int, reason: str, wall: float, device: torch.device
+) -> dict[str, Any]:
+    """Settings, divergence and provenance of a twin run (global attributes of ``results.nc``)."""
     diverged = diverged_cycle >= 0
-    attrs = {
+    return {
         "title": "dacast twin experiment",
         "model": config.model.name,
         "filter": config.filter_name,
@@ -121,7 +129,6 @@ def twin_dataset(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "history": "dacast.workflow.run_twin",
     }
-    return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
 
 
 def attach_preset(ds: xr.Dataset, preset: Preset | None) -> xr.Dataset:
