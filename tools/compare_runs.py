@@ -142,15 +142,22 @@ def run_set(runs: dict[str, list[str]], out: Path, only: list[str] | None = None
     return result
 
 
-def compare(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], rtol: float) -> list[str]:
-    """One line per run in either file; the lines of failing runs start with ``DIFF``."""
+def compare(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], rtol: float, *, allow_new: bool = False
+) -> list[str]:
+    """One line per run in either file; the lines of failing runs start with ``DIFF``.
+
+    With ``allow_new`` a number that only ``after`` has (a summary key added since) is listed but
+    does not fail; a number that ``after`` lost always does.
+    """
     lines = []
     for name in sorted(set(before) | set(after)):
         a, b = before.get(name), after.get(name)
         if a is None or b is None:
             lines.append(f"DIFF {name}: only in {'after' if a is None else 'before'}")
             continue
-        missing = sorted(set(a) ^ set(b))
+        missing = sorted(set(a) - set(b)) if allow_new else sorted(set(a) ^ set(b))
+        added = sorted(set(b) - set(a)) if allow_new else []
         same, worst, where = 0, 0.0, ""
         for key in sorted(set(a) & set(b)):
             x, y = a[key], b[key]
@@ -164,6 +171,7 @@ def compare(before: dict[str, dict[str, float]], after: dict[str, dict[str, floa
         text = f"{name}: {same}/{len(set(a) & set(b))} bit-identical, max rel. difference {worst:.2g}"
         text += f" ({where})" if where else ""
         text += f"; keys on one side only: {', '.join(missing[:5])}" if missing else ""
+        text += f"; new keys: {', '.join(added[:5])}" if added else ""
         lines.append(("DIFF " if bad else "") + text)
     return lines
 
@@ -180,13 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("before", type=Path)
     diff.add_argument("after", type=Path)
     diff.add_argument("--rtol", type=float, default=0.0)
+    diff.add_argument("--allow-new", action="store_true", help="numbers only AFTER has do not fail")
     args = parser.parse_args(argv)
     if args.command == "run":
         run_set(QUICK_RUNS if args.set == "quick" else PRESET_RUNS, args.out, args.only)
         return 0
     before = json.loads(args.before.read_text(encoding="utf-8"))
     after = json.loads(args.after.read_text(encoding="utf-8"))
-    lines = compare(before, after, args.rtol)
+    lines = compare(before, after, args.rtol, allow_new=args.allow_new)
     print("\n".join(lines))
     return 1 if any(line.startswith("DIFF") for line in lines) else 0
 

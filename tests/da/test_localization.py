@@ -99,3 +99,19 @@ def test_min_weight_drops_small_weights() -> None:
 def test_invalid_localization_raises(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         Localization(**kwargs)  # type: ignore[arg-type]
+
+
+def test_gaspari_cohn_support_may_only_restate_the_length() -> None:
+    # DAPPER's rounding (1.82 instead of sqrt(10/3)) is within the tolerance ...
+    assert Localization(length=4.0, support=3.64 * 4.0).cutoff == 3.64 * 4.0
+    # ... a support that belongs to another length is an error naming both (it used to win silently).
+    with pytest.raises(ValueError, match=r"length 3 and support 14\.56 disagree"):
+        Localization(length=3.0, support=14.56)
+    # The Gaussian taper uses length for its shape and support as a separate cut-off: both are meaningful.
+    assert Localization(length=3.0, taper="gaussian", support=14.56).cutoff == 14.56
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.0, float("inf")])
+def test_min_weight_must_lie_in_unit_interval(weight: float) -> None:
+    with pytest.raises(ValueError, match="min_weight"):
+        Localization(length=2.0, min_weight=weight)

@@ -5,7 +5,8 @@ Reference: ``workflow_quick_reference.json``, written by ``tools/compare_runs.py
 `dacast.workflow.cycle` and the applications into their own folders. Every value
 of every ``summary.json`` (and the nowcast's score table) is compared; they were
 bit-identical when the move landed, and the tolerance only allows for last-bit
-differences of a different BLAS build.
+differences of a different BLAS build. Keys added to a summary since (e.g. ``diverged``)
+are allowed; a key that disappears fails.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def test_numbers_module_keeps_results_and_drops_timings() -> None:
     assert set(got) == {"rmse", "per.x[0]", "per.x[1]", "per.x[2]"}
     lines = tool.compare({"a": {"x": 1.0}}, {"a": {"x": 1.0 + 1e-6}}, rtol=1e-9)
     assert lines[0].startswith("DIFF") and "x" in lines[0]
+    grown, shrunk = {"a": {"x": 1.0, "y": 2.0}}, {"a": {}}
+    assert not tool.compare({"a": {"x": 1.0}}, grown, rtol=0.0, allow_new=True)[0].startswith("DIFF")
+    assert tool.compare({"a": {"x": 1.0}}, grown, rtol=0.0)[0].startswith("DIFF")
+    assert tool.compare({"a": {"x": 1.0}}, shrunk, rtol=0.0, allow_new=True)[0].startswith("DIFF")
 
 
 def test_quick_runs_equal_the_reference(tmp_path: Path, radar_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,6 +46,6 @@ def test_quick_runs_equal_the_reference(tmp_path: Path, radar_root: Path, monkey
     tool = _compare_runs()
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))["runs"]
     got = tool.run_set(tool.QUICK_RUNS, tmp_path)
-    lines = tool.compare(reference, got, rtol=1e-9)
+    lines = tool.compare(reference, got, rtol=1e-9, allow_new=True)  # keys added since (e.g. "diverged") may appear
     assert not [line for line in lines if line.startswith("DIFF")], "\n".join(lines)
     assert len(lines) == len(tool.QUICK_RUNS) == 5

@@ -6,6 +6,11 @@ being sqrt(10/3) L ≈ 1.83 L by default, so that the taper matches a Gaussian
 ``exp(-d²/2L²)`` near the origin (DAPPER rounds the factor to 1.82: its
 ``loc_rad=4`` is ``length=4, support=3.64*4`` here). The Gaussian taper is cut
 to zero at ``support`` too (default 2·sqrt(10/3) L ≈ 3.65 L, SCALE-LETKF's).
+
+The Gaspari-Cohn taper has one width: ``length`` sets it, and ``support`` may only
+restate it (to round the factor, as DAPPER does, within `SUPPORT_TOLERANCE`); a
+``support`` that disagrees with ``length`` is an error naming both, never a silent
+choice of one of them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import torch
 from torch import Tensor
 
 GC_HALF_WIDTH = math.sqrt(10.0 / 3.0)
+#: Relative difference allowed between a Gaspari-Cohn ``support`` and ``2·sqrt(10/3)·length``.
+SUPPORT_TOLERANCE = 0.01
 
 
 def gaspari_cohn(distance: Tensor, half_width: float) -> Tensor:
@@ -71,6 +78,16 @@ class Localization:
             raise ValueError(f"support must be positive, got {self.support}")
         if self.max_obs is not None and self.max_obs <= 0:
             raise ValueError(f"max_obs must be positive, got {self.max_obs}")
+        if not 0.0 <= self.min_weight < 1.0:
+            raise ValueError(f"min_weight must lie in [0, 1), got {self.min_weight}")
+        if self.taper == "gaspari_cohn" and self.support is not None and math.isfinite(self.length):
+            derived = 2.0 * GC_HALF_WIDTH * self.length
+            if not abs(self.support - derived) <= SUPPORT_TOLERANCE * derived:
+                raise ValueError(
+                    f"length {self.length:g} and support {self.support:g} disagree: a Gaspari-Cohn taper of length "
+                    f"{self.length:g} reaches zero at 2·sqrt(10/3)·length = {derived:.4g}; give one of them "
+                    "(support only restates length, within 1 %)"
+                )
 
     @property
     def cutoff(self) -> float:

@@ -1,28 +1,31 @@
 """The BDA run's checkpoint: the state after the last checkpoint cycle, so ``--resume`` continues exactly.
 
-``checkpoint.pt`` is written atomically (temporary file, then rename); `load_checkpoint`
-refuses a checkpoint written with other settings.
+``checkpoint.pt`` is written atomically (temporary file, fsync, rename) and read with
+``weights_only=True`` (tensors and plain data: nothing in the file can run); `load_checkpoint`
+refuses a file that is not one, one written with other settings, or one whose shapes do not fit.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from dacast.workflow import files
 from dacast.workflow.bda.config import BDAConfig, bda_config_to_dict
 from dacast.workflow.bda.forecast import CycleState
 from dacast.workflow.schema import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
+#: Written into every checkpoint, so that another program's file is refused by name.
+FORMAT = "dacast.bda.checkpoint/1"
 
 
 def save_checkpoint(state: CycleState, config: BDAConfig, path: Path) -> None:
-    """Write ``state`` atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(
+    """Write ``state`` atomically (temporary file, fsync, rename): tensors and plain data only."""
+    files.save_checkpoint(
         {
+            "format": FORMAT,
             "config": bda_config_to_dict(config),
             "cycle": state.cycle,
             "truth": state.truth.cpu(),
@@ -32,17 +35,20 @@ def save_checkpoint(state: CycleState, config: BDAConfig, path: Path) -> None:
             "forecasts": state.forecasts,
             "fields": state.fields,
         },
-        tmp,
+        path,
     )
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path, config: BDAConfig) -> CycleState:
-    """The state in ``path``; `ConfigError` when it belongs to other settings."""
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise ConfigError(f"cannot read checkpoint {path}: {err}") from None
+    """The state in ``path``, checked against ``config``.
+
+    Raises:
+        ConfigError: unreadable, not a BDA checkpoint (or one holding code: it is never run), written
+            with other settings, or inconsistent (shapes, cycle count); one line naming the file.
+    """
+    data = files.load_checkpoint(path)
+    if data.get("format") != FORMAT:
+        raise ConfigError(f"cannot resume from {path}: not a checkpoint of dacast bda run")
     saved, now = dict(data["config"]), bda_config_to_dict(config)
     # The number of cycles may grow on resume; everything else must match.
     saved.pop("cycles", None)
@@ -50,7 +56,7 @@ def load_checkpoint(path: Path, config: BDAConfig) -> CycleState:
     if saved != now:
         diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
         raise ConfigError(f"checkpoint {path} was written with other settings (differ: {', '.join(diff)})")
-    return CycleState(
+    state = CycleState(
         cycle=int(data["cycle"]),
         truth=data["truth"],
         ensemble=data["ensemble"],
@@ -59,6 +65,29 @@ def load_checkpoint(path: Path, config: BDAConfig) -> CycleState:
         forecasts=list(data["forecasts"]),
         fields=list(data["fields"]),
     )
+    _check(state, config, path)
+    return state
 
 
-__all__ = ["CHECKPOINT", "load_checkpoint", "save_checkpoint"]
+def _check(state: CycleState, config: BDAConfig, path: Path) -> None:
+    """Shapes and counts of a loaded state against ``config``; `ConfigError` naming what does not fit."""
+    grid = (4, config.grid, config.grid)
+    expected = {
+        "truth": (1, *grid),
+        "ensemble": (config.members, *grid),
+        "free": (config.n_free_members, *grid),
+    }
+    for name, shape in expected.items():
+        tensor = getattr(state, name)
+        if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != shape:
+            got = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ConfigError(f"checkpoint {path} is inconsistent: {name} has shape {got}, expected {shape}")
+    if not 0 <= state.cycle <= config.cycles:
+        raise ConfigError(
+            f"checkpoint {path} is after cycle {state.cycle}, beyond the {config.cycles} cycles asked for"
+        )
+    if len(state.records) != state.cycle or len(state.fields) != state.cycle:
+        raise ConfigError(f"checkpoint {path} is inconsistent: {len(state.records)} records for {state.cycle} cycles")
+
+
+__all__ = ["CHECKPOINT", "FORMAT", "load_checkpoint", "save_checkpoint"]

@@ -59,6 +59,9 @@ class CycleState:
         records: one dict of per-cycle diagnostics per completed cycle.
         forecasts: one dict of extended-forecast scores per forecast made.
         fields: per completed cycle, ``(truth, analysis mean, analysis spread)`` each ``(4, ny, nx)`` float32 CPU.
+        diverged_cycle: the cycle (1-based) whose analysis failed or was not finite; 0: none. The run stops
+            there: that cycle is not among ``records``.
+        diverged_reason: why, one line.
     """
 
     cycle: int
@@ -68,6 +71,8 @@ class CycleState:
     records: list[dict] = field(default_factory=list)
     forecasts: list[dict] = field(default_factory=list)
     fields: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+    diverged_cycle: int = 0
+    diverged_reason: str = ""
 
 
 def torch_dtype(config: BDAConfig) -> torch.dtype:

@@ -17,12 +17,12 @@ A run restarted from its checkpoint continues exactly as if never interrupted.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import xarray as xr
 from torch import Tensor
 
@@ -42,9 +42,9 @@ from dacast.workflow.bda.forecast import (
 from dacast.workflow.bda.output import summarise, to_dataset
 from dacast.workflow.bda.plots import make_bda_plots
 from dacast.workflow.cycle import CycleStep, GriddedAnalyser, Observation, cycle
+from dacast.workflow.files import atomic_write, run_folder, write_json
 from dacast.workflow.runtime import Say, quiet, resolve_device
 from dacast.workflow.runtime import progress as progress_bar
-from dacast.workflow.schema import ConfigError
 
 
 class RadarTwin:
@@ -145,6 +145,11 @@ def run_cycles(
     )
     for step in steps:
         c = step.cycle
+        reason = _divergence(step)
+        if reason:
+            state.diverged_cycle, state.diverged_reason = c + 1, reason
+            say(f"cycle {c + 1}: the filter diverged ({reason}); the run stops after {c} cycles")
+            break
         state.free = forecaster(state.free, config.cycle_seconds, seed=seeds.pool, start_step=c * spc)
         state.ensemble = posterior = step.posterior
         state.records.append(_record(config, step, state))
@@ -162,12 +167,23 @@ def run_cycles(
     return state
 
 
+def _divergence(step: CycleStep) -> str:
+    """Why the analysis of ``step`` cannot be cycled on (empty when it can): a failure or non-finite values."""
+    if step.failure:
+        return step.failure
+    if step.analysis is not None and not bool(torch.isfinite(step.analysis.mean).all()):
+        return "non-finite values in the analysis ensemble"
+    if step.analysis is None and not bool(torch.isfinite(step.prior.mean(0)).all()):
+        return "non-finite values in the forecast ensemble"
+    return ""
+
+
 @dataclass(frozen=True)
 class BDAResult:
-    """What `run_bda_experiment` produced."""
+    """What `run_bda_experiment` produced (``dataset`` is ``None`` when the filter diverged in the first cycle)."""
 
     summary: dict
-    dataset: xr.Dataset
+    dataset: xr.Dataset | None
     out_dir: Path
     plots: tuple[Path, ...]
 
@@ -195,40 +211,55 @@ def run_bda_experiment(
         plots: write PNG figures.
         say: receives one-line notes (outages, resume point).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with run_folder(out_dir, resume=resume, keep=(CHECKPOINT,)) as out:
+        state, wall = _cycle_with_checkpoints(config, out, resume=resume, client=client, progress=progress, say=say)
+        summary = _summary(state, config, wall)
+        if preset is not None:
+            summary["preset"] = preset.name
+        ds = to_dataset(state, config) if state.records else None
+        if ds is not None:
+            atomic_write(out / "cycles.nc", ds.to_netcdf)
+        figures: tuple[Path, ...] = ()
+        if plots and ds is not None:
+            figures = make_bda_plots(ds, state.forecasts, out)
+        write_json(out / "summary.json", summary)  # last: a folder with a summary is a finished run
+    return BDAResult(summary=summary, dataset=ds, out_dir=out, plots=figures)
+
+
+def _cycle_with_checkpoints(
+    config: BDAConfig, out: Path, *, resume: bool, client: object | None, progress: bool, say: Say
+) -> tuple[CycleState, float]:
+    """Run (or resume) the cycles, checkpointing every ``checkpoint_every`` cycles; the state and wall time (s)."""
     ckpt = out / CHECKPOINT
     state = None
     if resume:
-        if not ckpt.is_file():
-            raise ConfigError(f"nothing to resume: {ckpt} does not exist")
         state = load_checkpoint(ckpt, config)
         say(f"resuming after cycle {state.cycle} of {config.cycles}")
-    device = resolve_device(config.device)
     wall0 = time.perf_counter()
     with progress_bar("cycles", config.cycles, enabled=progress, completed=state.cycle if state else 0) as update:
 
         def on_cycle(s: CycleState) -> None:
-            r = s.records[-1]
-            update(
-                s.cycle,
-                f"rmse.a h={r['rmse_analysis'][2]:.3g} r={r['rmse_analysis'][3]:.3g}  {r['seconds_cycle']:.2f} s",
-            )
+            h, r = s.records[-1]["rmse_analysis"][2:]
+            update(s.cycle, f"rmse.a h={h:.3g} r={r:.3g}  {s.records[-1]['seconds_cycle']:.2f} s")
             if s.cycle % config.checkpoint_every == 0 or s.cycle == config.cycles:
                 save_checkpoint(s, config, ckpt)
 
         state = run_cycles(config, state=state, client=client, on_cycle=on_cycle, say=say)
-    wall = time.perf_counter() - wall0
-    ds = to_dataset(state, config)
-    ds.to_netcdf(out / "cycles.nc")
-    summary = summarise(state, config, wall, str(device))
-    if preset is not None:
-        summary["preset"] = preset.name
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    figures: tuple[Path, ...] = ()
-    if plots:
-        figures = make_bda_plots(ds, state.forecasts, out)
-    return BDAResult(summary=summary, dataset=ds, out_dir=out, plots=figures)
+    return state, time.perf_counter() - wall0
+
+
+def _summary(state: CycleState, config: BDAConfig, wall: float) -> dict:
+    """``summary.json``: `summarise` of the completed cycles, and whether (where, why) the filter diverged."""
+    device = str(resolve_device(config.device))
+    if state.records:
+        summary = summarise(state, config, wall, device)
+    else:  # diverged in the first cycle: nothing to average
+        summary = {"members": config.members, "grid": [config.grid, config.grid], "cycles": 0, "device": device}
+        summary["wall_time_s"] = wall
+    summary["diverged"] = state.diverged_cycle > 0
+    summary["diverged_cycle"] = state.diverged_cycle or None
+    summary["diverged_reason"] = state.diverged_reason or None
+    return summary
 
 
 __all__ = ["BDAResult", "RadarTwin", "run_bda_experiment", "run_cycles"]
