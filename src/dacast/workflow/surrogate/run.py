@@ -38,6 +38,7 @@ from dacast.ml.surrogate_train import (
 )
 from dacast.models import Model
 from dacast.verify import time_mean_rmse
+from dacast.workflow.files import INCOMPLETE, atomic_write, run_folder, write_text
 from dacast.workflow.runtime import cpu_threads
 from dacast.workflow.schema import ConfigError
 from dacast.workflow.surrogate.assimilation import run_da
@@ -85,14 +86,14 @@ def _save_state(
     doc = {"config": surrogate_config_to_dict(config), "records": records, "perfect_rmse": perfect, "wall_time_s": wall}
     if tuning is not None:
         doc["tuning"] = tuning
-    tmp = out / "state.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(out / "state.json")
+    write_text(out / "state.json", json.dumps(doc, indent=1) + "\n")  # NaN kept: Python's json reads it back
 
 
 def _stop_reason(config: SurrogateConfig, records: list[dict[str, Any]]) -> str | None:
     n = len(records) - 1
     rmse = [r["rmse_analysis"] for r in records]
+    if n == 0 and not np.isfinite(rmse[0]):
+        return "DA with the imperfect model diverged: nothing to train a surrogate on"
     if n >= config.iterations:
         return f"reached the maximum of {config.iterations} iterations"
     if n >= 1 and not np.isfinite(rmse[-1]):
@@ -129,11 +130,26 @@ def run_surrogate(
     Raises:
         ConfigError: an existing run without ``resume``, or one with other settings.
     """
-    with cpu_threads(config.threads):
-        run = _run_surrogate(config, Path(out_dir), resume=resume, progress=progress, stop_after=stop_after)
-    if run.stopped != "interrupted":
-        run = dataclasses.replace(run, paths=write_surrogate_outputs(run, plots=plots))
+    out = Path(out_dir)
+    config.device_obj()  # a CUDA request without CUDA fails before anything is created
+    doc = _resume_state(config, out, resume)  # an existing run without --resume: refused, untouched
+    with run_folder(out, keep=("state.json",)), cpu_threads(config.threads):
+        run = _run_surrogate(config, out, doc, progress=progress, stop_after=stop_after)
+        if run.stopped != "interrupted":
+            run = dataclasses.replace(run, paths=write_surrogate_outputs(run, plots=plots))
+    if run.stopped == "interrupted":
+        write_text(out / INCOMPLETE, f"stopped after {len(run.records)} iterations; resume with --resume\n")
     return run
+
+
+def _savez(path: Path, **arrays: Any) -> None:
+    """`numpy.savez` of ``arrays`` into ``path``, atomically."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    atomic_write(path, write)
 
 
 def _resume_state(config: SurrogateConfig, out: Path, resume: bool) -> dict[str, Any]:
@@ -159,17 +175,14 @@ def _perfect_rmse(config: SurrogateConfig, data: TruthData, out: Path, progress:
         return float(np.load(out / "perfect.npz")["rmse"])
     pm = run_da(config, data, build_model(config.truth), 0, None, progress=progress, perfect=True).analysis_mean
     rmse = time_mean_rmse(pm, data.truth[:, : config.n_var], config.burn_cycles)
-    np.savez(out / "perfect.npz", analysis_mean=pm.numpy(), rmse=rmse)
+    _savez(out / "perfect.npz", analysis_mean=pm.numpy(), rmse=rmse)
     return rmse
 
 
 def _run_surrogate(
-    config: SurrogateConfig, out: Path, *, resume: bool, progress: bool, stop_after: int | None
+    config: SurrogateConfig, out: Path, doc: dict[str, Any], *, progress: bool, stop_after: int | None
 ) -> SurrogateRun:
     t_start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    config.device_obj()  # a CUDA request without CUDA fails before any work
-    doc = _resume_state(config, out, resume)
     records: list[dict[str, Any]] = doc.get("records", [])
     tuning: dict[str, dict[str, float]] | None = doc.get("tuning")
     wall_before = doc.get("wall_time_s", 0.0)
@@ -252,7 +265,7 @@ def _iteration(config: SurrogateConfig, data: TruthData, out: Path, it: int, pro
         "nrmse_free": scores["nrmse"].tolist(),
         "iteration_time_s": time.perf_counter() - t0,
     }
-    np.savez(
+    _savez(
         out / f"iteration_{it:02d}.npz",
         analysis_mean=res.analysis_mean.numpy(),
         analysis_spread=res.analysis_spread.numpy(),

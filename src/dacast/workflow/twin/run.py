@@ -29,6 +29,7 @@ from dacast.models import Model, advance
 from dacast.obs import observe
 from dacast.verify import rms, rmse
 from dacast.workflow.cycle import CycleStep, FilterAnalyser, array_observations, cycle, model_forecast
+from dacast.workflow.files import run_folder
 from dacast.workflow.runtime import progress as progress_bar
 from dacast.workflow.runtime import resolve_device, spawn_seeds
 from dacast.workflow.twin.config import (
@@ -79,6 +80,11 @@ def simulate_truth(config: TwinConfig, model: Model, truth0: Tensor) -> Tensor:
     return out
 
 
+#: An analysis spread below this fraction of the analysis RMSE is a collapsed ensemble (a healthy filter
+#: keeps the two within a factor of a few); it is flagged as divergence, since no later analysis can recover.
+COLLAPSE_RATIO = 1e-3
+
+
 class _Record:
     """The per-cycle arrays of a twin run, filled from the engine's steps (NaN where no step reached)."""
 
@@ -109,11 +115,14 @@ class _Record:
         self.innovation[c] = result.innovation
         stats = torch.stack((rmse(f_mean, truth), rmse(result.mean, truth), rms(f_spread), rms(result.spread)))
         self.series[c] = stats.double()
-        rmse_f, rmse_a, _, _ = self.series[c].tolist()  # the one device sync per cycle
+        rmse_f, rmse_a, _, spread_a = self.series[c].tolist()  # the one device sync per cycle
         if not (np.isfinite(rmse_f) and np.isfinite(rmse_a) and bool(torch.isfinite(result.ensemble).all())):
             self.diverged_cycle, self.reason = c, "non-finite values in the ensemble or the truth"
         elif (worst := max(rmse_f, rmse_a)) > threshold:
             self.diverged_cycle, self.reason = c, f"RMSE {worst:.3g} exceeds the threshold {threshold:.3g}"
+        elif spread_a < COLLAPSE_RATIO * rmse_a:
+            self.diverged_cycle = c
+            self.reason = f"the ensemble collapsed: spread {spread_a:.2g} < {COLLAPSE_RATIO:g} x RMSE {rmse_a:.3g}"
         return rmse_a
 
     def close(self) -> None:
@@ -223,8 +232,9 @@ def run_experiment(
     """
     start = time.perf_counter()
     ds = attach_preset(run_twin(config, progress=progress), preset)
-    results, summary_path, summary = write_results(ds, out_dir)
-    figures = make_plots(ds, out_dir) if plots else ()
+    with run_folder(out_dir):
+        figures = make_plots(ds, out_dir) if plots else ()
+        results, summary_path, summary = write_results(ds, out_dir)
     paths = OutputPaths(directory=Path(out_dir), results=results, summary=summary_path, plots=figures)
     return ExperimentResult(dataset=ds, summary=summary, paths=paths, total_time_s=time.perf_counter() - start)
 
