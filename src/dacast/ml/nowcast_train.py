@@ -199,8 +199,11 @@ def _validate(
 
 
 def _save(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` through a temporary file, synced to disk before the rename: never a half-written checkpoint."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

@@ -25,6 +25,7 @@ from torch import Tensor
 from dacast.io import load_sequence
 from dacast.ml import TrainResult, train_nowcast
 from dacast.nowcast import ExtrapolationConfig, extrapolation_nowcast
+from dacast.workflow import files
 from dacast.workflow.nowcast.config import (
     NowcastTrainSpec,
     TimeRange,
@@ -107,6 +108,14 @@ def _extrapolate(frames: Tensor, n_leads: int, *, config: ExtrapolationConfig) -
     return extrapolation_nowcast(frames, n_leads, config)
 
 
+def _saved_step(path: Path) -> int:
+    """The training step a checkpoint was written at; `ConfigError` for a file that is not a training checkpoint."""
+    step = files.load_checkpoint(path).get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ConfigError(f"cannot resume from {path}: not a checkpoint of dacast nowcast train (no training step)")
+    return step
+
+
 def train_from_spec(
     spec: NowcastTrainSpec, *, progress: bool = True, log: Callable[[str], None] | None = None
 ) -> TrainRun:
@@ -128,18 +137,20 @@ def train_from_spec(
     root = radar_root(spec.root)
     train, val, summary = _load_ranges(spec, root, log)
     ckdir = Path(config.checkpoint_dir)  # type: ignore[arg-type]
-    ckdir.mkdir(parents=True, exist_ok=True)
-    resumed_from = 0
-    if (ckdir / "last.pt").is_file():
-        resumed_from = int(torch.load(ckdir / "last.pt", map_location="cpu", weights_only=True)["step"])
-    sidecar = _write_sidecar(spec, ckdir, root, resumed_from)
-    if resumed_from and log is not None:
-        log(f"resuming from step {resumed_from} ({ckdir / 'last.pt'})")
-    fn = partial(_extrapolate, config=spec.extrapolation) if config.model.use_extrapolation else None
-    try:
-        result = train_nowcast(config, train, val, extrapolation_fn=fn, progress=progress, resume=True)
-    except ValueError as err:
-        raise ConfigError(" ".join(str(err).split())) from None
+    # A folder this call creates is removed again when training fails before its first checkpoint;
+    # an existing one keeps its checkpoints and is marked INCOMPLETE until training finishes.
+    with files.run_folder(ckdir, keep=("last.pt", "best.pt")):
+        resumed_from = 0
+        if (ckdir / "last.pt").is_file():
+            resumed_from = _saved_step(ckdir / "last.pt")
+        sidecar = _write_sidecar(spec, ckdir, root, resumed_from)
+        if resumed_from and log is not None:
+            log(f"resuming from step {resumed_from} ({ckdir / 'last.pt'})")
+        fn = partial(_extrapolate, config=spec.extrapolation) if config.model.use_extrapolation else None
+        try:
+            result = train_nowcast(config, train, val, extrapolation_fn=fn, progress=progress, resume=True)
+        except ValueError as err:
+            raise ConfigError(" ".join(str(err).split())) from None
     return TrainRun(result=result, resumed_from=resumed_from, data_summary=summary, sidecar=sidecar)
 
 
