@@ -35,7 +35,7 @@ def test_score_nowcast_dataset() -> None:
     assert ds["fss"].dims == ("lead_time", "threshold", "scale")
     assert ds["lead_time"].values.tolist() == [5.0, 10.0, 15.0, 20.0]
     assert ds["scale_pixels"].values.tolist() == [2, 4]
-    assert ds["lead_time"].attrs["units"] == "min" and ds["mae"].attrs["units"] == "mm/h"
+    assert ds["lead_time"].attrs["units"] == "min" and ds["mae"].attrs["units"] == "mm h-1"
     both = np.isfinite(fc) & np.isfinite(obs)
     assert ds["n_valid"].values.tolist() == both.sum((1, 2)).tolist()
     fc_both, obs_both = np.where(both, fc, np.nan), np.where(both, obs, np.nan)

@@ -26,7 +26,7 @@ def test_dataset_layout_and_attrs(l96_tiny: TwinConfig) -> None:
         assert ds[name].dims == ("time",)
         assert np.isfinite(ds[name].values).all()
     np.testing.assert_allclose(ds["time"].values, 0.05 * np.arange(1, n_t + 1))
-    assert ds["time"].attrs["units"] == "model time units"
+    assert ds["time"].attrs["units"] == "1"  # model time units are non-dimensional (CF: "1")
     np.testing.assert_array_equal(ds["obs_state_index"].values, [0, 2, 4, 6, 8, 10])
     np.testing.assert_allclose(ds["obs_error_std"].values, 0.5)
     # Settings are a JSON string that gives the config back; every attribute is netCDF-friendly.

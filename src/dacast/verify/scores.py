@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import torch
 import xarray as xr
 
+from dacast import __version__
 from dacast.verify._arrays import Array, paired
 from dacast.verify.categorical import Contingency, contingency, csi, far, frequency_bias, pod
 from dacast.verify.continuous import mae
 from dacast.verify.spatial import fss
+
+#: Rain rates and their thresholds are in mm/h; CF's ``rainfall_rate`` is in kg m-2 s-1, so no standard name.
+RAIN_RATE = "mm h-1"
+
+
+def _attrs(long_name: str, units: str = "1", **extra: str) -> dict[str, str]:
+    """CF attributes of a score: dimensionless ("1") unless ``units`` says otherwise."""
+    return {"long_name": long_name, "units": units, **extra}
 
 
 def score_nowcast(
@@ -41,7 +51,8 @@ def score_nowcast(
         mask: optional boolean, broadcastable to ``(lead, H, W)``; True = verify.
 
     Returns:
-        Dataset with coordinates ``lead_time`` [min], ``threshold`` [mm/h],
+        CF-1.10 Dataset (``long_name`` and ``units`` on every variable; rain rates in
+        ``mm h-1``, scores and counts ``1``) with coordinates ``lead_time`` [min], ``threshold`` [mm/h],
         ``scale`` [km] (and ``scale_pixels``); variables ``csi``, ``pod``,
         ``far``, ``frequency_bias``, ``hits``, ``misses``, ``false_alarms``,
         ``correct_negatives`` (lead_time, threshold), ``fss`` (lead_time,
@@ -71,25 +82,33 @@ def score_nowcast(
     dims2 = ("lead_time", "threshold")
     ds = xr.Dataset(
         {
-            "csi": (dims2, per_threshold(csi), {"long_name": "critical success index"}),
-            "pod": (dims2, per_threshold(pod), {"long_name": "probability of detection"}),
-            "far": (dims2, per_threshold(far), {"long_name": "false alarm ratio"}),
-            "frequency_bias": (dims2, per_threshold(frequency_bias), {"long_name": "frequency bias"}),
-            "hits": (dims2, per_threshold(lambda t: t.hits)),
-            "misses": (dims2, per_threshold(lambda t: t.misses)),
-            "false_alarms": (dims2, per_threshold(lambda t: t.false_alarms)),
-            "correct_negatives": (dims2, per_threshold(lambda t: t.correct_negatives)),
-            "fss": (("lead_time", "threshold", "scale"), fss_values, {"long_name": "fractions skill score"}),
-            "mae": ("lead_time", mae(f, o).cpu().numpy(), {"long_name": "mean absolute error", "units": "mm/h"}),
-            "n_valid": ("lead_time", valid.sum((-2, -1)).cpu().numpy(), {"long_name": "verified pixels"}),
+            "csi": (dims2, per_threshold(csi), _attrs("critical success index (threat score)")),
+            "pod": (dims2, per_threshold(pod), _attrs("probability of detection")),
+            "far": (dims2, per_threshold(far), _attrs("false alarm ratio")),
+            "frequency_bias": (dims2, per_threshold(frequency_bias), _attrs("frequency bias")),
+            **{
+                key: (
+                    dims2,
+                    per_threshold(lambda t, key=key: getattr(t, key)),
+                    _attrs(f"number of {key.replace('_', ' ')}"),
+                )
+                for key in ("hits", "misses", "false_alarms", "correct_negatives")
+            },
+            "fss": (("lead_time", "threshold", "scale"), fss_values, _attrs("fractions skill score")),
+            "mae": ("lead_time", mae(f, o).cpu().numpy(), _attrs("mean absolute error of the rain rate", RAIN_RATE)),
+            "n_valid": ("lead_time", valid.sum((-2, -1)).cpu().numpy(), _attrs("number of verified pixels")),
         },
         coords={
-            "lead_time": ("lead_time", leads, {"units": "min"}),
-            "threshold": ("threshold", np.asarray(thresholds, dtype=float), {"units": "mm/h"}),
-            "scale": ("scale", np.asarray(scales_km, dtype=float), {"units": "km"}),
-            "scale_pixels": ("scale", np.asarray(scales_px, dtype=int)),
+            "lead_time": ("lead_time", leads, _attrs("forecast lead time", "min", standard_name="forecast_period")),
+            "threshold": ("threshold", np.asarray(thresholds, dtype=float), _attrs("rain-rate threshold", RAIN_RATE)),
+            "scale": ("scale", np.asarray(scales_km, dtype=float), _attrs("FSS window edge length", "km")),
+            "scale_pixels": ("scale", np.asarray(scales_px, dtype=int), _attrs("FSS window edge length in pixels")),
         },
         attrs={
+            "Conventions": "CF-1.10",
+            "title": "nowcast verification scores by lead time",
+            "source": f"dacast {__version__} (dacast.verify.score_nowcast)",
+            "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} dacast {__version__}: score_nowcast",
             "categorical_event": "value > threshold (pysteps det_cat_fct)",
             "fss_event": "value >= threshold (pysteps fss, Roberts & Lean 2008)",
             "pixel_km": float(pixel_km),

@@ -22,11 +22,10 @@ def plot_bda_rmse(ds: xr.Dataset, path: str | Path) -> Path:
     axes = fig.subplots(2, 2, sharex=True).ravel()
     minutes = ds["cycle"].values * 0.5
     for ax, var in zip(axes, VARS, strict=True):
-        sel = {"var": var}
-        ax.plot(minutes, ds["rmse_free_run"].sel(sel), color="0.4", lw=1.0, label="free run (no DA)")
-        ax.plot(minutes, ds["rmse_forecast"].sel(sel), color="tab:orange", lw=0.9, label="forecast (prior)")
-        ax.plot(minutes, ds["rmse_analysis"].sel(sel), color="tab:blue", lw=1.1, label="analysis")
-        ax.plot(minutes, ds["spread_analysis"].sel(sel), color="tab:blue", lw=0.8, ls="--", label="analysis spread")
+        ax.plot(minutes, ds[f"rmse_free_run_{var}"], color="0.4", lw=1.0, label="free run (no DA)")
+        ax.plot(minutes, ds[f"rmse_forecast_{var}"], color="tab:orange", lw=0.9, label="forecast (prior)")
+        ax.plot(minutes, ds[f"rmse_analysis_{var}"], color="tab:blue", lw=1.1, label="analysis")
+        ax.plot(minutes, ds[f"spread_analysis_{var}"], color="tab:blue", lw=0.8, ls="--", label="analysis spread")
         out = ds["outage"].values.astype(bool)
         for m in minutes[out]:
             ax.axvspan(m - 0.25, m + 0.25, color="tab:red", alpha=0.15, lw=0)
@@ -83,7 +82,7 @@ def plot_probability_maps(forecast: dict, path: str | Path, dx_km: float) -> Pat
 
 
 def plot_fields(ds: xr.Dataset, path: str | Path) -> Path:
-    """Truth and analysis-mean reflectivity and height at the last cycle.
+    """Truth and analysis-mean reflectivity and height at the last cycle (``truth_r``, ``analysis_mean_h``, ...).
 
     The analysis-mean reflectivity is that of the mean rain field (outside the
     60-km radar range it is the prior mean's).
@@ -94,11 +93,10 @@ def plot_fields(ds: xr.Dataset, path: str | Path) -> Path:
     dx = float(ds["x"].values[1] - ds["x"].values[0]) if ds.sizes["x"] > 1 else 1.0
     extent = (0, ds.sizes["x"] * dx, 0, ds.sizes["y"] * dx)
     for col, name in enumerate(("truth", "analysis_mean")):
-        field = last[name]
-        dbz = reflectivity_dbz(torch.as_tensor(field.sel(var="r").values)).numpy()
+        dbz = reflectivity_dbz(torch.as_tensor(last[f"{name}_r"].values)).numpy()
         im = axes[0, col].imshow(dbz, origin="lower", extent=extent, vmin=0, vmax=60, cmap="turbo")
         axes[0, col].set_title(f"{name.replace('_', ' ')}: reflectivity [dBZ]")
-        h = field.sel(var="h").values
+        h = last[f"{name}_h"].values
         im2 = axes[1, col].imshow(h, origin="lower", extent=extent, cmap="viridis")
         axes[1, col].set_title(f"{name.replace('_', ' ')}: h [m]")
         axes[1, col].set_xlabel("x [km]")
@@ -114,7 +112,7 @@ def make_bda_plots(ds: xr.Dataset, forecasts: list[dict], out_dir: str | Path) -
     """Every figure for ``ds`` in ``out_dir``; returns their paths."""
     out = Path(out_dir)
     paths = [plot_bda_rmse(ds, out / "rmse.png")]
-    if "truth" in ds:
+    if "truth_r" in ds:
         paths.append(plot_fields(ds, out / "fields.png"))
     if "lead" in ds.coords:
         paths.append(plot_threat_score(ds, out / "threat_score.png"))

@@ -7,6 +7,7 @@ so they can be regenerated from ``surrogate_run.nc``.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,59 +23,125 @@ if TYPE_CHECKING:
     from dacast.workflow.surrogate.run import SurrogateRun
 
 
+CONVENTIONS = "CF-1.10"
+#: The Lorenz models are non-dimensional: states, errors, losses and model time all have units "1".
+NONDIM = "1"
+
+
+def _attrs(long_name: str, units: str = NONDIM) -> dict[str, str]:
+    return {"long_name": long_name, "units": units}
+
+
+def _data_vars(run: SurrogateRun, files: list[Any]) -> dict[str, tuple]:
+    """Per-iteration results: name -> (dims, values, attrs)."""
+    recs = run.records
+
+    def rec(key: str) -> np.ndarray:
+        return np.array([r[key] for r in recs])
+
+    def npz(key: str) -> np.ndarray:
+        return np.stack([f[key] for f in files])
+
+    field = ("iteration", "time", "variable")
+    table: dict[str, tuple[Any, np.ndarray, str]] = {
+        "analysis_mean": (field, npz("analysis_mean"), "analysis ensemble mean of the modelled variables"),
+        "analysis_spread": (field, npz("analysis_spread"), "analysis ensemble spread of the modelled variables"),
+        "rmse_analysis": (
+            "iteration",
+            rec("rmse_analysis"),
+            "RMSE of the analysis mean against the truth after burn-in",
+        ),
+        "forecast_rmse": (
+            ("iteration", "lead"),
+            rec("forecast_rmse_steps_1_4"),
+            "RMSE of forecasts from true test states, by lead (1-4 analysis intervals)",
+        ),
+        "forecast_error": (
+            ("iteration", "start", "lead"),
+            npz("forecast_error"),
+            "RMSE over the variables of the forecast from each test start, by lead",
+        ),
+        "start_state": (("start", "variable"), files[0]["start_state"], "true state at each test start"),
+        "nrmse_free": (
+            ("iteration", "free_lead"),
+            rec("nrmse_free"),
+            "RMSE of the free forecast divided by the climatological standard deviation",
+        ),
+        "valid_time": (
+            "iteration",
+            rec("valid_time"),
+            "valid time of the free forecast (normalised RMSE below 0.5), model time units",
+        ),
+        "train_loss": (
+            "iteration",
+            _losses(recs, "train_loss"),
+            "training loss of the surrogate at its best epoch (normalised increments)",
+        ),
+        "val_loss": (
+            "iteration",
+            _losses(recs, "val_loss"),
+            "best validation loss of the surrogate (normalised increments)",
+        ),
+        "inflation": (
+            "iteration",
+            np.array([r.get("inflation", np.nan) for r in recs], dtype=float),
+            "mean covariance inflation factor of the DA run",
+        ),
+    }
+    return {name: (dims, values, _attrs(long_name)) for name, (dims, values, long_name) in table.items()}
+
+
+def _coords(run: SurrogateRun) -> dict[str, tuple]:
+    """Iterations (with the model of each), analysis times, variables and leads."""
+    cfg, step = run.config, run.config.step
+    return {
+        "iteration": (
+            "iteration",
+            np.arange(len(run.records)),
+            _attrs("iteration (0: imperfect model, n: surrogate n-1)"),
+        ),
+        "model_name": (
+            "iteration",
+            [r["model"] for r in run.records],
+            {"long_name": "forecast model of the iteration"},
+        ),
+        "time": ("time", np.arange(1, cfg.cycles + 1) * step, _attrs("analysis time, model time units")),
+        "variable": ("variable", np.arange(cfg.n_var), _attrs("index of the modelled variable")),
+        "lead": ("lead", np.arange(1, N_LEADS + 1), _attrs("forecast lead in analysis intervals")),
+        "free_lead_time": (
+            "free_lead",
+            np.arange(1, cfg.free_leads + 1) * step,
+            _attrs("lead time of the free forecast, model time units"),
+        ),
+    }
+
+
 def surrogate_dataset(run: SurrogateRun) -> xr.Dataset:
-    """All per-iteration results of ``run`` as one dataset.
+    """All per-iteration results of ``run`` as one CF-1.10 dataset.
 
     Dimensions: ``iteration`` (0 = imperfect model, n >= 1 = surrogate n - 1),
     ``time`` (analysis times), ``variable`` (modelled variables), ``lead``
     (1-4 analysis intervals), ``free_lead`` and ``start`` (forecast start times).
+    Every quantity is non-dimensional (units "1"), model time included.
     """
-    cfg, out = run.config, run.out_dir
-    n_it = len(run.records)
-    files = [np.load(out / f"iteration_{i:02d}.npz") for i in range(n_it)]
-    recs = run.records
-    step = cfg.step
-    ds = xr.Dataset(
-        data_vars={
-            "analysis_mean": (("iteration", "time", "variable"), np.stack([f["analysis_mean"] for f in files])),
-            "analysis_spread": (("iteration", "time", "variable"), np.stack([f["analysis_spread"] for f in files])),
-            "rmse_analysis": ("iteration", np.array([r["rmse_analysis"] for r in recs]), {"units": "1"}),
-            "forecast_rmse": (("iteration", "lead"), np.array([r["forecast_rmse_steps_1_4"] for r in recs])),
-            "forecast_error": (("iteration", "start", "lead"), np.stack([f["forecast_error"] for f in files])),
-            "start_state": (("start", "variable"), files[0]["start_state"]),
-            "nrmse_free": (("iteration", "free_lead"), np.array([r["nrmse_free"] for r in recs])),
-            "valid_time": ("iteration", np.array([r["valid_time"] for r in recs]), {"units": "model time units"}),
-            "train_loss": (
-                "iteration",
-                np.array([np.nan if r["train_loss"] is None else r["train_loss"] for r in recs]),
-            ),
-            "val_loss": ("iteration", np.array([np.nan if r["val_loss"] is None else r["val_loss"] for r in recs])),
-            "inflation": (
-                "iteration",
-                np.array([r.get("inflation", np.nan) for r in recs], dtype=float),
-                {"long_name": "mean covariance inflation factor of the DA run", "units": "1"},
-            ),
-        },
-        coords={
-            "iteration": np.arange(n_it),
-            "model_name": ("iteration", [r["model"] for r in recs]),
-            "time": np.arange(1, cfg.cycles + 1) * step,
-            "variable": np.arange(cfg.n_var),
-            "lead": np.arange(1, N_LEADS + 1),
-            "free_lead_time": ("free_lead", np.arange(1, cfg.free_leads + 1) * step),
-        },
-        attrs={
-            "title": "dacast surrogate <-> DA cycle",
-            "experiment": cfg.name,
-            "rmse_analysis_perfect": run.perfect_rmse,
-            "stopped": run.stopped,
-            "wall_time_s": run.wall_time_s,
-            "settings": json.dumps(surrogate_config_to_dict(cfg)),
-            "rmse_analysis_fixed_inflation": json.dumps(run.tuning or {}),
-            "dacast_version": dacast.__version__,
-        },
-    )
-    return ds
+    cfg = run.config
+    files = [np.load(run.out_dir / f"iteration_{i:02d}.npz") for i in range(len(run.records))]
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    attrs = {
+        "Conventions": CONVENTIONS,
+        "title": "dacast surrogate <-> DA cycle",
+        "source": f"dacast {dacast.__version__} (dacast.workflow.surrogate), {cfg.truth.name} twin",
+        "history": f"{created} dacast {dacast.__version__}: dacast.workflow.surrogate.run_surrogate",
+        "experiment": cfg.name,
+        "rmse_analysis_perfect": run.perfect_rmse,
+        "stopped": run.stopped,
+        "wall_time_s": run.wall_time_s,
+        "settings": json.dumps(surrogate_config_to_dict(cfg)),
+        "rmse_analysis_fixed_inflation": json.dumps(run.tuning or {}),
+        "dacast_version": dacast.__version__,
+        "created": created,
+    }
+    return xr.Dataset(data_vars=_data_vars(run, files), coords=_coords(run), attrs=attrs)
 
 
 def _losses(records: list[dict[str, Any]], key: str) -> np.ndarray:

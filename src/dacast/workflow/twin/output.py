@@ -25,7 +25,9 @@ from dacast.workflow.twin.config import TwinConfig, config_to_dict
 from dacast.workflow.twin.presets import Preset
 
 STATE_UNITS = "1"  # the Lorenz models are non-dimensional
-TIME_UNITS = "model time units"
+TIME_UNITS = "1"  # model time units: non-dimensional, as the state
+COUNT_UNITS = "1"  # indices and counts (CF: dimensionless)
+CONVENTIONS = "CF-1.10"
 RESULTS_FILE = "results.nc"
 SUMMARY_FILE = "summary.json"
 
@@ -87,12 +89,17 @@ def twin_dataset(
         "spread_forecast": ("time", ser[:, 2], {"long_name": "sqrt(mean ensemble variance), forecast", **state_attrs}),
         "spread_analysis": ("time", ser[:, 3], {"long_name": "sqrt(mean ensemble variance), analysis", **state_attrs}),
     }
+    count = {"units": COUNT_UNITS}
     coords = {
-        "time": ("time", steps * config.dt, {"long_name": "analysis time", "units": TIME_UNITS}),
-        "cycle": ("time", np.arange(1, config.cycles + 1), {"long_name": "analysis number (1-based)"}),
-        "state": ("state", np.arange(config.n_state), {"long_name": "state index (grid point for Lorenz-96)"}),
-        "obs": ("obs", np.arange(operator.n_obs), {"long_name": "observation number"}),
-        "obs_state_index": ("obs", operator.indices.numpy(), {"long_name": "observed state index"}),
+        "time": (
+            "time",
+            steps * config.dt,
+            {"long_name": "analysis time in non-dimensional model time units", "units": TIME_UNITS},
+        ),
+        "cycle": ("time", np.arange(1, config.cycles + 1), {"long_name": "analysis number (1-based)", **count}),
+        "state": ("state", np.arange(config.n_state), {"long_name": "state index (grid point for Lorenz-96)", **count}),
+        "obs": ("obs", np.arange(operator.n_obs), {"long_name": "observation number", **count}),
+        "obs_state_index": ("obs", operator.indices.numpy(), {"long_name": "observed state index", **count}),
         "obs_error_std": ("obs", operator.error_std.numpy(), {"long_name": "observation error std", **state_attrs}),
     }
     attrs = _run_attrs(config, threshold, diverged_cycle, reason, wall, device)
@@ -104,8 +111,11 @@ def _run_attrs(
 ) -> dict[str, Any]:
     """Settings, divergence and provenance of a twin run (global attributes of ``results.nc``)."""
     diverged = diverged_cycle >= 0
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     return {
+        "Conventions": CONVENTIONS,
         "title": "dacast twin experiment",
+        "source": f"dacast {dacast.__version__} (dacast.workflow.twin), {config.model.name} model",
         "model": config.model.name,
         "filter": config.filter_name,
         "members": config.members,
@@ -126,18 +136,22 @@ def _run_attrs(
         "settings": json.dumps(config_to_dict(config)),
         "dacast_version": dacast.__version__,
         "torch_version": torch.__version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "history": "dacast.workflow.run_twin",
+        "created": created,
+        "history": f"{created} dacast {dacast.__version__}: dacast.workflow.run_twin",
     }
 
 
 def attach_preset(ds: xr.Dataset, preset: Preset | None) -> xr.Dataset:
-    """A copy of ``ds`` with the preset's name, expected RMSE and source as attributes."""
+    """A copy of ``ds`` with the preset's name, expected RMSE and source as attributes.
+
+    The preset's source (the literature it reproduces) is the CF ``references``
+    attribute; CF's ``source`` names the software that made the file.
+    """
     if preset is None:
         return ds
     out = ds.copy()
     out.attrs["preset"] = preset.name
-    out.attrs["source"] = preset.source
+    out.attrs["references"] = preset.source
     if preset.expected_rmse_analysis is not None:
         out.attrs["expected_rmse_analysis"] = preset.expected_rmse_analysis
     return out
@@ -192,7 +206,8 @@ def summarise(ds: xr.Dataset) -> dict[str, Any]:
         out["preset"] = str(attrs["preset"])
         expected = attrs.get("expected_rmse_analysis")
         out["expected_rmse_analysis"] = None if expected is None else float(expected)
-        out["source"] = str(attrs["source"])
+        # files written before the CF attributes kept the preset's source in ``source``
+        out["source"] = str(attrs["references"] if "references" in attrs else attrs["source"])
     return out
 
 

@@ -15,6 +15,12 @@ from matplotlib.figure import Figure
 from dacast.workflow.figures import save_figure
 
 
+def _time_label(ds: xr.Dataset) -> str:
+    """Axis label of the time coordinate: CF writes the non-dimensional model time as units "1"."""
+    units = str(ds["time"].attrs.get("units", ""))
+    return f"time [{'model time units' if units == '1' else units}]"
+
+
 def _title(ds: xr.Dataset) -> str:
     label = ds.attrs.get("preset") or f"{ds.attrs['model']} / {ds.attrs['filter']}"
     return f"{label}, N={ds.attrs['members']}"
@@ -45,7 +51,7 @@ def plot_rmse(ds: xr.Dataset, path: str | Path) -> Path:
         ax.set_title(_title(ds))
     if any(line.get_xydata().size for line in ax.get_lines()):
         ax.set_yscale("log")
-    ax.set_xlabel(f"time [{ds['time'].attrs.get('units', '')}]")
+    ax.set_xlabel(_time_label(ds))
     ax.set_ylabel("RMSE / spread")
     ax.legend(loc="upper right", fontsize="small", ncols=2)
     return save_figure(fig, Path(path))
@@ -73,7 +79,7 @@ def plot_hovmoller(ds: xr.Dataset, path: str | Path) -> Path:
     ax_err.set_title("analysis error")
     for ax in (ax_truth, ax_err):
         ax.set_xlabel("state index")
-    ax_truth.set_ylabel(f"time [{ds['time'].attrs.get('units', '')}]")
+    ax_truth.set_ylabel(_time_label(ds))
     fig.suptitle(_title(ds))
     return save_figure(fig, Path(path))
 
