@@ -231,3 +231,70 @@ def test_bad_paths_raise_radar_read_error(tmp_path: Path, mch_file: Path) -> Non
     Image.new("P", (10, 10)).save(small)
     with pytest.raises(RadarReadError, match="CCS4"):
         read_mch_gif(small)
+
+
+def _pgm_gz(original: Path, old: bytes, new: bytes) -> bytes:
+    """The FMI file's bytes with one header text replaced."""
+    raw = gzip.decompress(original.read_bytes())
+    assert raw.count(old) == 1
+    return gzip.compress(raw.replace(old, new), compresslevel=1)
+
+
+def test_wrong_grid_names_the_file_and_both_shapes(tmp_path: Path, fmi_file: Path, knmi_file: Path) -> None:
+    fmi = tmp_path / fmi_file.name
+    fmi.write_bytes(_pgm_gz(fmi_file, b"\n760 1226\n255\n", b"\n10 20\n255\n"))
+    with pytest.raises(RadarReadError, match=r"wrong grid: shape \(20, 10\) is not the fmi .* \(1226, 760\)") as exc:
+        read_fmi_pgm(fmi)
+    _assert_one_line(exc, str(fmi))
+    fmi.write_bytes(_pgm_gz(fmi_file, b"metersperpixel_x 999.674053", b"metersperpixel_x 500"))
+    with pytest.raises(RadarReadError, match="wrong grid: pixel size 500 x 999.629 m"):
+        read_fmi_pgm(fmi)
+    knmi = tmp_path / knmi_file.name
+    shutil.copyfile(knmi_file, knmi)
+    with h5py.File(knmi, "r+") as f:
+        f["geographic"].attrs["geo_row_offset"] = np.float32([3000.0])
+    with pytest.raises(RadarReadError, match=r"wrong grid: .*\(0.0, -3000.0, 1.0, -1.0\) km .* NL25") as exc:
+        read_knmi_hdf5(knmi)
+    _assert_one_line(exc, str(knmi))
+    with h5py.File(knmi, "r+") as f:
+        del f["image1/image_data"]
+        f["image1/image_data"] = np.zeros((765, 699), np.uint16)
+    with pytest.raises(RadarReadError, match=r"shape \(765, 699\) is not the knmi NL25 grid \(765, 700\)"):
+        read_knmi_hdf5(knmi)
+
+
+def test_field_without_valid_pixel_is_an_error(tmp_path: Path, knmi_file: Path) -> None:
+    gif = tmp_path / "AQC151351545F_00005.801.gif"
+    Image.new("P", (710, 640), 255).save(gif)
+    with pytest.raises(RadarReadError, match="no valid pixel") as exc:
+        read_mch_gif(gif)
+    _assert_one_line(exc, str(gif))
+    knmi = tmp_path / knmi_file.name
+    shutil.copyfile(knmi_file, knmi)
+    with h5py.File(knmi, "r+") as f:
+        f["image1/image_data"][...] = 65535
+    with pytest.raises(RadarReadError, match="no valid pixel"):
+        read_knmi_hdf5(knmi)
+
+
+def test_huge_size_in_a_header_is_an_error(tmp_path: Path, mch_file: Path, fmi_file: Path) -> None:
+    """A corrupt size field must not reach Pillow's decompression-bomb error or a huge allocation."""
+    gif = tmp_path / mch_file.name
+    data = bytearray(mch_file.read_bytes())
+    data[6:10] = b"\xff\xff\xff\xff"  # logical screen 65535 x 65535
+    gif.write_bytes(bytes(data))
+    with pytest.raises(RadarReadError) as exc:
+        read_mch_gif(gif)
+    _assert_one_line(exc, str(gif))
+    fmi = tmp_path / fmi_file.name
+    fmi.write_bytes(_pgm_gz(fmi_file, b"\n760 1226\n255\n", b"\n900000000 900000000\n255\n"))
+    with pytest.raises(RadarReadError, match=r"wrong grid: shape \(900000000, 900000000\)"):
+        read_fmi_pgm(fmi)
+
+
+def test_directory_in_place_of_a_file(tmp_path: Path) -> None:
+    folder = tmp_path / "RAD_NL25_RAP_5min_201008260000.h5"
+    folder.mkdir()
+    with pytest.raises(RadarReadError, match="is a directory, not a file") as exc:
+        read_radar(folder)
+    _assert_one_line(exc, str(folder))

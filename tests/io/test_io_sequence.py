@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ import torch
 
 from dacast.io import (
     RadarReadError,
+    SequenceReadError,
     default_radar_root,
     find_frames,
     list_events,
@@ -152,3 +155,53 @@ def test_default_radar_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     nested.mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "shared")  # found walking up from the current directory first
     assert default_radar_root() == nested.resolve()
+
+
+def test_sequence_error_carries_the_report(gappy_root: Path) -> None:
+    """Nothing readable: the error names the corrupt file and holds the report (also after pickling)."""
+    with pytest.raises(SequenceReadError, match="AQC151351555F_00005.801.gif") as err:
+        load_sequence("mch", "2015-05-15 15:55", n_frames=2, root=gappy_root)
+    report = err.value.report
+    assert report.found == () and [u.path.name for u in report.unreadable] == ["AQC151351555F_00005.801.gif"]
+    assert report.missing == (T("2015-05-15T16:00", "ns"),)
+    again = pickle.loads(pickle.dumps(err.value))
+    assert str(again) == str(err.value) and again.report == report
+    with pytest.raises(SequenceReadError) as strict:
+        load_sequence("mch", "2015-05-15 15:45", n_frames=3, root=gappy_root, strict=True)
+    assert strict.value.report.found == (T("2015-05-15T15:45", "ns"), T("2015-05-15T15:50", "ns"))
+
+
+def test_frame_on_another_grid_is_blamed_even_first(tmp_path: Path, radar_root: Path) -> None:
+    """The odd frame out (here the first, its pixel size slightly off) is reported, not the frames after it."""
+    names = [f"20160928{hhmm}_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz" for hhmm in ("1550", "1555", "1600")]
+    folder = tmp_path / "fmi" / "pgm" / "20160928"
+    folder.mkdir(parents=True)
+    for name in names[1:]:
+        _link(tmp_path, radar_root, f"fmi/pgm/20160928/{name}")
+    raw = gzip.decompress((radar_root / "fmi/pgm/20160928" / names[0]).read_bytes())
+    (folder / names[0]).write_bytes(
+        gzip.compress(raw.replace(b"metersperpixel_x 999.674053", b"metersperpixel_x 999.7"))
+    )
+    assert read_radar(folder / names[0]).x.values[0] != read_radar(folder / names[1]).x.values[0]
+    rain, report = load_sequence("fmi", "2016-09-28 15:50", n_frames=3, root=tmp_path)
+    assert rain.sizes["time"] == 2 and [p.name for p in report.files] == names[1:]
+    (odd,) = report.unreadable
+    assert odd.path == folder / names[0] and odd.time == T("2016-09-28T15:50", "ns")
+    assert str(odd.path) in odd.error and "differs from the other frames" in odd.error
+
+
+def test_directory_and_wrong_grid_in_a_sequence(gappy_root: Path) -> None:
+    """A folder named like a frame and a GIF on another grid: both unreadable, with their paths."""
+    from PIL import Image
+
+    folder = gappy_root / "mch/20150515/AQC151351600F_00005.801.gif"
+    folder.mkdir()
+    small = gappy_root / "mch/20150515/AQC151351605F_00005.801.gif"
+    small.unlink()
+    Image.new("P", (71, 64), 3).save(small)
+    rain, report = load_sequence("mch", "2015-05-15 15:45", "2015-05-15 16:10", root=gappy_root)
+    assert rain.sizes["time"] == 3 and report.missing == ()
+    errors = {u.path.name: u.error for u in report.unreadable}
+    assert set(errors) == {"AQC151351555F_00005.801.gif", folder.name, small.name}
+    assert "is a directory" in errors[folder.name] and str(folder) in errors[folder.name]
+    assert "(64, 71)" in errors[small.name] and "(640, 710)" in errors[small.name]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dacast.io import list_events
+from dacast.io import RadarReadError, list_events
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig
 from dacast.workflow import ConfigError
 from dacast.workflow.nowcast.config import (
@@ -24,7 +24,7 @@ from dacast.workflow.nowcast.config import (
     with_train_overrides,
 )
 from dacast.workflow.nowcast.output import score_dataset, scores_table
-from dacast.workflow.nowcast.run import make_nowcast
+from dacast.workflow.nowcast.run import make_nowcast, run_nowcast, verify_nowcast
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nowcast_train.yaml"
 
@@ -82,7 +82,7 @@ def test_persistence_nowcast_and_scores(radar_root: Path) -> None:
     assert gaps == ()
     assert ds["forecast"].dims == ("lead_time", "y", "x") and ds["forecast"].shape == (2, 640, 710)
     np.testing.assert_array_equal(ds["forecast"].values[1], ds["last_observed"].values)
-    assert ds["forecast"].attrs["units"] == "mm/h" and ds.attrs["projection"].startswith("+proj=somerc")
+    assert ds["forecast"].attrs["units"] == "mm h-1" and ds.attrs["projection"].startswith("+proj=somerc")
     assert list(ds["lead_time"].values) == [5.0, 10.0]
     assert str(ds["valid_time"].values[0])[:16] == "2015-05-15T16:35"
     scores = score_dataset(ds, thresholds=(1.0,), scales_km=(10.0,))
@@ -212,3 +212,53 @@ def test_example_yaml_trains_on_first_halves_only(radar_root: Path) -> None:
             assert b.start == a.end + step  # contiguous: the whole first half is used
     for r in ranges:  # and nothing outside the events
         assert sum(ev.source == r.source and ev.start <= r.start <= r.end <= ev.end for ev in events) == 1, r
+
+
+# ----------------------------------------------------------------------------- damaged radar files
+
+
+def _mch_window(root: Path, radar_root: Path, hhmms: list[str], damaged: dict[str, bytes]) -> Path:
+    """Copies of the MeteoSwiss 2015-05-15 frames ``hhmms`` under ``root``, those in ``damaged`` replaced."""
+    folder = root / "mch" / "20150515"
+    folder.mkdir(parents=True)
+    for hhmm in hhmms:
+        name = f"AQC15135{hhmm}F_00005.801.gif"
+        data = damaged[hhmm] if hhmm in damaged else (radar_root / "mch" / "20150515" / name).read_bytes()
+        (folder / name).write_bytes(data)
+    return root
+
+
+def test_unreadable_observed_frame_is_named_and_not_scored(tmp_path: Path, radar_root: Path) -> None:
+    """t0+10 is truncated and t0+15 has no file: the run goes on, names the file, scores neither lead."""
+    gif = (radar_root / "mch" / "20150515" / "AQC151351640F_00005.801.gif").read_bytes()
+    root = _mch_window(tmp_path / "radar", radar_root, ["1630", "1635", "1640"], {"1640": gif[:5000]})
+    config = NowcastRunConfig(source="mch", start="2015-05-15T16:30", method="persistence", n_leads=3, root=root)
+    ds, gaps = make_nowcast(config)
+    assert [str(t)[11:16] for t in gaps] == ["16:40", "16:45"]
+    result = run_nowcast(config, tmp_path / "out", plots=False)
+    (bad,) = result.unreadable_observed
+    assert bad.path == root / "mch" / "20150515" / "AQC151351640F_00005.801.gif"
+    assert str(bad.time)[11:16] == "16:40" and str(bad.path) in bad.error and "\n" not in bad.error
+    assert [str(t)[11:16] for t in result.missing_observed] == ["16:45"]
+    assert result.scores is not None and list(result.scores["n_valid"].values[1:]) == [0, 0]
+    again = verify_nowcast(result.paths.nowcast, tmp_path / "verify", plots=False)  # the file keeps the record
+    assert again.unreadable_observed == result.unreadable_observed
+    assert again.missing_observed == result.missing_observed
+
+
+def test_no_readable_observed_frame(tmp_path: Path, radar_root: Path) -> None:
+    root = _mch_window(tmp_path / "radar", radar_root, ["1630", "1635", "1640"], {"1635": b"", "1640": b"GIF89a"})
+    config = NowcastRunConfig(source="mch", start="2015-05-15T16:30", method="persistence", n_leads=2, root=root)
+    result = run_nowcast(config, tmp_path / "out", plots=False)
+    assert result.scores is None and "observed" not in result.dataset and result.missing_observed == ()
+    assert [u.path.name[8:12] for u in result.unreadable_observed] == ["1635", "1640"]
+
+
+def test_unreadable_past_frame_is_named(tmp_path: Path, radar_root: Path) -> None:
+    """Persistence reads one past frame; when it is corrupt the error names it (not just its time)."""
+    root = _mch_window(tmp_path / "radar", radar_root, ["1630", "1635"], {"1630": b"GIF89a"})
+    config = NowcastRunConfig(source="mch", start="2015-05-15T16:30", method="persistence", n_leads=1, root=root)
+    with pytest.raises(RadarReadError) as err:
+        make_nowcast(config)
+    assert str(root / "mch" / "20150515" / "AQC151351630F_00005.801.gif") in str(err.value)
+    assert "found 0; missing: 2015-05-15 16:30" in str(err.value)

@@ -8,7 +8,7 @@ gaps and unreadable files.
 """
 
 from dacast.io.convert import DEFAULT_ZERO_DBZ, from_dbz, to_dbz
-from dacast.io.errors import RadarReadError
+from dacast.io.errors import RadarReadError, SequenceReadError
 from dacast.io.events import RadarEvent, list_events
 from dacast.io.paths import default_radar_root
 from dacast.io.readers import read_fmi_pgm, read_knmi_hdf5, read_mch_gif, read_radar
@@ -29,6 +29,7 @@ __all__ = [
     "FrameFile",
     "RadarEvent",
     "RadarReadError",
+    "SequenceReadError",
     "SequenceReport",
     "Source",
     "SourceSpec",

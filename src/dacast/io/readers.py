@@ -14,13 +14,19 @@ Every reader returns a 2-D ``xarray.DataArray`` named ``rain_rate``:
 
 The unit conversions are exactly those of ``shared/data/radar/README.md``
 (and of pysteps' importers followed by ``to_rainrate``).
+
+Whatever is wrong with a file (missing, a directory, empty, truncated, zeroed,
+random bytes, another provider's format, a grid other than the provider's, a
+field without a single valid pixel), the readers raise one
+:class:`~dacast.io.RadarReadError` whose one-line message names the file and
+the cause; the grid error gives both shapes.
 """
 
 from __future__ import annotations
 
 import gzip
 import re
-import zlib
+import warnings
 from io import BytesIO
 from pathlib import Path
 
@@ -30,11 +36,12 @@ import xarray as xr
 from dacast.io.errors import RadarReadError
 from dacast.io.sources import FMI, KNMI, MCH, SourceSpec, TimeLike, match_source, time_from_name, to_datetime64
 
-# Errors a corrupt or unexpected file can raise inside Pillow / gzip / h5py.
-_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, zlib.error, SyntaxError)
-
-_MCH_SHAPE = (640, 710)  # rows, columns of the CCS4 domain
+_GRID_NAMES = {"mch": "CCS4", "fmi": "FIN SUOMI1", "knmi": "NL25"}
 _MCH_X0, _MCH_Y1 = 255_000.0, 480_000.0  # west and north edge of the grid [m]
+# KNMI NL25 grid in km: west edge, north edge, pixel size x and y (from the files' ``geographic`` group).
+_KNMI_GEO_KM = (0.0, -3650.0, 1.0, -1.0)
+# Largest decompressed FMI file accepted: the pixels plus a generous header (guards against gzip bombs).
+_FMI_MAX_BYTES = FMI.grid_shape[0] * FMI.grid_shape[1] + (1 << 20)
 
 
 def _mch_lut() -> np.ndarray:
@@ -70,9 +77,33 @@ _FMI_LUT = _fmi_lut()
 
 def _check_file(path: str | Path) -> Path:
     p = Path(path)
-    if not p.is_file():
-        raise RadarReadError(f"cannot read {p}: no such file")
-    return p
+    if p.is_file():
+        return p
+    if p.is_dir():
+        raise RadarReadError(f"cannot read {p}: is a directory, not a file")
+    if p.exists():
+        raise RadarReadError(f"cannot read {p}: not a regular file")
+    raise RadarReadError(f"cannot read {p}: no such file")
+
+
+def _check_grid(path: Path, shape: tuple[int, ...], spec: SourceSpec) -> None:
+    """`RadarReadError` naming ``path`` and both shapes unless ``shape`` is the grid of ``spec``."""
+    if tuple(shape) != spec.grid_shape:
+        raise RadarReadError(
+            f"cannot read {path}: wrong grid: shape {tuple(shape)} is not the {spec.name} "
+            f"{_GRID_NAMES[spec.name]} grid {spec.grid_shape} (rows, columns)"
+        )
+
+
+def _check_values(path: Path, rain: np.ndarray) -> None:
+    """`RadarReadError` when the field has no valid pixel (every pixel is the no-data value)."""
+    if not np.isfinite(rain).any():
+        raise RadarReadError(f"cannot read {path}: no valid pixel (every pixel is the no-data value)")
+
+
+def _decode_error(path: Path, what: str, exc: BaseException) -> RadarReadError:
+    text = " ".join(str(exc).split())[:200]
+    return RadarReadError(f"cannot read {path}: not a readable {what} ({type(exc).__name__}: {text})")
 
 
 def _time(path: Path, spec: SourceSpec, time: TimeLike | None) -> np.datetime64:
@@ -140,19 +171,23 @@ def read_mch_gif(path: str | Path, *, time: TimeLike | None = None) -> xr.DataAr
     p = _check_file(path)
     t = _time(p, MCH, time)
     try:
-        with Image.open(p) as im:
-            if im.format != "GIF" or im.mode != "P":
-                raise RadarReadError(f"cannot read {p}: expected a palette GIF, got {im.format} mode {im.mode}")
-            dn = np.array(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # a huge size in a corrupt header
+            with Image.open(p) as im:
+                if im.format != "GIF" or im.mode != "P":
+                    raise RadarReadError(f"cannot read {p}: expected a palette GIF, got {im.format} mode {im.mode}")
+                _check_grid(p, im.size[::-1], MCH)  # before decoding: a corrupt size could be huge
+                dn = np.array(im)
     except RadarReadError:
         raise
-    except _READ_ERRORS as exc:
-        raise RadarReadError(f"cannot read {p}: not a readable MeteoSwiss GIF ({type(exc).__name__}: {exc})") from exc
-    if dn.shape != _MCH_SHAPE:
-        raise RadarReadError(f"cannot read {p}: grid {dn.shape} is not the CCS4 grid {_MCH_SHAPE}")
-    x = _centres(_MCH_X0, MCH.pixel_size_m, _MCH_SHAPE[1])
-    y = _centres(_MCH_Y1, -MCH.pixel_size_m, _MCH_SHAPE[0])
-    return _wrap(_MCH_LUT[dn], x=x, y=y, time=t, spec=MCH, path=p, xy_units="m", pixel_size_m=MCH.pixel_size_m)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds (OSError, struct.error, bomb errors, ...)
+        raise _decode_error(p, "MeteoSwiss GIF", exc) from exc
+    _check_grid(p, dn.shape, MCH)
+    rain = _MCH_LUT[dn]
+    _check_values(p, rain)
+    x = _centres(_MCH_X0, MCH.pixel_size_m, MCH.grid_shape[1])
+    y = _centres(_MCH_Y1, -MCH.pixel_size_m, MCH.grid_shape[0])
+    return _wrap(rain, x=x, y=y, time=t, spec=MCH, path=p, xy_units="m", pixel_size_m=MCH.pixel_size_m)
 
 
 def _pgm_header(raw: bytes) -> tuple[dict[str, str], tuple[int, int, int]]:
@@ -208,21 +243,35 @@ def read_fmi_pgm(path: str | Path, *, time: TimeLike | None = None) -> xr.DataAr
     t = _time(p, FMI, time)
     try:
         with gzip.open(p, "rb") as fh:
-            raw = fh.read()
+            raw = fh.read(_FMI_MAX_BYTES + 1)
+        if len(raw) > _FMI_MAX_BYTES:
+            raise ValueError(f"more than {_FMI_MAX_BYTES} bytes once decompressed")
         header, (width, height, maxval) = _pgm_header(raw)
+        _check_grid(p, (height, width), FMI)  # before decoding: a corrupt size could be huge
+        if maxval != 255:
+            raise ValueError(f"maxval {maxval}, expected 255 (8 bits)")
         with Image.open(BytesIO(raw)) as im:
             if im.mode != "L":
                 raise ValueError(f"expected an 8-bit grey image, got mode {im.mode}")
             dn = np.array(im)
         dx = float(header["metersperpixel_x"])
         dy = float(header["metersperpixel_y"])
-    except _READ_ERRORS as exc:
-        raise RadarReadError(f"cannot read {p}: not a readable FMI PGM.gz ({type(exc).__name__}: {exc})") from exc
-    if dn.shape != (height, width) or maxval != 255:
-        raise RadarReadError(f"cannot read {p}: pixel grid {dn.shape} / maxval {maxval} disagree with the header")
+    except RadarReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - gzip, the header parser and Pillow raise many kinds
+        raise _decode_error(p, "FMI PGM.gz", exc) from exc
+    if dn.shape != (height, width):
+        raise RadarReadError(f"cannot read {p}: pixel grid {dn.shape} disagrees with the header {(height, width)}")
+    if not all(abs(d / FMI.pixel_size_m - 1.0) < 0.01 for d in (dx, dy)):  # also catches NaN
+        raise RadarReadError(
+            f"cannot read {p}: wrong grid: pixel size {dx:g} x {dy:g} m is not the fmi FIN SUOMI1 grid's "
+            f"{FMI.pixel_size_m:g} m"
+        )
+    rain = _FMI_LUT[dn]
+    _check_values(p, rain)
     x = _centres(0.0, dx, width)
     y = _centres(height * dy, -dy, height)
-    return _wrap(_FMI_LUT[dn], x=x, y=y, time=t, spec=FMI, path=p, xy_units="m", pixel_size_m=dx)
+    return _wrap(rain, x=x, y=y, time=t, spec=FMI, path=p, xy_units="m", pixel_size_m=dx)
 
 
 _KNMI_CAL = re.compile(r"^GEO=(?P<gain>[-+0-9.eE]+)\*PV(?P<offset>[-+][0-9.eE]+)?$")
@@ -255,7 +304,9 @@ def read_knmi_hdf5(path: str | Path, *, time: TimeLike | None = None) -> xr.Data
     t = _time(p, KNMI, time)
     try:
         with h5py.File(p, "r") as f:
-            pv = np.asarray(f["image1/image_data"][()])
+            data = f["image1/image_data"]
+            _check_grid(p, data.shape, KNMI)  # before reading: a corrupt dataspace could be huge
+            pv = np.asarray(data[()])
             cal = f["image1/calibration"].attrs
             formula = cal["calibration_formulas"]
             formula = (formula.decode() if isinstance(formula, bytes) else str(formula)).replace(" ", "")
@@ -266,8 +317,10 @@ def read_knmi_hdf5(path: str | Path, *, time: TimeLike | None = None) -> xr.Data
             dx, dy = float(np.ravel(geo["geo_pixel_size_x"])[0]), float(np.ravel(geo["geo_pixel_size_y"])[0])
             dim = geo["geo_dim_pixel"]
             dim = (dim.decode() if isinstance(dim, bytes) else str(dim)).split(",")[0].strip().upper()
-    except _READ_ERRORS as exc:
-        raise RadarReadError(f"cannot read {p}: not a readable KNMI HDF5 file ({type(exc).__name__}: {exc})") from exc
+    except RadarReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - h5py raises many kinds for a corrupt file
+        raise _decode_error(p, "KNMI HDF5 file", exc) from exc
     m = _KNMI_CAL.match(formula)
     if m is None or float(m.group("gain")) != 0.01 or float(m.group("offset") or 0.0) != 0.0:
         raise RadarReadError(f"cannot read {p}: unexpected calibration {formula!r} (expected GEO=0.01*PV+0.0)")
@@ -278,8 +331,16 @@ def read_knmi_hdf5(path: str | Path, *, time: TimeLike | None = None) -> xr.Data
     if dim not in ("KM", "M"):
         raise RadarReadError(f"cannot read {p}: unsupported pixel unit {dim!r}")
     units = dim.lower()
+    km = 1.0 if units == "km" else 1e-3
+    geo_km = (col0 * dx * km, row0 * dy * km, dx * km, dy * km)
+    if not np.allclose(geo_km, _KNMI_GEO_KM, rtol=1e-6, atol=1e-6):
+        raise RadarReadError(
+            f"cannot read {p}: wrong grid: west/north edge and pixel size {tuple(round(v, 6) for v in geo_km)} km "
+            f"are not those of the knmi NL25 grid {_KNMI_GEO_KM} km"
+        )
     rain = 12.0 * (0.01 * pv.astype(np.float64))
     rain[np.isin(pv, list(nodata))] = np.nan
+    _check_values(p, rain)
     # geo_pixel_size_y < 0: rows run north→south; the row offset is counted in pixels.
     x = _centres(col0 * dx, dx, ncols)
     y = _centres(row0 * dy, dy, nrows)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dacast.io.errors import RadarReadError
+from dacast.io.errors import RadarReadError, SequenceReadError
 from dacast.io.paths import default_radar_root
 from dacast.io.readers import READERS
 from dacast.io.sources import Source, SourceSpec, TimeLike, get_spec, match_source, to_datetime, to_datetime64
@@ -194,9 +194,11 @@ def load_sequence(
 
     Gaps are never skipped silently: an expected time without a file is in
     ``report.missing``, one whose file cannot be read (or has another grid than
-    the first frame read) is in ``report.unreadable`` with the error. Those
-    times are absent from the array, so check ``report.complete`` (or the
-    ``time`` coordinate) before assuming a regular time axis.
+    most frames read) is in ``report.unreadable`` with its path and the error.
+    Every expected time is in exactly one of ``found``, ``missing`` and
+    ``unreadable``. Missing and unreadable times are absent from the array, so
+    check ``report.complete`` (or the ``time`` coordinate) before assuming a
+    regular time axis.
 
     Args:
         source: ``"mch"``, ``"fmi"`` or ``"knmi"``.
@@ -213,8 +215,9 @@ def load_sequence(
         ``filename`` coordinate along ``time``; and the :class:`SequenceReport`.
 
     Raises:
-        RadarReadError: no frame at all could be read, or ``strict`` and the
-            sequence is incomplete.
+        SequenceReadError: (a `RadarReadError`) no frame at all could be read, or
+            ``strict`` and the sequence is incomplete; the message names the
+            unreadable files and ``err.report`` holds the report.
         ValueError: bad arguments (unknown source, both/neither of end and n_frames).
     """
     spec = get_spec(source)
@@ -229,9 +232,7 @@ def load_sequence(
         else:
             off_grid.append(f.path)
 
-    frames: list[xr.DataArray] = []
-    files: list[Path] = []
-    found: list[np.datetime64] = []
+    read: list[tuple[np.datetime64, Path, xr.DataArray]] = []
     missing: list[np.datetime64] = []
     unreadable: list[UnreadableFrame] = []
     duplicates: list[Path] = []
@@ -244,17 +245,23 @@ def load_sequence(
         path, *extra = paths
         duplicates.extend(extra)
         try:
-            da = reader(path)
-            if frames and not _same_grid(da, frames[0]):
-                raise RadarReadError(
-                    f"cannot use {path}: grid {da.shape} differs from the first frame {frames[0].shape}"
-                )
+            read.append((t, path, reader(path)))
         except RadarReadError as exc:
             unreadable.append(UnreadableFrame(time=t, path=path, error=str(exc)))
+
+    frames: list[xr.DataArray] = []
+    files: list[Path] = []
+    found: list[np.datetime64] = []
+    ref = _reference_grid([da for _, _, da in read])
+    for t, path, da in read:
+        if ref is not None and not _same_grid(da, ref):  # the odd frame out is blamed, not the majority
+            error = f"cannot use {path}: its grid {_grid_text(da)} differs from the other frames' {_grid_text(ref)}"
+            unreadable.append(UnreadableFrame(time=t, path=path, error=error))
             continue
         frames.append(da)
         files.append(path)
         found.append(t)
+    unreadable.sort(key=lambda u: u.time)
 
     report = SequenceReport(
         source=spec.name,
@@ -271,14 +278,33 @@ def load_sequence(
     if not frames:
         folder = base / spec.subdir
         where = str(folder) if folder.is_dir() else f"{folder} (no such folder)"
-        raise RadarReadError(f"no {spec.name} frame could be read under {where}: {report.summary()}")
+        raise SequenceReadError(f"no {spec.name} frame could be read under {where}: {report.summary()}", report)
     if strict and not report.complete:
-        raise RadarReadError(f"incomplete sequence under {base}: {report.summary()}")
+        raise SequenceReadError(f"incomplete sequence under {base}: {report.summary()}", report)
     return _stack(frames, files), report
 
 
 def _same_grid(a: xr.DataArray, b: xr.DataArray) -> bool:
     return a.shape == b.shape and np.array_equal(a.x.values, b.x.values) and np.array_equal(a.y.values, b.y.values)
+
+
+def _reference_grid(frames: list[xr.DataArray]) -> xr.DataArray | None:
+    """The first frame of the grid most frames share (ties: the earliest), ``None`` without frames."""
+    groups: list[list[xr.DataArray]] = []
+    for da in frames:
+        group = next((g for g in groups if _same_grid(g[0], da)), None)
+        if group is None:
+            groups.append([da])
+        else:
+            group.append(da)
+    return max(groups, key=len)[0] if groups else None
+
+
+def _grid_text(da: xr.DataArray) -> str:
+    """Shape and first cell centres of a frame, e.g. ``(640, 710) from x=255500, y=479500``."""
+    x0 = float(da.x.values[0]) if da.sizes["x"] else float("nan")
+    y0 = float(da.y.values[0]) if da.sizes["y"] else float("nan")
+    return f"{tuple(da.shape)} from x={x0:g}, y={y0:g}"
 
 
 def _stack(frames: list[xr.DataArray], files: list[Path]) -> xr.DataArray:

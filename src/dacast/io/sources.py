@@ -34,6 +34,7 @@ class SourceSpec:
         projection: PROJ string of the grid (from the README).
         xy_units: unit of the ``x``/``y`` coordinates (``"m"`` or ``"km"``).
         pixel_size_m: nominal pixel size in metres (x direction).
+        grid_shape: ``(rows, columns)`` of the composite; a frame of another shape is rejected.
         zr_a: ``a`` of the Z-R relation ``Z = a R^b`` (Z in mm^6 m^-3, R in mm/h).
         zr_b: ``b`` of the Z-R relation.
         attribution: credit line to show with any product of these data.
@@ -50,6 +51,7 @@ class SourceSpec:
     projection: str
     xy_units: Literal["m", "km"]
     pixel_size_m: float
+    grid_shape: tuple[int, int]
     zr_a: float
     zr_b: float
     attribution: str
@@ -71,6 +73,7 @@ MCH = SourceSpec(
     ),
     xy_units="m",
     pixel_size_m=1000.0,
+    grid_shape=(640, 710),
     zr_a=316.0,
     zr_b=1.5,
     attribution="Radar data: MeteoSwiss, via pySTEPS/pysteps-data",
@@ -88,6 +91,7 @@ FMI = SourceSpec(
     projection="+proj=stere +lon_0=25E +lat_0=90N +lat_ts=60 +a=6371288 +x_0=380886.310 +y_0=3395677.920 +no_defs",
     xy_units="m",
     pixel_size_m=999.674053,
+    grid_shape=(1226, 760),
     zr_a=223.0,
     zr_b=1.53,
     attribution="Radar data: Finnish Meteorological Institute (FMI), via pySTEPS/pysteps-data",
@@ -105,6 +109,7 @@ KNMI = SourceSpec(
     projection="+proj=stere +lat_0=90 +lon_0=0.0 +lat_ts=60.0 +a=6378.137 +b=6356.752 +x_0=0 +y_0=0",
     xy_units="km",
     pixel_size_m=1000.0,
+    grid_shape=(765, 700),
     zr_a=200.0,
     zr_b=1.6,
     attribution="Radar data: Royal Netherlands Meteorological Institute (KNMI), via pySTEPS/pysteps-data",

@@ -28,10 +28,15 @@ import torch
 import xarray as xr
 
 from dacast import __version__
+from dacast.io import UnreadableFrame
 from dacast.verify import plot_frames, plot_skill, save_nowcast_gif, score_nowcast
 from dacast.workflow.nowcast.config import TIMESTEP_MIN, hhmm
 from dacast.workflow.schema import ConfigError
 
+CONVENTIONS = "CF-1.10"
+#: Rain rates (mm/h in the radar readers); CF's ``rainfall_rate`` is in kg m-2 s-1, so no standard name.
+RAIN_RATE_UNITS = "mm h-1"
+LEAD_TIME_ATTRS = {"long_name": "forecast lead time", "units": "min", "standard_name": "forecast_period"}
 NOWCAST_FILE = "nowcast.nc"
 SCORES_CSV = "scores.csv"
 SCORES_NC = "scores.nc"
@@ -54,13 +59,16 @@ class NowcastResult:
     Attributes:
         dataset: ``forecast`` (lead_time, y, x) [mm/h], ``observed`` (if any), ``last_observed`` (y, x).
         scores: `dacast.verify.score_nowcast` Dataset, None without observations.
-        missing_observed: valid times without an observed frame (not scored).
+        missing_observed: valid times without an observed file (not scored).
+        unreadable_observed: observed files that exist but could not be read, each with its valid
+            time, path and error (not scored either; their times are not in ``missing_observed``).
         paths: files written.
     """
 
     dataset: xr.Dataset
     scores: xr.Dataset | None
     missing_observed: tuple[np.datetime64, ...] = ()
+    unreadable_observed: tuple[UnreadableFrame, ...] = ()
     paths: NowcastPaths = field(default_factory=NowcastPaths)
 
 
@@ -86,31 +94,48 @@ def nowcast_dataset(
     leads = np.arange(1, n_leads + 1, dtype=float) * TIMESTEP_MIN
     valid = t0 + (leads * 60).astype("timedelta64[s]")
     coords = {
-        "lead_time": ("lead_time", leads, {"units": "min", "long_name": "lead time"}),
-        "valid_time": ("lead_time", valid.astype("datetime64[ns]"), {"long_name": "valid time (UTC)"}),
-        "y": past["y"],
-        "x": past["x"],
+        "lead_time": ("lead_time", leads, {**LEAD_TIME_ATTRS}),
+        "valid_time": (
+            "lead_time",
+            valid.astype("datetime64[ns]"),
+            {"long_name": "valid time", "standard_name": "time"},
+        ),
+        "y": _projection_axis(past["y"], "y"),
+        "x": _projection_axis(past["x"], "x"),
     }
     radar = {k: v for k, v in past.attrs.items() if isinstance(v, str | int | float)}
     about = {k: v for k, v in radar.items() if k not in ("long_name", "units")}
+    rate = {**radar, "units": RAIN_RATE_UNITS}  # rainfall_rate is CF for kg m-2 s-1: long_name only
     dims = ("lead_time", "y", "x")
     data = {
-        "forecast": (dims, fc, {**radar, "long_name": f"forecast rain rate ({info['method']})", "units": "mm/h"}),
-        "last_observed": (("y", "x"), past.values[-1], {**radar, "long_name": "observed rain rate at issue time"}),
+        "forecast": (dims, fc, {**rate, "long_name": f"forecast rain rate ({info['method']})"}),
+        "last_observed": (("y", "x"), past.values[-1], {**rate, "long_name": "observed rain rate at issue time"}),
     }
     if observed is not None:
-        data["observed"] = (dims, observed.values.astype(np.float32), {**radar, "long_name": "observed rain rate"})
+        data["observed"] = (dims, observed.values.astype(np.float32), {**rate, "long_name": "observed rain rate"})
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     attrs = {
         **about,
+        "Conventions": CONVENTIONS,
         "title": f"dacast {info['method']} nowcast, {radar.get('source', '')} {hhmm(t0)} UTC",
+        "history": f"{created} dacast {__version__}: dacast.workflow.nowcast.run_nowcast ({info['method']})",
         **info,
         "issue_time": str(np.datetime64(t0, "s")),
         "timestep_min": TIMESTEP_MIN,
         "past_times": ", ".join(hhmm(t) for t in past["time"].values),
         "dacast_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "created": created,
     }
+    attrs.setdefault("source", f"dacast {__version__}")
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _projection_axis(coord: xr.DataArray, axis: str) -> xr.DataArray:
+    """A copy of the radar's ``x`` or ``y`` coordinate with its CF standard name and axis."""
+    out = coord.copy()
+    out.attrs.update(standard_name=f"projection_{axis}_coordinate", axis=axis.upper())
+    out.attrs.setdefault("long_name", f"projection {axis} coordinate")
+    return out
 
 
 def write_nowcast(ds: xr.Dataset, out_dir: Path) -> Path:
@@ -137,9 +162,12 @@ def score_dataset(
         lead_minutes=ds["lead_time"].values,
         mask=None if mask is None else torch.from_numpy(mask),
     )
-    scores = scores.assign_coords(valid_time=("lead_time", ds["valid_time"].values))
-    keep = ("source", "method", "motion", "issue_time", "checkpoint", "attribution")
+    valid_time = {"long_name": "valid time", "standard_name": "time"}
+    scores = scores.assign_coords(valid_time=("lead_time", ds["valid_time"].values, valid_time))
+    keep = ("source", "institution", "method", "motion", "issue_time", "checkpoint", "attribution")
     scores.attrs.update({k: ds.attrs[k] for k in keep if k in ds.attrs})
+    if "title" in ds.attrs:
+        scores.attrs["title"] = f"verification scores of the {ds.attrs['title']}"
     scores.attrs["verified_pixels"] = "finite in forecast and observation, and observed at the issue time"
     return scores
 

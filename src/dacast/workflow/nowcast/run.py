@@ -16,6 +16,7 @@ a ConvLSTM in `dacast.workflow.nowcast.train`.
 
 from __future__ import annotations
 
+import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dacast.io import RadarReadError, load_sequence
+from dacast.io import RadarReadError, SequenceReadError, UnreadableFrame, load_sequence
 from dacast.ml import ConvLSTMNowcaster, load_nowcaster, predict
 from dacast.nowcast import ExtrapolationConfig, extrapolation_nowcast, persistence
 from dacast.workflow.nowcast.config import (
@@ -49,6 +50,9 @@ from dacast.workflow.nowcast.output import (
 from dacast.workflow.nowcast.train import read_training_sidecar
 from dacast.workflow.schema import ConfigError, require
 
+UNREADABLE_ATTR = "unreadable_observed"
+"""Global attribute of ``nowcast.nc`` listing the observed files that could not be read (JSON)."""
+
 
 def default_out_dir(config: NowcastRunConfig) -> Path:
     """``runs/nowcast/SOURCE-YYYYMMDDHHMM-METHOD``: where ``dacast nowcast run`` writes by default."""
@@ -62,38 +66,68 @@ def load_past(source: str, t0: np.datetime64, n_frames: int, root: Path, *, purp
     window = f"{hhmm(first)}..{hhmm(t0)[-5:]}"
     try:
         past, report = load_sequence(source, first, t0, root=root)
-    except RadarReadError:
-        past, report = None, None
-    if report is None or not report.complete:
-        gaps = (
-            [*report.missing, *(u.time for u in report.unreadable)]
-            if report is not None
-            else [first + np.timedelta64(k * TIMESTEP_MIN, "m") for k in range(n_frames)]
-        )
-        found = 0 if report is None else len(report.found)
-        detail = "; ".join(f"{u.path.name}: {u.error}" for u in report.unreadable) if report else ""
+    except SequenceReadError as err:  # not one frame readable: the report still names every bad file
+        past, report = None, err.report
+    if past is None or not report.complete:
+        detail = "; ".join(f"{u.path.name}: {u.error}" for u in report.unreadable)
         raise RadarReadError(
-            f"too few past frames for {purpose}: needs {n_frames} {source} frames {window} UTC, found {found}; "
-            f"missing: {', '.join(hhmm(t) for t in sorted(gaps))} under {root}" + (f" ({detail})" if detail else "")
+            f"too few past frames for {purpose}: needs {n_frames} {source} frames {window} UTC, "
+            f"found {len(report.found)}; missing: {', '.join(hhmm(t) for t in report.gaps)} under {root}"
+            + (f" ({detail})" if detail else "")
         )
     return past.drop_vars("filename")
 
 
 def load_observed(
-    source: str, t0: np.datetime64, n_leads: int, root: Path
-) -> tuple[xr.DataArray | None, tuple[np.datetime64, ...]]:
-    """Observed frames at ``t0 + 5, ..., t0 + 5 n_leads`` min on a regular axis (NaN for gaps), and the gaps.
+    source: str, t0: np.datetime64, n_leads: int, root: Path, *, like: xr.DataArray | None = None
+) -> tuple[xr.DataArray | None, tuple[np.datetime64, ...], tuple[UnreadableFrame, ...]]:
+    """Observed frames at ``t0 + 5, ..., t0 + 5 n_leads`` min on a regular axis (NaN for gaps).
 
-    Returns ``(None, all valid times)`` when no frame at all was found.
+    Args:
+        source: radar source.
+        t0: issue time.
+        n_leads: number of 5-min leads.
+        root: radar root.
+        like: the past frames; observed frames on another grid count as unreadable.
+
+    Returns:
+        ``(observed, missing, unreadable)``: ``observed`` ``(n_leads, y, x)`` [mm/h], or None when no
+        frame could be read; the valid times without a file; the files that exist but could not be
+        read (or are on another grid), each with its error. Neither kind is ever dropped silently.
     """
     first = t0 + np.timedelta64(TIMESTEP_MIN, "m")
     try:
         obs, report = load_sequence(source, first, n_frames=n_leads, root=root)
-    except RadarReadError:
-        times = tuple(first + np.timedelta64(k * TIMESTEP_MIN, "m") for k in range(n_leads))
-        return None, times
+    except SequenceReadError as err:
+        return None, err.report.missing, err.report.unreadable
+    if like is not None and not (np.array_equal(obs.x, like.x) and np.array_equal(obs.y, like.y)):
+        error = f"grid {obs.shape[1:]} differs from the past frames' {like.shape[1:]} (or its coordinates do)"
+        bad = [
+            UnreadableFrame(time=t, path=f, error=f"cannot use {f}: {error}")
+            for t, f in zip(report.found, report.files, strict=True)
+        ]
+        return None, report.missing, tuple(sorted([*report.unreadable, *bad], key=lambda u: u.time))
     obs = obs.drop_vars("filename").reindex(time=np.array(report.expected, dtype="datetime64[ns]"))
-    return obs, report.gaps
+    return obs, report.missing, report.unreadable
+
+
+def _encode_unreadable(frames: Sequence[UnreadableFrame]) -> str:
+    return json.dumps([[str(np.datetime64(u.time, "s")), str(u.path), u.error] for u in frames])
+
+
+def unreadable_observed(ds: xr.Dataset) -> tuple[UnreadableFrame, ...]:
+    """The unreadable observed files recorded in a nowcast Dataset (``()`` if none, or if the record is damaged)."""
+    try:
+        rows = json.loads(str(ds.attrs.get(UNREADABLE_ATTR, "[]")))
+        return tuple(UnreadableFrame(time=np.datetime64(t, "ns"), path=Path(p), error=str(e)) for t, p, e in rows)
+    except (ValueError, TypeError):
+        return ()
+
+
+def _split_gaps(gaps: Sequence[np.datetime64], unreadable: Sequence[UnreadableFrame]) -> tuple[np.datetime64, ...]:
+    """The valid times of ``gaps`` that are not the time of an unreadable file."""
+    bad = {np.datetime64(u.time, "ns") for u in unreadable}
+    return tuple(t for t in gaps if np.datetime64(t, "ns") not in bad)
 
 
 def _load_checkpoint(path: Path) -> ConvLSTMNowcaster:
@@ -176,21 +210,34 @@ def compute_forecast(config: NowcastRunConfig, root: Path) -> tuple[xr.DataArray
 
 
 def make_nowcast(config: NowcastRunConfig) -> tuple[xr.Dataset, tuple[np.datetime64, ...]]:
-    """The nowcast Dataset of ``config`` (nothing is written) and the valid times without observation."""
+    """The nowcast Dataset of ``config`` (nothing is written) and the valid times without observation.
+
+    Those times are the missing observed files and the unreadable ones; the unreadable files, with
+    their errors, are also listed in the Dataset's ``unreadable_observed`` attribute (see
+    `unreadable_observed`), so ``nowcast.nc`` keeps them for `verify_nowcast`.
+    """
     root = radar_root(config.root)
     past, fc, info = compute_forecast(config, root)
-    observed, gaps = load_observed(config.source, config.start, fc.shape[0], root)
-    return nowcast_dataset(past, fc, observed, info=info), gaps
+    observed, missing, unreadable = load_observed(config.source, config.start, fc.shape[0], root, like=past)
+    ds = nowcast_dataset(past, fc, observed, info=info)
+    if unreadable:
+        ds.attrs[UNREADABLE_ATTR] = _encode_unreadable(unreadable)
+    return ds, tuple(sorted([*missing, *(u.time for u in unreadable)]))
 
 
 def run_nowcast(config: NowcastRunConfig, out_dir: str | Path, *, plots: bool = True) -> NowcastResult:
     """Make the nowcast of ``config``, write ``nowcast.nc``, scores (with observations) and plots into ``out_dir``.
 
+    An observed frame that is missing or cannot be read does not stop the run: its lead is not
+    scored, and the result lists it (``missing_observed`` / ``unreadable_observed``, with the file
+    and the error).
+
     Raises:
         ConfigError: bad settings, checkpoint or radar root.
-        RadarReadError: past frames missing or unreadable (the message names the times).
+        RadarReadError: past frames missing or unreadable (the message names the times and files).
     """
     ds, gaps = make_nowcast(config)
+    unreadable = unreadable_observed(ds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     nowcast_path = write_nowcast(ds, out)
@@ -200,7 +247,13 @@ def run_nowcast(config: NowcastRunConfig, out_dir: str | Path, *, plots: bool = 
         csv_path, nc_path = write_scores(scores, out)
     figs = make_plots(ds, scores, out) if plots else ()
     paths = NowcastPaths(nowcast=nowcast_path, scores_csv=csv_path, scores_nc=nc_path, plots=figs)
-    return NowcastResult(dataset=ds, scores=scores, missing_observed=gaps, paths=paths)
+    return NowcastResult(
+        dataset=ds,
+        scores=scores,
+        missing_observed=_split_gaps(gaps, unreadable),
+        unreadable_observed=unreadable,
+        paths=paths,
+    )
 
 
 def verify_nowcast(
@@ -236,8 +289,15 @@ def verify_nowcast(
     csv_path, nc_path = write_scores(scores, out)
     figs = (write_skill_plot(scores, str(ds.attrs.get("method", "forecast")), out),) if plots else ()
     gaps = tuple(ds["valid_time"].values[~np.isfinite(ds["observed"].values).any(axis=(1, 2))])
+    unreadable = unreadable_observed(ds)
     paths = NowcastPaths(nowcast=path, scores_csv=csv_path, scores_nc=nc_path, plots=figs)
-    return NowcastResult(dataset=ds, scores=scores, missing_observed=gaps, paths=paths)
+    return NowcastResult(
+        dataset=ds,
+        scores=scores,
+        missing_observed=_split_gaps(gaps, unreadable),
+        unreadable_observed=unreadable,
+        paths=paths,
+    )
 
 
 __all__ = [
@@ -247,5 +307,6 @@ __all__ = [
     "load_past",
     "make_nowcast",
     "run_nowcast",
+    "unreadable_observed",
     "verify_nowcast",
 ]
