@@ -71,7 +71,7 @@ def test_extrapolation_run_writes_nowcast_scores_and_plots(runs: dict[str, Path]
     assert not (runs["persistence"] / "panel.png").exists()
     with xr.open_dataset(out / "nowcast.nc") as ds:
         assert ds["forecast"].dims == ("lead_time", "y", "x") and ds["forecast"].shape == (3, 640, 710)
-        assert ds["observed"].shape == (3, 640, 710) and ds["forecast"].attrs["units"] == "mm/h"
+        assert ds["observed"].shape == (3, 640, 710) and ds["forecast"].attrs["units"] in ("mm/h", "mm h-1")
         assert ds.attrs["source"] == "mch" and ds.attrs["method"] == "extrapolation" and ds.attrs["motion"] == "trec"
         assert ds.attrs["issue_time"] == "2015-05-15T16:30:00"
         assert "MeteoSwiss" in ds.attrs["attribution"] and ds["x"].size == 710
@@ -151,8 +151,10 @@ def test_train_resume_and_convlstm_run(radar_root: Path, tmp_path: Path) -> None
         (["--source", "dwd"], "unknown radar source 'dwd'; choose one of: mch, fmi, knmi"),
         (["--method", "steps"], "unknown method 'steps'; choose one of: extrapolation, persistence, convlstm"),
         (["--motion", "lk"], "unknown motion method 'lk'; choose one of: trec, farneback, dis"),
-        (["--leads", "0"], "leads must be >= 1, got 0"),
-        (["--leads", "-2"], "leads must be >= 1, got -2"),
+        (["--leads", "0"], "leads must be >= 1 and <= 288 (24 h of 5-min leads), got 0"),
+        (["--leads", "-2"], "leads must be >= 1 and <= 288 (24 h of 5-min leads), got -2"),
+        (["--leads", "289"], "leads must be >= 1 and <= 288 (24 h of 5-min leads), got 289"),
+        (["--past-frames", "1000"], "past_frames must be <= 288"),
         (["--past-frames", "1"], "too few past frames"),
         (["--start", "2015-05-15T15:45"], "missing: 2015-05-15 15:35, 2015-05-15 15:40"),
         (["--start", "2015-05-15T16:31"], "not on the 5-min grid"),

@@ -1,9 +1,10 @@
-"""Configuration: presets, YAML/dict loading, overrides and one-line `ConfigError`s."""
+"""Configuration: presets, YAML/dict loading, overrides, one-line `ConfigError`s, every application's limits."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,11 @@ from dacast.workflow import (
     preset_names,
     with_overrides,
 )
-from dacast.workflow.twin.config import resolve_device
+from dacast.workflow.bda.config import BDA_PRESETS, bda_config_from_dict, load_bda_target
+from dacast.workflow.limits import machine_memory
+from dacast.workflow.nowcast.config import MAX_LEADS, NowcastRunConfig, train_config_from_dict
+from dacast.workflow.surrogate.config import surrogate_config_from_dict
+from dacast.workflow.twin.loader import resolve_device
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lorenz96_letkf.yaml"
 
@@ -236,3 +241,187 @@ def test_coupled_lorenz63_parameters_reach_the_model() -> None:
     assert model_spec_from_dict(model_spec_to_dict(spec)) == spec
     with pytest.raises(ConfigError, match="truth.damping"):
         model_spec_from_dict({"name": "coupled_lorenz63", "damping": "x"}, "truth")
+
+
+# --------------------------------------------------------------------------- limits: finite, stable, bounded, fits
+
+
+LIMITS: list[tuple[dict[str, Any], str]] = [
+    (_with("filter.inflation", math.inf), "filter.inflation must be a finite number, got inf"),
+    (_with("filter.inflation", 1e300), "filter.inflation must lie in [0.01, 100], got 1e+300"),
+    (_with("filter.inflation", 1e-300), "filter.inflation must lie in [0.01, 100]"),
+    (_with("filter.localization.min_weight", math.inf), "min_weight must be a finite number"),
+    (_with("filter.localization.min_weight", 1.0), "min_weight must lie in [0, 1)"),
+    (_with("filter.localization.length", math.nan), "length must be a finite number, got nan"),
+    (_with("dt", 1e308), "dt x obs_every x cycles overflows"),
+    (_with("dt", 0.3), "dt must be < 0.25 for lorenz96 with forcing 8: RK4 blows up from there, got 0.3"),
+    (_with("dt", math.nan), "dt must be a finite number"),
+    (_with("model.forcing", 1e308), "model.forcing must lie in (0, 1000] for lorenz96, got 1e+308"),
+    (_with("model.forcing", 0.0), "model.forcing must lie in (0, 1000]"),
+    (_with("model.forcing", -8.0), "model.forcing must lie in (0, 1000]"),
+    (_with("seed", 2**63), "seed must lie in [-2^63, 2^63 - 1] (int64)"),
+    (_with("seed", 2**70), "seed must lie in [-2^63, 2^63 - 1] (int64)"),
+    (_with("members", 10**12), "members=1000000000000 x n_state=10 x cycles=3 needs about"),
+    (_with("model.n_state", 10**12), "needs about"),
+    (_with("cycles", 10**9), "cycles=1000000000 x obs_every=1 makes 1e+09 model steps, more than the 1e+08"),
+    (_with("obs_every", 10**5) | {"cycles": 10**4}, "model steps"),
+    (_with("initial_std", math.inf), "initial_std must be a finite number"),
+    (_with("initial_mean", [1.0] * 9 + [math.nan]), "initial_mean[9] must be a finite number, got nan"),
+    (_with("divergence_threshold", math.inf), "divergence_threshold must be a finite number"),
+    (_with("obs.error_std", math.nan), "obs.error_std must be a finite number"),
+    (_with("burn_in", -math.inf), "burn_in must be a finite number"),
+]
+
+
+@pytest.mark.parametrize(("data", "fragment"), LIMITS, ids=[frag[:40] for _, frag in LIMITS])
+def test_limits_are_one_line_config_errors(data: Any, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_memory_message_gives_the_estimate_and_the_machine() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(_with("members", 10**12))
+    message = str(err.value)
+    assert "bytes (" in message and "GB); this machine has" in message
+    assert machine_memory() > 0
+    for preset in PRESETS.values():  # every preset fits a laptop
+        assert preset.config.estimated_bytes() < 2**30
+    small = config_from_dict(_base())
+    assert small.estimated_bytes() < dataclasses.replace(small, cycles=30).estimated_bytes()
+
+
+def test_no_localization_is_infinite_length_and_blow_ups_stay_results_in_python() -> None:
+    config = config_from_dict(_with("filter.localization", {"length": math.inf}))
+    assert isinstance(config.filter, LETKFConfig) and config.filter.localization.length == math.inf
+    gaussian = {"length": 2.0, "taper": "gaussian", "support": math.inf}
+    assert config_from_dict(_with("filter.localization", gaussian)).filter.localization.support == math.inf
+    assert json.loads(json.dumps(config_to_dict(config)))["filter"]["localization"]["length"] == math.inf
+    blow_up = dataclasses.replace(config_from_dict(_base()), dt=1.5)  # a run that RK4 blows up is flagged
+    assert blow_up.dt == 1.5
+    with pytest.raises(ConfigError, match="dt must be < 0.25 for lorenz96"):
+        config_from_dict(config_to_dict(blow_up))
+    assert ModelSpec(name="lorenz63").unstable_dt == 0.25
+    assert ModelSpec(name="lorenz96", forcing=16.0).unstable_dt == 0.125
+
+
+def test_overrides_are_held_to_the_same_limits() -> None:
+    config = get_preset("lorenz63-etkf").config
+    for kwargs, fragment in (
+        ({"members": 10**12}, "needs about"),
+        ({"seed": 2**63}, "int64"),
+        ({"cycles": 10**8}, "model steps"),
+    ):
+        with pytest.raises(ConfigError, match=fragment):
+            with_overrides(config, **kwargs)
+    assert with_overrides(config, seed=2**63 - 1).seed == 2**63 - 1
+
+
+def _bda(**changes: Any) -> dict[str, Any]:
+    return {"preset": "bda-small", **changes}
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (_bda(members=10**12), "members=1000000000000 x grid 64^2 x cycles=20"),
+        (_bda(grid=10**12), "needs about"),
+        (_bda(grid=2**70), "grid must lie in [-2^63, 2^63 - 1]"),
+        (_bda(cycles=10**12), "needs about"),
+        (_bda(forecast_minutes=1e9), "model steps"),
+        (_bda(spinup_minutes=1e12), "model steps"),
+        (_bda(seed=2**70), "seed must lie in"),
+        (_bda(cycle_seconds=math.inf), "cycle_seconds must be a finite number"),
+        (_bda(grid=66, letkf={"weight_stride": 4}), "grid (66) must be a multiple of letkf.weight_stride (4)"),
+        (_bda(model={"dt": 30.0}), "gravity waves need sqrt(g H0) dt / dx <= 0.707, got 1.8"),
+        (_bda(model={"ku": 3e5, "kh": 3e5}), "diffusion needs max(ku, kh, kr) dt / dx^2 <= 0.25"),
+        (_bda(model={"background_u": 60.0}), "rain advection needs |background wind| dt / dx <= 1"),
+        (_bda(model={"alpha": 1.0}), "rain removal needs alpha dt <= 1"),
+        (_bda(model={"noise_rate": 1.0}), "perturbations a step, more than cells"),
+        (_bda(model={"gamma": 1e300}), "model.gamma must lie within +-1e+30"),
+        (_bda(radar={"floor_dbz": 1e300}), "radar.floor_dbz must lie within +-100"),
+        (_bda(radar={"gate_spacing": 1e-3}), "gates needs about"),
+        (_bda(letkf={"inflation": 1e-300}), "letkf.inflation must lie in [0.01, 100]"),
+    ],
+)
+def test_bda_limits(data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        bda_config_from_dict(data)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bda_presets_fit_and_overrides_are_checked() -> None:
+    for preset in BDA_PRESETS.values():
+        assert preset.config.estimated_bytes() < 8 * 2**30 and preset.config.model_steps() < 2000
+    with pytest.raises(ConfigError, match="needs about"):
+        load_bda_target("bda-small", members=10**12)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"net": {"hidden": 10**12}}, "net.hidden=1000000000000 needs about"),
+        ({"net": {"hidden": 2**70}}, "net.hidden must lie in [-2^63, 2^63 - 1]"),
+        ({"net": {"layers": 10**12}}, "needs about"),
+        ({"dt": 0.3}, "dt must be < 0.2 for coupled_lorenz63"),
+        ({"dt": 1e308}, "dt x obs_every x cycles overflows"),
+        ({"seed": 2**70}, "seed must lie in"),
+        ({"train": {"seed": 2**63}}, "train.seed must lie in"),
+        ({"train": {"epochs": 10**6}}, "train.epochs must be <= 100000"),
+        ({"threads": 10**6}, "threads must be >= 1 and <= 1024"),
+        ({"cycles": 10**9}, "needs about"),
+        ({"free_leads": 10**9}, "model steps"),
+        ({"burn_in": 1e300}, "burn_in must be >= 0 and < the run"),
+        ({"tuned_inflations": [1e300]}, "tuned_inflations must be positive numbers in [0.01, 100]"),
+        ({"adaptive_inflation": {"minimum": 0.0}}, "adaptive_inflation.minimum and .maximum must lie in [1e-4, 1e4]"),
+        ({"filter": {"kind": "etkf", "inflation": 1e300}}, "filter.inflation must lie in [0.01, 100]"),
+    ],
+)
+def test_surrogate_limits(change: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        surrogate_config_from_dict({"preset": "surrogate-lorenz63", **change})
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_surrogate_cnn_kernel_wider_than_the_ring() -> None:
+    with pytest.raises(ConfigError, match=r"net.kernel must be <= 81 \(2 n \+ 1\)"):
+        surrogate_config_from_dict({"preset": "surrogate-lorenz96", "net": {"kernel": 101}})
+
+
+NOWCAST_EXAMPLE = EXAMPLE.parent / "nowcast_train.yaml"
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "fragment"),
+    [
+        ("training", {"batch_size": 10**12}, "batch_size=1000000000000 x crop 128^2"),
+        ("model", {"hidden_channels": [10**9]}, "needs about"),
+        ("training", {"crop_size": 1024}, "training.crop_size 1024 is larger than the mch grid"),
+        ("training", {"max_steps": 10**8}, "training.max_steps (x 1 + disc_steps) must be <= 1e+07"),
+        ("training", {"seed": 2**63}, "training.seed must lie in"),
+        ("model", {"seed": -1}, "model.seed must be >= 0 and < 2^63"),
+        ("samples", {"max_tries": 10**9}, "samples.max_tries must be <= 10000"),
+        ("loss", {"nonlocal_scales": [1, 4096]}, "loss.nonlocal_scales must be <= the crop size 128"),
+        ("training", {"lr": math.nan}, "training.lr must be a finite number"),
+    ],
+)
+def test_nowcast_training_limits(section: str, change: dict[str, Any], fragment: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(NOWCAST_EXAMPLE.read_text())
+    data[section] = {**(data.get(section) or {}), **change}
+    with pytest.raises(ConfigError) as err:
+        train_config_from_dict(data)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_nowcast_run_leads_and_past_frames_are_bounded() -> None:
+    run = {"source": "mch", "start": "2015-05-15T16:30"}
+    assert NowcastRunConfig(**run, n_leads=MAX_LEADS, past_frames=MAX_LEADS).n_leads == 288
+    with pytest.raises(ConfigError, match="leads must be >= 1 and <= 288"):
+        NowcastRunConfig(**run, n_leads=289)
+    with pytest.raises(ConfigError, match="past_frames must be <= 288"):
+        NowcastRunConfig(**run, past_frames=10**6)
+    with pytest.raises(ConfigError, match="thresholds must be positive"):
+        NowcastRunConfig(**run, thresholds=(math.inf,))

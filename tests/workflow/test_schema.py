@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
+from dacast.da import Localization
 from dacast.workflow.bda.config import BDA_PRESETS
+from dacast.workflow.limits import INFINITE_FIELDS
 from dacast.workflow.schema import (
     ConfigError,
     Preset,
@@ -21,6 +24,7 @@ from dacast.workflow.schema import (
     parse_value,
     read_yaml,
     resolve,
+    show,
     with_preset,
 )
 from dacast.workflow.twin.presets import PRESETS
@@ -261,3 +265,111 @@ def test_is_yaml_path_with_another_applications_presets(tmp_path: Path, monkeypa
     Path("bda-small").write_text("members: 4\n")
     assert not is_yaml_path("bda-small", BDA_PRESETS)  # the BDA preset wins over the file
     assert is_yaml_path("bda-small", PRESETS)  # for the twin it is just a file
+
+
+# --------------------------------------------------------------------------- limits every value is held to
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    rate: float = 1.0
+    count: int = 0
+    sizes: tuple[float, ...] = ()
+    horizon: float = field(default=1.0, metadata={"infinite": True})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"rate": math.nan}, "rate must be a finite number, got nan"),
+        ({"rate": math.inf}, "rate must be a finite number, got inf"),
+        ({"rate": -math.inf}, "rate must be a finite number, got -inf"),
+        ({"rate": 10**400}, "rate must be a finite number"),
+        ({"sizes": [1.0, math.nan]}, "sizes[1] must be a finite number, got nan"),
+        ({"horizon": math.nan}, "horizon must be a finite number, got nan"),
+        ({"count": 2**63}, "count must lie in [-2^63, 2^63 - 1] (int64), got 9223372036854775808"),
+        ({"count": -(2**63) - 1}, "count must lie in [-2^63, 2^63 - 1] (int64)"),
+        ({"count": 2**70}, "count must lie in [-2^63, 2^63 - 1] (int64), got 1180591620717411303424"),
+    ],
+)
+def test_nan_infinity_and_integers_beyond_int64_are_refused(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(Limits, data)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_infinity_where_it_means_something() -> None:
+    assert parse(Limits, {"horizon": math.inf, "count": 2**63 - 1}) == Limits(horizon=math.inf, count=2**63 - 1)
+    assert parse(Limits, {"count": -(2**63)}).count == -(2**63)
+    assert (Localization, "length") in INFINITE_FIELDS and (Localization, "support") in INFINITE_FIELDS
+    loc = parse(Localization, {"length": math.inf, "support": math.inf})  # no localization
+    assert loc.length == math.inf and loc.cutoff == math.inf
+    with pytest.raises(ConfigError, match="min_weight must be a finite number, got inf"):
+        parse(Localization, {"length": 4.0, "min_weight": math.inf})
+    with pytest.raises(ConfigError, match="length must be a finite number, got nan"):
+        parse(Localization, {"length": math.nan})
+
+
+def test_deep_or_long_values_give_short_one_line_messages() -> None:
+    deep: Any = 1
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ConfigError) as err:
+        parse(Outer, _outer(members=deep))
+    assert str(err.value).startswith("members must be an integer, got [[[") and len(str(err.value)) < 200
+    with pytest.raises(ConfigError) as err:
+        parse(Outer, _outer(name="x" * 10_000, members="y" * 10_000))
+    assert len(str(err.value)) < 200
+    assert show("z" * 1000).count("z") < 100 and show(10**5000) == "<int>"
+    looped: list[Any] = []
+    looped.append(looped)
+    assert len(show(looped)) < 100
+
+
+def test_duplicate_keys_are_named_with_their_lines(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: x\ninner:\n  length: 1\n  taper: gaussian\n  length: 2\n")
+    with pytest.raises(ConfigError) as err:
+        read_yaml(path)
+    message = str(err.value)
+    assert "duplicate key 'length' (first given at line 3)" in message and "line 5" in message
+    path.write_text("name: x\nname: y\n")
+    with pytest.raises(ConfigError, match=r"at line 2, column 1: duplicate key 'name' \(first given at line 1\)"):
+        read_yaml(path)
+    path.write_text("base: &b {length: 1}\ninner:\n  <<: *b\n  taper: gaussian\n")  # a merge key is no duplicate
+    assert read_yaml(path)["inner"] == {"length": 1, "taper": "gaussian"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"name: x\nsizes: " + b"[" * 10_000 + b"]" * 10_000 + b"\n", "nested too deeply to read"),
+        (b"name: x\ninner: " + b"{a: " * 10_000 + b"1" + b"}" * 10_000 + b"\n", "nested too deeply to read"),
+        (b"name: \xff\xfe x\n", "cannot read"),
+        (b"\x00\x01\x02\x89PNG\r\n", "cannot read"),
+        (b"name: \x00\x07\n", "malformed YAML"),
+        (b"members: " + b"9" * 5000 + b"\n", "malformed YAML"),
+        (b"name: !!python/object/apply:os.system ['true']\n", "malformed YAML"),
+        (b"name: [x\n", "malformed YAML"),
+    ],
+)
+def test_unreadable_files_are_one_line_errors(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as err:
+        resolve(path, _presets(), _from_dict)
+    assert message in str(err.value) and "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_empty_files_folders_and_impossible_names(tmp_path: Path) -> None:
+    for text in ("", "\n", "# nothing\n", "---\n", "~\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="empty.yaml is empty"):
+            resolve(tmp_path / "empty.yaml", _presets(), _from_dict)
+    (tmp_path / "folder.yaml").mkdir()
+    with pytest.raises(ConfigError, match="folder.yaml is a folder, not a YAML file"):
+        resolve(tmp_path / "folder.yaml", _presets(), _from_dict)
+    long_name = "a" * 300
+    assert is_yaml_path(long_name, _presets())
+    with pytest.raises(ConfigError, match="cannot read a{10}.*File name too long"):
+        resolve(long_name, _presets(), _from_dict)

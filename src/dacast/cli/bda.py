@@ -1,9 +1,11 @@
 """``dacast bda run|presets``: the Big Data Assimilation twin from the command line.
 
-Bad input (unknown preset, malformed YAML, invalid values, an unreachable
-scheduler, nothing to resume) prints one red ``error:`` line on stderr and
-exits with status 2. A cycle without radar data is not an error: it runs the
-forecast only and says so.
+Bad input (unknown preset, malformed YAML, invalid values, a run too large for
+this machine, an unreachable scheduler, nothing to resume, an output folder that
+cannot be created) prints one red ``error:`` line on stderr and exits with status
+2; Ctrl-C prints one line (``--resume`` continues) and exits 130. A cycle without
+radar data is not an error: it runs the forecast only and says so. ``--check``
+validates the configuration and prints it as YAML.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from dacast.cli.console import fail
+from dacast.cli.console import OneLineErrors, check_out_dir, fail, print_config
 from dacast.cli.console import out as stdout
-from dacast.workflow.bda.config import BDA_PRESETS, load_bda_target
+from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict, load_bda_target
 from dacast.workflow.bda.run import run_bda_experiment
 from dacast.workflow.runtime import dask_client, say
 from dacast.workflow.schema import ConfigError, is_yaml_path
+from dacast.workflow.twin.loader import resolve_device
 
 app = typer.Typer(
     name="bda",
@@ -28,6 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 
 
@@ -43,20 +48,30 @@ def run(
         str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://host:port).")
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Workers of the local Dask cluster.")] = 2,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<name>].")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help=escape("Output directory [default: runs/<name>]."))
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate, print the resolved configuration as YAML, and stop.")
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.")] = True,
 ) -> None:
     """Cycle the twin; write checkpoint.pt, cycles.nc, summary.json and PNG plots."""
     try:
         config, preset = load_bda_target(target, members=members, grid=grid, cycles=cycles, device=device)
+        resolve_device(config.device)
     except ConfigError as err:
         raise fail(str(err)) from None
-    if workers < 1:
-        raise fail(f"--workers must be positive, got {workers}")
+    if not 1 <= workers <= 1024:
+        raise fail(f"--workers must be >= 1 and <= 1024, got {workers}")
     label = Path(target).stem if is_yaml_path(target, BDA_PRESETS) else target
     out_dir = out if out is not None else Path("runs") / label
+    check_out_dir(out_dir)
+    if check:
+        print_config(bda_config_to_dict(config))
+        return
     use_dask = dask or scheduler is not None
 
     try:
@@ -71,28 +86,38 @@ def run(
     _report(label, result.summary, result.out_dir, result.plots)
 
 
+def _g(value: float | None, spec: str = ".3g") -> str:
+    """A number of ``summary.json`` (null where a value was not finite) as text."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def _report(label: str, summary: dict, out_dir: Path, plots: tuple[Path, ...]) -> None:
-    ra, rf = summary["rmse_analysis"], summary["rmse_free_run"]
-    cells = ", ".join(f"{v} {ra[v]:.3g} (free {rf[v]:.3g})" for v in summary["variables"])
-    stdout.print(f"[bold]{label}[/]: rmse.a {cells}", highlight=False)
-    ts = summary["threat_score_30dbz"]
-    if ts["lead_minutes"]:
-        picks = [i for i, m in enumerate(ts["lead_minutes"]) if m in (0, 10, 20, 30)]
-        row = "  ".join(
-            f"+{ts['lead_minutes'][i]:g}' {ts['forecast'][i]:.2f}/{ts['persistence'][i]:.2f}" for i in picks
+    if "rmse_analysis" in summary:
+        ra, rf = summary["rmse_analysis"], summary["rmse_free_run"]
+        cells = ", ".join(f"{v} {_g(ra[v])} (free {_g(rf[v])})" for v in summary["variables"])
+        stdout.print(f"[bold]{escape(label)}[/]: rmse.a {cells}", highlight=False)
+        ts = summary["threat_score_30dbz"]
+        if ts["lead_minutes"]:
+            picks = [i for i, m in enumerate(ts["lead_minutes"]) if m in (0, 10, 20, 30)]
+            row = "  ".join(
+                f"+{ts['lead_minutes'][i]:g}' {_g(ts['forecast'][i], '.2f')}/{_g(ts['persistence'][i], '.2f')}"
+                for i in picks
+            )
+            stdout.print(f"threat score 30 dBZ (forecast/persistence): {row}", highlight=False)
+        cs, obs = summary["cycle_seconds"], summary["obs_per_cycle"]
+        stdout.print(
+            f"cycle {_g(cs['total'], '.2f')} s = forecast {_g(cs['forecast'], '.2f')} + H(x) "
+            f"{_g(cs['observation'], '.2f')} + LETKF {_g(cs['letkf'], '.2f')}; {_g(obs['dbz'], '.0f')} dBZ + "
+            f"{_g(obs['vr'], '.0f')} Vr obs per volume",
+            highlight=False,
         )
-        stdout.print(f"threat score 30 dBZ (forecast/persistence): {row}", highlight=False)
-    cs = summary["cycle_seconds"]
-    stdout.print(
-        f"cycle {cs['total']:.2f} s = forecast {cs['forecast']:.2f} + H(x) {cs['observation']:.2f} "
-        f"+ LETKF {cs['letkf']:.2f}; {summary['obs_per_cycle']['dbz']:.0f} dBZ + "
-        f"{summary['obs_per_cycle']['vr']:.0f} Vr obs per volume; wall {summary['wall_time_s']:.1f} s on "
-        f"{summary['device']}",
-        highlight=False,
-    )
-    stdout.print(f"results: {out_dir}", highlight=False)
+    if summary.get("diverged"):
+        reason = escape(str(summary.get("diverged_reason")))
+        stdout.print(f"[bold yellow]diverged[/] at cycle {summary.get('diverged_cycle')}: {reason}", highlight=False)
+    stdout.print(f"wall {_g(summary.get('wall_time_s'), '.1f')} s on {summary.get('device')}", highlight=False)
+    stdout.print(f"results: {out_dir}", highlight=False, markup=False)
     if plots:
-        stdout.print("plots:   " + ", ".join(str(p) for p in plots), highlight=False)
+        stdout.print("plots:   " + ", ".join(str(p) for p in plots), highlight=False, markup=False)
 
 
 @app.command()

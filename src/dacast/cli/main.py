@@ -1,8 +1,10 @@
 """Command-line interface: ``dacast run|presets`` and the ``bda``, ``surrogate`` and ``nowcast`` sub-commands.
 
-Bad input (unknown preset, missing or malformed file, invalid values) prints
-one red line on stderr and exits with status 2. A filter that diverges is a
-result, not an error: the run finishes, says so, and exits 0.
+Bad input (unknown preset, missing or malformed file, invalid values, a configuration too
+large for this machine, an unknown option, a folder ``--out`` cannot create) prints one red
+line on stderr and exits with status 2; Ctrl-C prints one line and exits with 130. A filter
+that diverges is a result, not an error: the run finishes, says so, and exits 0.
+``--check`` validates a configuration and prints it, resolved, as YAML, without running.
 """
 
 from __future__ import annotations
@@ -11,15 +13,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+import dacast
 from dacast.cli.bda import app as bda_app
-from dacast.cli.console import fail
+from dacast.cli.console import OneLineErrors, check_out_dir, fail, interrupted, print_config
 from dacast.cli.console import out as stdout
 from dacast.cli.nowcast import app as nowcast_app
 from dacast.cli.surrogate import app as surrogate_app
-from dacast.workflow import PRESETS, ConfigError, load_target, run_experiment
+from dacast.workflow import PRESETS, ConfigError, config_to_dict, load_target, run_experiment
 from dacast.workflow.schema import is_yaml_path
+from dacast.workflow.twin.loader import resolve_device
 
 app = typer.Typer(
     name="dacast",
@@ -27,10 +32,26 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 app.add_typer(nowcast_app, name="nowcast")
 app.add_typer(bda_app, name="bda")
 app.add_typer(surrogate_app, name="surrogate")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dacast {dacast.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Data assimilation and ML for weather prediction: twin experiments, radar BDA cycles, surrogates, nowcasts."""
 
 
 @app.command()
@@ -43,48 +64,60 @@ def run(
         str | None, typer.Option("--device", "-d", help="cpu, cuda or auto (CUDA when available).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory [default: runs/<preset or file stem>].")
+        Path | None,
+        typer.Option("--out", "-o", help=escape("Output directory [default: runs/<preset or file stem>].")),
     ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate, print the resolved configuration as YAML, and stop.")
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.")] = True,
 ) -> None:
     """Run a twin experiment; write results.nc, summary.json and PNG plots."""
     try:
         config, preset = load_target(target, members=members, cycles=cycles, seed=seed, device=device)
+        resolve_device(config.device)
     except ConfigError as err:
         raise fail(str(err)) from None
     label = Path(target).stem if is_yaml_path(target, PRESETS) else target
     out_dir = out if out is not None else Path("runs") / label
+    check_out_dir(out_dir)
+    if check:
+        print_config(config_to_dict(config))
+        return
     try:
         result = run_experiment(config, out_dir, preset=preset, progress=progress, plots=plots)
     except ConfigError as err:
         raise fail(str(err)) from None
     except OSError as err:
         raise fail(f"cannot write results to {out_dir}: {err}") from None
-    _report(label, result.summary, result.paths.results, result.paths.summary, result.paths.plots)
+    compare = preset is not None and config == preset.config  # the preset's expected RMSE is for its own settings
+    _report(label, result.summary, result.paths.results, result.paths.summary, result.paths.plots, compare=compare)
 
 
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _report(label: str, summary: dict, results: Path, summary_path: Path, plots: tuple[Path, ...]) -> None:
+def _report(
+    label: str, summary: dict, results: Path, summary_path: Path, plots: tuple[Path, ...], *, compare: bool
+) -> None:
     rmse = summary["rmse_analysis"]
     expected = summary.get("expected_rmse_analysis")
-    line = f"[bold]{label}[/]: rmse.a = [bold]{_fmt(rmse)}[/]"
-    if expected is not None and rmse is not None:
+    line = f"[bold]{escape(label)}[/]: rmse.a = [bold]{_fmt(rmse)}[/]"
+    if compare and expected is not None and rmse is not None:
         line += f" (expected {expected:.3g}, {100.0 * (rmse - expected) / expected:+.1f}%)"
     line += f", rmse.f = {_fmt(summary['rmse_forecast'])}, spread.a = {_fmt(summary['spread_analysis'])}"
     stdout.print(line, highlight=False)
     if summary["diverged"]:
         stdout.print(
-            f"[bold yellow]diverged[/] at cycle {summary['diverged_cycle']}: {summary['diverged_reason']}",
+            f"[bold yellow]diverged[/] at cycle {summary['diverged_cycle']}: {escape(str(summary['diverged_reason']))}",
             highlight=False,
         )
     stdout.print(f"wall time {summary['wall_time_s']:.2f} s on {summary['device']}", highlight=False)
-    stdout.print(f"results: {results}\nsummary: {summary_path}", highlight=False)
+    stdout.print(f"results: {results}\nsummary: {summary_path}", highlight=False, markup=False)
     if plots:
-        stdout.print("plots:   " + ", ".join(str(p) for p in plots), highlight=False)
+        stdout.print("plots:   " + ", ".join(str(p) for p in plots), highlight=False, markup=False)
 
 
 @app.command()
@@ -102,8 +135,11 @@ def presets() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: exits 0, 2 (bad input, one ``error:`` line) or 130 (interrupted)."""
+    try:
+        app()
+    except KeyboardInterrupt:  # before or after a command ran (`OneLineErrors` reports those within one)
+        raise SystemExit(interrupted().exit_code) from None
 
 
 if __name__ == "__main__":

@@ -3,14 +3,16 @@
 Thin wrappers around `dacast.workflow.nowcast` (``config``, ``run``, ``output``,
 ``train``): the commands parse arguments, call them and print. As everywhere in the CLI, bad
 input (unknown source or method, missing radar frames, a bad checkpoint or
-YAML file, invalid values) prints one red ``error:`` line on stderr and exits
-with status 2.
+YAML file, invalid values, an output folder that cannot be created) prints one red
+``error:`` line on stderr and exits with status 2; Ctrl-C prints one line and exits 130.
+``dacast nowcast train CONFIG --check`` validates the training and prints it as YAML.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -19,16 +21,21 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from dacast.cli.console import fail
+from dacast.cli.console import OneLineErrors, check_out_dir, fail, print_config, set_interrupt_hint
 from dacast.cli.console import out as stdout
 from dacast.io import RadarReadError
 from dacast.workflow.nowcast.config import (
+    MAX_LEADS,
     METHODS,
     MOTIONS,
+    NowcastRunConfig,
+    NowcastTrainSpec,
+    check_device,
+    extrapolation_settings,
     hhmm,
     load_train_yaml,
     parse_floats,
-    run_config_from_options,
+    parse_time,
     with_train_overrides,
 )
 from dacast.workflow.nowcast.output import NowcastResult, scores_table
@@ -42,6 +49,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 
 
@@ -71,6 +79,10 @@ def _report(result: NowcastResult, title: str) -> None:
     if result.scores is not None and result.missing_observed:
         gaps = ", ".join(hhmm(t)[-5:] for t in result.missing_observed)
         stdout.print(f"[yellow]no observed frame at {gaps} UTC[/]: those leads are not scored", highlight=False)
+    for bad in result.unreadable_observed:  # one line per file, never wrapped
+        when = hhmm(bad.time)[-5:]
+        line = f"[yellow]unreadable observed frame at {when} UTC[/]: {escape(bad.error)}; that lead is not scored"
+        stdout.print(line, highlight=False, soft_wrap=True)
     p = result.paths
     stdout.print(f"nowcast: {p.nowcast}", highlight=False)
     if p.scores_csv is not None:
@@ -93,7 +105,8 @@ def run(
         ),
     ] = None,
     leads: Annotated[
-        int | None, typer.Option("--leads", "-l", help="Lead times of 5 min (default: 12, or the checkpoint's).")
+        int | None,
+        typer.Option("--leads", "-l", help=f"Lead times of 5 min, <= {MAX_LEADS} (default: 12, or the checkpoint's)."),
     ] = None,
     past_frames: Annotated[int, typer.Option("--past-frames", help="Frames for the extrapolation's motion.")] = 3,
     checkpoint: Annotated[
@@ -111,20 +124,23 @@ def run(
     """Nowcast from one issue time; write nowcast.nc, scores (when observed) and plots."""
     out_dir = out
     try:
-        config = run_config_from_options(
-            source=source,
-            start=start,
-            method=method,
-            motion=motion,
-            leads=leads,
+        if source is None or start is None:
+            raise ConfigError(f"--{'source' if source is None else 'start'} is required")
+        config = NowcastRunConfig(
+            source=source,  # type: ignore[arg-type]  # checked by NowcastRunConfig
+            start=parse_time(start, "--start"),
+            method=method,  # type: ignore[arg-type]
+            motion=motion,  # type: ignore[arg-type]
+            n_leads=leads,
             past_frames=past_frames,
             checkpoint=checkpoint,
             root=root,
-            thresholds=thresholds,
-            scales_km=scales_km,
-            device=device,
+            thresholds=parse_floats(thresholds, "--thresholds"),
+            scales_km=parse_floats(scales_km, "--scales-km"),
+            device=device,  # type: ignore[arg-type]
         )
         out_dir = out if out is not None else default_out_dir(config)
+        check_out_dir(out_dir)
         result = run_nowcast(config, out_dir, plots=plots)
     except (ConfigError, RadarReadError) as err:
         raise fail(str(err)) from None
@@ -145,6 +161,8 @@ def verify(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write skill.png.")] = True,
 ) -> None:
     """Score a written nowcast against its observed frames; print and write the table."""
+    if out is not None:
+        check_out_dir(out)
     try:
         result = verify_nowcast(
             nowcast,
@@ -165,21 +183,35 @@ def verify(
 
 @app.command()
 def train(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Training YAML (see examples/nowcast_train.yaml).")],
     device: Annotated[str | None, typer.Option("--device", "-d", help="Override: cpu, cuda or auto.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Override the number of steps.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Override checkpoint_dir.")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Validate, print the resolved training as YAML, and stop.")
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
 ) -> None:
     """Train (or continue training) a ConvLSTM nowcaster; checkpoints go to checkpoint_dir."""
     try:
         spec = with_train_overrides(load_train_yaml(config), device=device, max_steps=max_steps, checkpoint_dir=out)
+        check_device(spec.config.device)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    assert spec.config.checkpoint_dir is not None  # checked by NowcastTrainSpec
+    check_out_dir(spec.config.checkpoint_dir, "checkpoint_dir")
+    if check:
+        print_config(train_spec_to_dict(spec))
+        return
+    set_interrupt_hint(ctx, "; rerun the same command to continue from the last checkpoint")
+    try:
         log = lambda text: stdout.print(text, markup=False, highlight=False)  # noqa: E731
         run = train_from_spec(spec, progress=progress, log=log)
     except (ConfigError, RadarReadError) as err:
         raise fail(str(err)) from None
     except OSError as err:
-        raise fail(f"cannot write checkpoints: {err}") from None
+        raise fail(f"cannot write checkpoints to {spec.config.checkpoint_dir}: {err}") from None
     res = run.result
     line = f"[bold]trained[/] to step {res.step}/{spec.config.max_steps} on {res.device}"
     if np.isfinite(res.best_val_loss):
@@ -189,3 +221,25 @@ def train(
     stdout.print(line, highlight=False)
     ck = res.checkpoint_dir
     stdout.print(f"checkpoints: {ck / 'best.pt'}, {ck / 'last.pt'}, {ck / 'metrics.json'}", highlight=False)  # type: ignore[operator]
+
+
+def train_spec_to_dict(spec: NowcastTrainSpec) -> dict[str, Any]:
+    """The training YAML of ``spec`` (the schema of `dacast.workflow.nowcast.config`), every default filled in."""
+    config = spec.config
+    training = {f.name: getattr(config, f.name) for f in fields(config)}
+    for key in ("model", "loss", "discriminator", "data", "checkpoint_dir"):
+        training.pop(key)
+    ranges = {
+        kind: [{"source": r.source, "start": str(r.start)[:16], "end": str(r.end)[:16]} for r in values]
+        for kind, values in (("train", spec.train), ("validation", spec.validation))
+    }
+    out: dict[str, Any] = {
+        "data": {"root": None if spec.root is None else str(spec.root), **ranges},
+        "extrapolation": extrapolation_settings(spec.extrapolation),
+        "model": config.model,
+        "loss": config.loss,
+        "discriminator": config.discriminator,
+    }
+    if config.data is not None:
+        out["samples"] = {k: v for k, v in asdict(config.data).items() if k not in ("t_in", "t_out", "crop_size")}
+    return {**out, "training": training, "checkpoint_dir": str(config.checkpoint_dir)}

@@ -1,7 +1,10 @@
 """``dacast surrogate run``: the surrogate <-> DA cycle of Goodliff & Miyoshi from the command line.
 
-Bad input (unknown preset, missing or malformed YAML, invalid values, an
-existing run without ``--resume``) prints one red ``error:`` line and exits 2.
+Bad input (unknown preset, missing or malformed YAML, invalid values, a run too
+large for this machine, an existing run without ``--resume``, an output folder
+that cannot be created) prints one red ``error:`` line and exits 2; Ctrl-C prints
+one line (``--resume`` continues) and exits 130. ``--check`` validates the
+configuration and prints it as YAML.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from typing import Annotated
 
 import typer
 
-from dacast.cli.console import fail
+from dacast.cli.console import OneLineErrors, check_out_dir, fail, print_config
 from dacast.cli.console import out as stdout
 from dacast.workflow.schema import ConfigError
-from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target
+from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target, surrogate_config_to_dict
 from dacast.workflow.surrogate.output import summarise_surrogate
 from dacast.workflow.surrogate.run import run_surrogate
 
@@ -24,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=OneLineErrors,
 )
 
 
@@ -34,16 +38,27 @@ def run(
     device: Annotated[str | None, typer.Option(help="training device: cpu, cuda or auto")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run found in --out")] = False,
+    check: Annotated[bool, typer.Option("--check", help="validate, print the configuration as YAML, and stop")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars")] = True,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="write the PNG figures")] = True,
 ) -> None:
     """Run (or resume) the cycle; write surrogate_run.nc, summary.json, checkpoints and plots."""
     try:
         config = load_surrogate_target(target, iterations=iterations, device=device)
-        out_dir = out or Path("runs") / config.name
+        config.device_obj()  # CUDA asked for where there is none
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    out_dir = out or Path("runs") / config.name
+    check_out_dir(out_dir)
+    if check:
+        print_config(surrogate_config_to_dict(config))
+        return
+    try:
         result = run_surrogate(config, out_dir, resume=resume, progress=progress, plots=plots)
     except ConfigError as err:
         raise fail(str(err)) from None
+    except OSError as err:
+        raise fail(f"cannot write results to {out_dir}: {err}") from None
     s = summarise_surrogate(result)
     stdout.print(f"[bold]{config.name}[/]: {s['iterations_completed']} iterations ({s['stopped']})", highlight=False)
     stdout.print(

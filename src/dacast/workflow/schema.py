@@ -7,12 +7,14 @@ dataclass from a mapping, driven by its type hints (nested dataclasses, ``Litera
 bool as a number); `hooks` parse what the hints cannot say (a filter chosen by its
 ``kind``). `merge`/`with_preset` give ``preset: NAME`` plus overrides; `read_yaml`,
 `load_yaml_with` read files; `Presets` is an application's registry of `Preset`s and
-`resolve` turns "PRESET or FILE.yaml" into ``(config, preset | None)``.
+`resolve` turns "PRESET or FILE.yaml" into ``(config, preset | None)``. `dacast.workflow.limits`: int64, finite floats.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -22,6 +24,8 @@ from typing import Any, Generic, Literal, TypeVar, Union
 
 import yaml
 
+from dacast.workflow.limits import INFINITE_FIELDS, INT64_MAX, INT64_MIN, ConfigError, UniqueKeyLoader, require, show
+
 T = TypeVar("T")
 #: Parsers for the types that need more than their hints: ``hooks[tp](value, key_path) -> object``.
 Hooks = Mapping[Any, Callable[[Any, str], Any]]
@@ -30,56 +34,42 @@ _ROOT = "the configuration"
 _KIND_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a string"}
 
 
-class ConfigError(ValueError):
-    """A configuration (YAML, preset name, command-line value) is invalid; the message is one line."""
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise `ConfigError` with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise ConfigError(message)
-
-
 def key_path(where: str, key: str | int) -> str:
     """``"a.b"`` + ``"c"`` -> ``"a.b.c"``; an int key is an index: ``"a[0]"``; ``""`` is the top level."""
-    if isinstance(key, int):
-        return f"{where}[{key}]"
-    return f"{where}.{key}" if where else key
+    return f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
 
 
 def mapping(value: Any, where: str = "") -> Mapping[str, Any]:
     """``value`` when it is a mapping with string keys; else `ConfigError`."""
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where or _ROOT} must be a mapping of keys to values, got {value!r}")
+        raise ConfigError(f"{where or _ROOT} must be a mapping of keys to values, got {show(value)}")
     for key in value:
         if not isinstance(key, str):
-            raise ConfigError(f"{where or _ROOT} has a non-string key {key!r}")
+            raise ConfigError(f"{where or _ROOT} has a non-string key {show(key)}")
     return value
 
 
 def check_keys(data: Mapping[str, Any], allowed: Collection[str], where: str = "") -> None:
     """Reject the first key of ``data`` not in ``allowed``, listing the allowed ones."""
-    unknown = [k for k in data if k not in allowed]
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in {where or _ROOT}; allowed: {', '.join(allowed)}")
+    if unknown := [k for k in data if k not in allowed]:
+        raise ConfigError(f"unknown key {show(unknown[0])} in {where or _ROOT}; allowed: {', '.join(allowed)}")
 
 
 def require_keys(data: Mapping[str, Any], required: Iterable[str], where: str = "") -> None:
     """Name the first key of ``required`` missing from ``data``."""
-    missing = [k for k in required if k not in data]
-    if missing:
+    if missing := [k for k in required if k not in data]:
         raise ConfigError(f"{where or _ROOT} is missing the required key {missing[0]!r}")
 
 
 def lookup(get: Callable[[str], T], name: Any, where: str) -> T:
     """``get(name)`` from a registry; a non-string or unknown name raises `ConfigError` naming ``where``."""
     if not isinstance(name, str):
-        raise ConfigError(f"{where} must be a string, got {name!r}")
+        raise ConfigError(f"{where} must be a string, got {show(name)}")
     try:
         return get(name)
     except KeyError as err:
         given = err.args[0] if err.args else name
-        message = given if isinstance(given, str) and given != name else f"unknown value {name!r}"  # a bare key
+        message = given if isinstance(given, str) and given != name else f"unknown value {show(name)}"  # a bare key
         raise ConfigError(f"{where}: {message}") from None
 
 
@@ -92,7 +82,7 @@ def build(factory: Callable[..., T], kwargs: Mapping[str, Any], where: str = "")
         if where and not message.startswith(where):
             raise ConfigError(f"{where}: {message}") from None
         raise
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, ArithmeticError) as err:  # ArithmeticError: e.g. an overflow in a check
         raise ConfigError(f"{where}: {err}" if where else str(err)) from None
 
 
@@ -111,10 +101,8 @@ def _describe(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
-    if origin is tuple:
-        return "a list"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
+    if origin is tuple or dataclasses.is_dataclass(tp):
+        return "a list" if origin is tuple else "a mapping"
     return _KIND_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
 
 
@@ -127,12 +115,12 @@ def _fits(tp: Any, value: Any) -> bool:
     return not isinstance(value, list | tuple | Mapping)
 
 
-def _union(args: tuple[Any, ...], value: Any, where: str, hooks: Hooks | None) -> Any:
+def _union(args: tuple[Any, ...], value: Any, where: str, hooks: Hooks | None, infinite: bool) -> Any:
     if value is None and type(None) in args:
         return None
     rest = tuple(a for a in args if a is not type(None))
     if len(rest) == 1:
-        return parse_value(rest[0], value, where, hooks=hooks)
+        return parse_value(rest[0], value, where, hooks=hooks, infinite=infinite)
     hook = _hook(Union[rest], hooks)  # noqa: UP007 - a union built at run time
     if hook is not None:
         return hook(value, where)
@@ -140,57 +128,62 @@ def _union(args: tuple[Any, ...], value: Any, where: str, hooks: Hooks | None) -
     errors = []
     for alternative in fitting:
         try:
-            return parse_value(alternative, value, where, hooks=hooks)
+            return parse_value(alternative, value, where, hooks=hooks, infinite=infinite)
         except ConfigError as err:
             errors.append(err)
     if len(fitting) == 1:
         raise errors[0]
-    raise ConfigError(f"{where} must be {' or '.join(_describe(a) for a in rest)}, got {value!r}")
+    raise ConfigError(f"{where} must be {' or '.join(_describe(a) for a in rest)}, got {show(value)}")
 
 
-def _scalar(tp: Any, value: Any, where: str) -> Any:
+def _scalar(tp: Any, value: Any, where: str, infinite: bool = False) -> Any:
     if tp is bool and not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where} must be an integer, got {value!r}")
+        raise ConfigError(f"{where} must be true or false, got {show(value)}")
+    if tp in (int, float) and (isinstance(value, bool) or not isinstance(value, int | float if tp is float else int)):
+        raise ConfigError(f"{where} must be {_KIND_WORDS[tp]}, got {show(value)}")
+    if tp is int and not INT64_MIN <= value <= INT64_MAX:
+        raise ConfigError(f"{where} must lie in [-2^63, 2^63 - 1] (int64), got {show(value)}")
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
+        number = float(value) if isinstance(value, float) or abs(value) < 2**1023 else math.inf
+        if math.isnan(number) or (math.isinf(number) and not infinite):
+            raise ConfigError(f"{where} must be a finite number, got {show(value)}")
+        return number
     if tp in (str, Path) and not isinstance(value, str | Path):
-        raise ConfigError(f"{where} must be a string, got {value!r}")
+        raise ConfigError(f"{where} must be a string, got {show(value)}")
     if tp is Path:
         return Path(value)
     if tp is not Any and isinstance(tp, type) and not isinstance(value, tp):
-        raise ConfigError(f"{where} must be {_describe(tp)}, got {value!r}")
+        raise ConfigError(f"{where} must be {_describe(tp)}, got {show(value)}")
     return value
 
 
-def parse_value(tp: Any, value: Any, where: str, *, hooks: Hooks | None = None) -> Any:
-    """``value`` checked against (and converted to) the type hint ``tp``; ``where`` is its key path."""
+def parse_value(tp: Any, value: Any, where: str, *, hooks: Hooks | None = None, infinite: bool = False) -> Any:
+    """``value`` checked against (and converted to) the type hint ``tp``; ``where`` is its key path.
+
+    Integers must fit int64 and floats must be finite (``infinite=True``: ``±inf`` allowed, never NaN).
+    """
     hook = _hook(tp, hooks)
     if hook is not None:
         return hook(value, where)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (Union, types.UnionType):
-        return _union(args, value, where, hooks)
+        return _union(args, value, where, hooks, infinite)
     if origin is Literal:
         if not any(value == a and type(value) is type(a) for a in args):
-            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}; got {value!r}")
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}; got {show(value)}")
         return value
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where} must be a list, got {show(value)}")
+        items = list(enumerate(zip(args, value, strict=False)))
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(parse_value(args[0], v, key_path(where, i), hooks=hooks) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where} must have {len(args)} entries, got {value!r}")
-        return tuple(
-            parse_value(a, v, key_path(where, i), hooks=hooks) for i, (a, v) in enumerate(zip(args, value, strict=True))
-        )
+            items = [(i, (args[0], v)) for i, v in enumerate(value)]
+        elif len(value) != len(args):
+            raise ConfigError(f"{where} must have {len(args)} entries, got {show(value)}")
+        return tuple(parse_value(a, v, key_path(where, i), hooks=hooks, infinite=infinite) for i, (a, v) in items)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return value if isinstance(value, tp) else parse(tp, value, where, hooks=hooks)
-    return _scalar(tp, value, where)
+    return _scalar(tp, value, where, infinite)
 
 
 def parse(
@@ -215,18 +208,24 @@ def parse(
         tags: keys allowed in ``data`` but not passed on (e.g. the ``kind`` that chose ``cls``).
 
     Raises:
-        ConfigError: not a mapping, an unknown or missing key, a wrong value, or an error of ``cls``
-            itself; the message names the key path.
+        ConfigError: not a mapping, an unknown or missing key, a wrong value (NaN, ``inf`` outside `INFINITE_FIELDS`,
+            beyond int64), an error of ``cls`` itself, or too deep a nesting; the message names the key path.
     """
-    data = mapping(data, where)
-    fixed = dict(fixed or {})
-    hints = typing.get_type_hints(cls)
-    settable = [f for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
-    check_keys(data, (*tags, *(f.name for f in settable if f.name not in skip and f.name not in fixed)), where)
-    kwargs = {k: parse_value(hints[k], v, key_path(where, k), hooks=hooks) for k, v in data.items() if k not in tags}
-    required = [
-        f.name for f in settable if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+    try:
+        data, fixed = mapping(data, where), dict(fixed or {})
+        hints = typing.get_type_hints(cls)
+        settable = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+        check_keys(data, (*tags, *(k for k in settable if k not in skip and k not in fixed)), where)
+        infinite = {k: (cls, k) in INFINITE_FIELDS or bool(f.metadata.get("infinite")) for k, f in settable.items()}
+        kwargs = {
+            k: parse_value(hints[k], v, key_path(where, k), hooks=hooks, infinite=infinite[k])
+            for k, v in data.items()
+            if k not in tags
+        }
+    except RecursionError:
+        raise ConfigError(f"{where or _ROOT} is nested too deeply to check") from None
+    missing = dataclasses.MISSING
+    required = [k for k, f in settable.items() if f.default is missing and f.default_factory is missing]
     require_keys({**kwargs, **fixed}, required, where)
     return build(cls, {**kwargs, **fixed}, where)
 
@@ -245,21 +244,25 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any], *, tags: Collect
 
 
 def read_yaml(path: str | Path) -> Any:
-    """The parsed content of a YAML file; a missing or unreadable file or bad syntax raises `ConfigError`."""
+    """A YAML file's content (`UniqueKeyLoader`); a bad file (missing, a folder, not UTF-8, malformed, a repeated
+    key, too deeply nested) raises a one-line `ConfigError`."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"file not found: {path}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {path}: {err}") from None
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8, a NUL in the name
+        raise ConfigError(f"cannot read {path}: {' '.join(str(err).split())}") from None
+    if text is None:
+        raise ConfigError(f"{path} is a folder, not a YAML file" if path.is_dir() else f"file not found: {path}")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError(f"malformed YAML in {path}{at}: {problem}") from None
+    except (RecursionError, ValueError) as err:  # ValueError: an integer of more digits than Python reads
+        problem = "nested too deeply to read" if isinstance(err, RecursionError) else " ".join(str(err).split())
+        raise ConfigError(f"malformed YAML in {path}: {problem}") from None
 
 
 def _from_file(path: str | Path, data: Any, build_config: Callable[[Any], T]) -> T:
@@ -321,7 +324,7 @@ class Presets(Mapping[str, Preset[T]]):
     def get(self, name: str) -> Preset[T]:  # type: ignore[override]
         """The preset called ``name``; an unknown name raises `ConfigError` listing the valid ones."""
         if not isinstance(name, str) or name not in self._presets:
-            raise ConfigError(f"unknown {self.noun} {name!r}; choose one of: {', '.join(self._presets)}")
+            raise ConfigError(f"unknown {self.noun} {show(name)}; choose one of: {', '.join(self._presets)}")
         return self._presets[name]
 
 
@@ -332,7 +335,7 @@ def with_preset(data: Any, presets: Presets[T], to_dict: Callable[[T], Mapping[s
         return data
     name = data["preset"]
     if not isinstance(name, str):
-        raise ConfigError(f"preset must be a name, got {name!r}")
+        raise ConfigError(f"preset must be a name, got {show(name)}")
     return merge(to_dict(presets.get(name).config), {k: v for k, v in data.items() if k != "preset"})
 
 
@@ -340,8 +343,9 @@ def is_yaml_path(target: str | Path, presets: Collection[str]) -> bool:
     """Whether ``target`` names a YAML file: not one of ``presets``, and a ``.yaml``/``.yml`` suffix or a file."""
     if isinstance(target, str) and target in presets:
         return False
-    path = Path(target)
-    return path.suffix.lower() in (".yaml", ".yml") or path.is_file()
+    with contextlib.suppress(OSError, ValueError):  # a name too long for a path: read_yaml says so
+        return Path(target).suffix.lower() in (".yaml", ".yml") or Path(target).is_file()
+    return True
 
 
 def resolve(
@@ -390,5 +394,6 @@ __all__ = [
     "require",
     "require_keys",
     "resolve",
+    "show",
     "with_preset",
 ]

@@ -21,17 +21,22 @@ YAML schema (every key optional; defaults in parentheses)::
     free_run_members: null       # members of the no-DA reference run (null: all)
     outage_cycles: []            # cycles without radar data (forecast only)
     checkpoint_every: 10         # cycles between checkpoints (the last cycle always writes one)
-    seed: 0
+    seed: 0                      # in [0, 2^63 - 1]
     device: auto                 # cpu | cuda | auto
     dtype: float32               # float32 | float64
     model: {...}                 # WurschCraigConfig fields except ny, nx (set by grid)
     radar: {...}                 # RadarConfig fields
     letkf: {...}                 # GriddedLETKFConfig fields
+
+Numbers must be finite; the model step must be stable (gravity waves: sqrt(g H0) dt / dx <= 1/sqrt(2);
+diffusion: K dt / dx^2 <= 1/4; rain advection: |u| dt / dx <= 1), a run at most 10^8 model steps, and
+the run's arrays must fit this machine's memory (`BDAConfig.estimated_bytes`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +46,7 @@ from dacast.da.gridded import GriddedLETKFConfig
 from dacast.models.wursch_craig import WurschCraigConfig
 from dacast.obs.radar import RadarConfig
 from dacast.workflow.bda.presets import bda_presets
+from dacast.workflow.limits import require_fits, require_seed, require_steps
 from dacast.workflow.schema import Preset, Presets, mapping, merge, parse, require, resolve, with_preset
 
 Dtype = Literal["float32", "float64"]
@@ -124,10 +130,74 @@ class BDAConfig:
             f"outage_cycles must lie in [0, {self.cycles - 1}], got {list(self.outage_cycles)}",
         )
         require(self.checkpoint_every >= 1, f"checkpoint_every must be positive, got {self.checkpoint_every}")
+        require_seed(self.seed)
         require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
         require(self.dtype in ("float32", "float64"), f"dtype must be float32 or float64, got {self.dtype!r}")
+        stride = self.letkf.weight_stride
+        require(self.grid % stride == 0, f"grid ({self.grid}) must be a multiple of letkf.weight_stride ({stride})")
+        self._check_stability()
+        rays, gates = 360.0 / self.radar.azimuth_step, self.radar.max_range / self.radar.gate_spacing
+        sizes = (
+            f"members={self.members} x grid {self.grid}^2 x cycles={self.cycles}, radar {rays:.3g} x {gates:.3g} gates"
+        )
+        require_fits(self.estimated_bytes(), sizes)
+        require_steps(self.model_steps(), f"spin-up, cycles={self.cycles} of {self.cycle_seconds:g} s and forecasts")
         if (self.model.ny, self.model.nx) != (self.grid, self.grid):
             object.__setattr__(self, "model", replace(self.model, ny=self.grid, nx=self.grid))
+
+    def _check_stability(self) -> None:
+        """`ConfigError` for settings at which the model or the radar surely overflow (docs/bda_model.md).
+
+        The forward-backward step needs sqrt(g H0) dt / dx <= 1/sqrt(2), explicit diffusion K dt / dx^2 <= 1/4,
+        upwind rain advection |u| dt / dx <= 1 and rain removal alpha dt <= 1; the triggering noise at most one
+        perturbation per cell and step, no wider than the domain; reflectivities within +-100 dBZ; every
+        other number within +-1e30 (float32 holds 3.4e38); LETKF inflation in [0.01, 100].
+        """
+        for section in ("model", "radar", "letkf"):
+            for f in dataclasses.fields(getattr(self, section)):
+                value = getattr(getattr(self, section), f.name)
+                numbers = [v for v in (value if isinstance(value, tuple) else (value,)) if isinstance(v, float)]
+                limit = 100.0 if f.name.endswith("_dbz") or f.name == "clear_air_value" else 1e30
+                require(all(abs(v) <= limit for v in numbers), f"{section}.{f.name} must lie within +-{limit:g}")
+        m, domain = self.model, self.grid * self.model.dx
+        courant = math.sqrt(m.g * m.H0) * m.dt / m.dx
+        require(courant <= 2**-0.5, f"model.dt: gravity waves need sqrt(g H0) dt / dx <= 0.707, got {courant:.3g}")
+        diffusion = max(m.ku, m.kh, m.kr) * m.dt / (m.dx * m.dx)
+        require(diffusion <= 0.25, f"model.dt: diffusion needs max(ku, kh, kr) dt / dx^2 <= 0.25, got {diffusion:.3g}")
+        wind = max(abs(m.background_u), abs(m.background_v)) * m.dt / m.dx
+        require(wind <= 1, f"model.dt: rain advection needs |background wind| dt / dx <= 1, got {wind:.3g}")
+        require(m.alpha * m.dt <= 1, f"model.alpha: rain removal needs alpha dt <= 1, got {m.alpha * m.dt:.3g}")
+        kicks = m.noise_rate * domain * domain * m.dt
+        require(kicks <= self.grid**2, f"model.noise_rate gives {kicks:.3g} perturbations a step, more than cells")
+        require(m.noise_radius <= domain, f"model.noise_radius must be <= the domain ({domain:g} m)")
+        inflation = self.letkf.inflation
+        require(0.01 <= inflation <= 100, f"letkf.inflation must lie in [0.01, 100], got {inflation}")
+
+    def model_steps(self) -> float:
+        """Model steps of the whole run: spin-up, the pool's lagged snapshots, the cycles and the forecasts."""
+        per_minute = 60.0 / self.model.dt
+        lags = max(0.0, math.ceil(self.members / min(self.ensemble_pool, self.members)) - 1.0)
+        forecasts = (self.cycles // self.forecast_every if self.forecast_every else 0) + 1
+        spinup = (self.spinup_minutes + lags * self.ensemble_lag_minutes) * per_minute
+        return (
+            spinup + self.cycles * self.cycle_seconds / self.model.dt + forecasts * self.forecast_minutes * per_minute
+        )
+
+    def estimated_bytes(self) -> float:
+        """Memory of the run's largest arrays (bytes, an estimate).
+
+        With ``E = members x 4 x grid^2 x bytes`` (one ensemble): about 7 E for the ensemble, its
+        analysis, H(x) of two observations per cell and the LETKF's working copies; the free run and
+        the forecast members twice; the three fields per cycle (float32) kept for ``cycles.nc``, twice;
+        the LETKF's neighbour table; the radar's raw polar gates (about ten float64 arrays of rays x gates).
+        """
+        cells, size = 4.0 * float(self.grid) ** 2, 4.0 if self.dtype == "float32" else 8.0
+        ensemble = self.members * cells * size
+        others = 2.0 * (self.n_free_members + self.n_forecast_members) * cells * size
+        fields = 2.0 * self.cycles * 3.0 * cells * 4.0
+        table = (self.grid / self.letkf.weight_stride) ** 2 * min(self.letkf.max_obs, 2.0 * self.grid**2) * 12.0
+        gates = 80.0 * (360.0 / self.radar.azimuth_step) * (self.radar.max_range / self.radar.gate_spacing)
+        return 7.0 * ensemble + others + fields + table + gates
 
     @property
     def steps_per_cycle(self) -> int:

@@ -1,7 +1,6 @@
 """Settings of the radar nowcasts: one run (`NowcastRunConfig`) and a ConvLSTM training (`NowcastTrainSpec`).
 
-A run comes from Python or from the options of ``dacast nowcast run``
-(`run_config_from_options`). A training comes from YAML through
+A run comes from Python or from the options of ``dacast nowcast run``. A training comes from YAML through
 `dacast.workflow.schema` (`load_train_yaml`); the keys of ``model``, ``loss``,
 ``discriminator``, ``samples`` and ``training`` are the fields of
 `dacast.ml.ConvLSTMConfig`, `NowcastLossConfig`, `DiscriminatorConfig`,
@@ -24,11 +23,15 @@ A run comes from Python or from the options of ``dacast nowcast run``
     [samples]: {min_valid_fraction: 0.9, min_rain_fraction: 0.05, samples_per_epoch: 1000}
     [training]: {batch_size: 8, max_steps: 300, crop_size: 128, lr: 1.0e-3, device: auto, val_every: 50}
     checkpoint_dir: runs/nowcast-convlstm   # relative paths are taken from the current folder
+
+Numbers are finite, seeds in [0, 2^63 - 1], max_steps <= 10^7, the crop within each source's grid, the training
+within this machine's memory (`NowcastTrainSpec.estimated_bytes`); a run has <= `MAX_LEADS` leads and past frames.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
@@ -36,11 +39,12 @@ from typing import Any, Literal, get_args, get_type_hints
 import numpy as np
 import torch
 
-from dacast.io import SOURCES, Source, default_radar_root
+from dacast.io import SOURCES, SPECS, Source, default_radar_root
 from dacast.io.sources import TimeLike, to_datetime64
 from dacast.ml import ConvLSTMConfig, DiscriminatorConfig, NowcastDataConfig, NowcastLossConfig, NowcastTrainConfig
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig
 from dacast.nowcast.registry import MOTION_METHODS, NOWCAST_METHODS
+from dacast.workflow.limits import require_fits, require_seed, show
 from dacast.workflow.schema import (
     ConfigError,
     build,
@@ -63,6 +67,10 @@ MOTIONS: tuple[str, ...] = tuple(MOTION_METHODS)
 DEVICES: tuple[str, ...] = get_args(Device)
 TIMESTEP_MIN = 5
 DEFAULT_LEADS = 12
+#: Most lead times (and past frames) of one nowcast: 24 h of 5-min frames.
+MAX_LEADS = 288
+#: Most optimiser steps of one training (at about 0.5 s a step, some two months).
+MAX_TRAIN_STEPS = 10**7
 
 
 def hhmm(t: np.datetime64) -> str:
@@ -74,8 +82,8 @@ def parse_time(value: TimeLike, where: str = "start") -> np.datetime64:
     """A UTC time (ISO string, naive = UTC) on the 5-min grid, as ``datetime64[ns]``; else `ConfigError`."""
     try:
         t = to_datetime64(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be an ISO time such as 2015-05-15T16:30, got {value!r}") from None
+    except (TypeError, ValueError, ArithmeticError):
+        raise ConfigError(f"{where} must be an ISO time such as 2015-05-15T16:30, got {show(value)}") from None
     minutes = (t - t.astype("datetime64[D]")) / np.timedelta64(1, "m")
     require(minutes % TIMESTEP_MIN == 0, f"{where} {hhmm(t)} is not on the {TIMESTEP_MIN}-min grid of the radar")
     return t
@@ -86,9 +94,9 @@ def parse_floats(text: str, where: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise ConfigError(f"{where} must be comma-separated numbers such as 1,5, got {text!r}") from None
-    require(bool(values), f"{where} must name at least one value, got {text!r}")
-    require(all(np.isfinite(v) and v > 0 for v in values), f"{where} must be positive numbers, got {text!r}")
+        raise ConfigError(f"{where} must be comma-separated numbers such as 1,5, got {show(text)}") from None
+    require(bool(values), f"{where} must name at least one value, got {show(text)}")
+    require(all(np.isfinite(v) and v > 0 for v in values), f"{where} must be positive numbers, got {show(text)}")
     return values
 
 
@@ -149,48 +157,18 @@ class NowcastRunConfig:
             f"unknown motion method {self.motion!r}; choose one of: {', '.join(MOTIONS)}",
         )
         require(self.motion is None or self.method != "persistence", "a motion method does not apply to persistence")
-        require(self.n_leads is None or self.n_leads >= 1, f"leads must be >= 1, got {self.n_leads}")
+        leads_ok = self.n_leads is None or 1 <= self.n_leads <= MAX_LEADS
+        require(leads_ok, f"leads must be >= 1 and <= {MAX_LEADS} (24 h of 5-min leads), got {self.n_leads}")
         require(self.past_frames >= 2, f"too few past frames: past_frames must be >= 2, got {self.past_frames}")
+        require(self.past_frames <= MAX_LEADS, f"past_frames must be <= {MAX_LEADS} (24 h), got {self.past_frames}")
         if self.method == "convlstm":
             require(self.checkpoint is not None, "method convlstm needs a checkpoint (--checkpoint PATH)")
         else:
             require(self.checkpoint is None, f"a checkpoint applies to method convlstm only, not {self.method}")
         for name in ("thresholds", "scales_km"):
             values = getattr(self, name)
-            require(bool(values) and min(values) > 0, f"{name} must be positive, got {values}")
+            require(all(0 < v < np.inf for v in values) and bool(values), f"{name} must be positive, got {values}")
         require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
-
-
-def run_config_from_options(
-    *,
-    source: str | None,
-    start: str | None,
-    method: str = "extrapolation",
-    motion: str | None = None,
-    leads: int | None = None,
-    past_frames: int = 3,
-    checkpoint: Path | None = None,
-    root: Path | None = None,
-    thresholds: str = "1,5",
-    scales_km: str = "10",
-    device: str = "auto",
-) -> NowcastRunConfig:
-    """The run configuration from the option values of ``dacast nowcast run`` (errors name the options)."""
-    if source is None or start is None:
-        raise ConfigError(f"--{'source' if source is None else 'start'} is required")
-    return NowcastRunConfig(
-        source=source,  # type: ignore[arg-type]  # checked by NowcastRunConfig
-        start=parse_time(start, "--start"),
-        method=method,  # type: ignore[arg-type]
-        motion=motion,  # type: ignore[arg-type]
-        n_leads=leads,
-        past_frames=past_frames,
-        checkpoint=checkpoint,
-        root=root,
-        thresholds=parse_floats(thresholds, "--thresholds"),
-        scales_km=parse_floats(scales_km, "--scales-km"),
-        device=device,  # type: ignore[arg-type]
-    )
 
 
 # ----------------------------------------------------------------------------- training
@@ -207,8 +185,8 @@ def extrapolation_config(settings: Any, where: str = "extrapolation") -> Extrapo
     """`ExtrapolationConfig` from ``{motion, motion_options, n_frames, ...}`` (see the module docstring)."""
     settings = mapping(settings, where)
     motion = settings.get("motion", "trec")
-    if motion not in MOTION_METHODS:
-        raise ConfigError(f"unknown motion method {motion!r} in {where}; choose one of: {', '.join(MOTIONS)}")
+    if not isinstance(motion, str) or motion not in MOTION_METHODS:
+        raise ConfigError(f"unknown motion method {show(motion)} in {where}; choose one of: {', '.join(MOTIONS)}")
     options = _section(settings, "motion_options")
     if motion == "trec":
         motion_config: Any = parse(TRECConfig, options, f"{where}.motion_options")
@@ -288,6 +266,44 @@ class NowcastTrainSpec:
             not model.use_extrapolation or (model.extra_channels == 1 and model.t_in >= 2),
             "model.use_extrapolation needs model.extra_channels = 1 and model.t_in >= 2",
         )
+        config, crop = self.config, self.config.data_config.crop_size
+        for where, seed in (("model.seed", model.seed), ("discriminator.seed", config.discriminator.seed)):
+            require_seed(seed, where)
+        require_seed(config.seed, "training.seed")
+        steps = config.max_steps * (1 + (config.disc_steps if config.loss.adversarial_weight > 0 else 0))
+        require(steps <= MAX_TRAIN_STEPS, f"training.max_steps (x 1 + disc_steps) must be <= 1e+07, got {steps}")
+        require(config.data_config.max_tries <= 10**4, "samples.max_tries must be <= 10000")
+        for where, values in (
+            ("loss.nonlocal_scales", config.loss.nonlocal_scales),
+            ("loss.laplacian_orders", config.loss.laplacian_orders),
+            ("discriminator.downsample", (config.discriminator.downsample,)),
+        ):
+            require(max(values, default=0) <= crop, f"{where} must be <= the crop size {crop}, got {list(values)}")
+        for r in (*self.train, *self.validation):
+            rows, cols = SPECS[r.source].grid_shape
+            require(crop <= min(rows, cols), f"training.crop_size {crop} is larger than the {r.source} grid")
+        require_fits(
+            self.estimated_bytes(),
+            f"batch_size={config.batch_size} x crop {crop}^2 x {model.t_in} + "
+            f"{model.t_out} frames x channels {list(model.hidden_channels)} with the data read",
+        )
+
+    def estimated_bytes(self) -> float:
+        """Memory of the training (bytes, an estimate, float32): every frame read; the ConvLSTM's activations for the
+        backward pass (batch x frames x crop^2 x 6 channels a level, thrice); validation samples; parameters x 4."""
+        config, model = self.config, self.config.model
+        frames = sum(float(r.n_frames) * math.prod(SPECS[r.source].grid_shape) for r in (*self.train, *self.validation))
+        window, crop2 = float(model.t_in + model.t_out), float(config.data_config.crop_size) ** 2
+        levels = sum(6.0 * h / 4.0**i for i, h in enumerate(model.hidden_channels))
+        batch = config.batch_size * window * crop2 * (levels + 2.0)
+        inputs = [model.in_channels + model.extra_channels, *model.hidden_channels]
+        params = sum(
+            4.0 * h * (c + h) * model.kernel_size**2 for c, h in zip(inputs, model.hidden_channels, strict=False)
+        )
+        channels = config.discriminator.channels
+        params += 2.0 * 27.0 * sum(a * b for a, b in zip((1, *channels), channels, strict=False))  # discriminators
+        samples = (config.val_batches + 1) * config.batch_size * window * crop2 * 2.0
+        return 4.0 * (frames + 3.0 * batch + samples + 4.0 * params)
 
 
 def _ranges(value: Any, where: str) -> tuple[TimeRange, ...]:
@@ -357,6 +373,8 @@ def with_train_overrides(
 __all__ = [
     "DEFAULT_LEADS",
     "DEVICES",
+    "MAX_LEADS",
+    "MAX_TRAIN_STEPS",
     "METHODS",
     "MOTIONS",
     "TIMESTEP_MIN",
@@ -371,7 +389,6 @@ __all__ = [
     "parse_floats",
     "parse_time",
     "radar_root",
-    "run_config_from_options",
     "train_config_from_dict",
     "with_train_overrides",
 ]

@@ -50,13 +50,15 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [test_cycles]: 2000            # independent truth segment for forecast scores
     [test_starts]: 200             # forecast start times drawn from it
     [free_leads]: 100              # steps of the free forecasts (valid time)
-    [seed]: 0
+    [seed]: 0                      # in [0, 2^63 - 1]
     [device]: cpu                  # cpu | cuda | auto (training; DA runs on the CPU)
-    [threads]: 1                   # torch CPU threads during the run (null: torch's default)
+    [threads]: 1                   # torch CPU threads during the run, <= 1024 (null: torch's default)
 
 The ``truth``, ``imperfect`` and filter sections are read like a twin experiment's
 (`dacast.workflow.twin.loader.TWIN_HOOKS`); everything else follows the type hints
-of `SurrogateConfig` (`dacast.workflow.schema.parse`).
+of `SurrogateConfig` (`dacast.workflow.schema.parse`). Numbers must be finite, ``dt`` below where RK4 blows up
+on either model, all DA runs and forecasts together at most 10^8 model steps, and the arrays and networks must fit
+this machine's memory (`SurrogateConfig.estimated_bytes`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from dacast.da import AdaptiveInflation, EnKFConfig, ETKFConfig, FilterConfig, L
 from dacast.ml.surrogate import SurrogateKind, SurrogateSpec
 from dacast.ml.surrogate_train import SurrogateTrainConfig
 from dacast.models import Model
+from dacast.workflow.limits import require_fits, require_seed, require_steps
 from dacast.workflow.schema import (
     ConfigError,
     Presets,
@@ -92,9 +95,8 @@ from dacast.workflow.twin.config import (
     filter_to_dict,
     model_spec_to_dict,
     obs_spec_to_dict,
-    resolve_device,
 )
-from dacast.workflow.twin.loader import TWIN_HOOKS
+from dacast.workflow.twin.loader import TWIN_HOOKS, resolve_device
 
 #: Lyapunov time of Lorenz-96 with F = 8 (model time units).
 LYAPUNOV_TIME_L96 = 0.61
@@ -183,13 +185,20 @@ class SurrogateConfig:
         require(self.obs_every > 0, f"obs_every must be > 0, got {self.obs_every}")
         require(self.members >= 2, f"members must be >= 2, got {self.members}")
         require(self.cycles > 0, f"cycles must be > 0, got {self.cycles}")
-        require(self.burn_in >= 0, f"burn_in must be >= 0, got {self.burn_in}")
-        require(self.initial_std >= 0, f"initial_std must be >= 0, got {self.initial_std}")
+        length = self.cycles * self.step
+        require(math.isfinite(length), f"the run's model time dt x obs_every x cycles overflows, dt={self.dt}")
+        require(0 <= self.burn_in < length, f"burn_in must be >= 0 and < the run ({length:g}), got {self.burn_in}")
+        require(0 <= self.initial_std < math.inf, f"initial_std must be >= 0, got {self.initial_std}")
         require(self.iterations >= 0, f"iterations must be >= 0, got {self.iterations}")
         require(self.tolerance >= 0, f"tolerance must be >= 0, got {self.tolerance}")
         require(
-            all(math.isfinite(f) and f > 0 for f in self.tuned_inflations),
-            f"tuned_inflations must be positive numbers, got {list(self.tuned_inflations)}",
+            all(0.01 <= f <= 100 for f in self.tuned_inflations),
+            f"tuned_inflations must be positive numbers in [0.01, 100], got {list(self.tuned_inflations)}",
+        )
+        adaptive = self.adaptive_inflation  # a covariance factor: the square of an anomaly inflation
+        require(
+            adaptive is None or 1e-4 <= adaptive.minimum and adaptive.maximum <= 1e4,
+            "adaptive_inflation.minimum and .maximum must lie in [1e-4, 1e4] (anomaly inflation 0.01 to 100)",
         )
         require(
             self.train_target in ("analysis", "observation"),
@@ -200,8 +209,11 @@ class SurrogateConfig:
         require(self.test_cycles > 8, f"test_cycles must be > 8, got {self.test_cycles}")
         require(self.test_starts >= 1, f"test_starts must be >= 1, got {self.test_starts}")
         require(self.free_leads >= 4, f"free_leads must be >= 4, got {self.free_leads}")
-        require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        require(self.threads is None or self.threads >= 1, f"threads must be >= 1 or null, got {self.threads}")
+        require_seed(self.seed)
+        require_seed(self.train.seed, "train.seed")
+        require(self.train.epochs <= 10**5, f"train.epochs must be <= 100000, got {self.train.epochs}")
+        threads_ok = self.threads is None or 1 <= self.threads <= 1024
+        require(threads_ok, f"threads must be >= 1 and <= 1024 or null, got {self.threads}")
         require(self.device in ("cpu", "cuda", "auto"), f"device must be cpu, cuda or auto, got {self.device!r}")
         require(
             self.imperfect.name in ("lorenz63", "lorenz96"),
@@ -217,10 +229,35 @@ class SurrogateConfig:
             )
             if isinstance(f, LETKFConfig):
                 require(self.imperfect.name == "lorenz96", "the LETKF needs the Lorenz-96 ring; use etkf or enkf")
-        require(len(self.obs.state_indices(self.n_var)) > 0, "the observation network is empty")
+        require(self.obs.count(self.n_var) > 0, "the observation network is empty")
         require(self.burn_cycles + self.net.window + 4 < self.cycles, "cycles is too short for burn_in and window")
         self.surrogate_spec()
         require(self.test_starts + self.net.window + 4 < self.test_cycles, "test_cycles is too short for test_starts")
+        pad = self.net.kernel // 2
+        require(self.net.kind != "cnn" or pad <= self.n_var, f"net.kernel must be <= {2 * self.n_var + 1} (2 n + 1)")
+        runs = self.iterations + 2 + 2 * len(self.tuned_inflations)
+        require_fits(
+            self.estimated_bytes(), f"members={self.members} x cycles={self.cycles} x net.hidden={self.net.hidden}"
+        )
+        steps = runs * self.cycles + self.test_cycles + (self.iterations + 2) * self.test_starts * self.free_leads
+        require_steps(
+            steps * self.obs_every, f"{runs} DA runs of cycles={self.cycles} x obs_every={self.obs_every} and the tests"
+        )
+
+    def estimated_bytes(self) -> float:
+        """Memory of the run's largest arrays (bytes, an estimate, float64): the truth and test segments; per DA run
+        kept, the analysis means, spreads, smoothed states and observations; the ensemble with its smoother lag; the
+        training windows; the network's parameters with gradients and Adam moments."""
+        n, truth, c, net = float(self.n_var), float(self.truth.state_size), float(self.cycles), self.net
+        kept = (self.iterations + 3 + 2 * len(self.tuned_inflations)) * c * n * 4.0
+        ensemble = 6.0 * self.members * n * (self.smoother_lag + 1)
+        windows = 2.0 * c * (net.window + 1) * n
+        if net.kind == "lstm":
+            h = float(net.hidden)
+            params = 4.0 * h * (n + h + 1.0) + 4.0 * h * (2.0 * h + 1.0) * (net.layers - 1) + h * n + net.window * n * n
+        else:
+            params = net.hidden * net.kernel * (2.0 + net.hidden * net.layers + n)
+        return 8.0 * ((c + self.test_cycles) * truth + kept + ensemble + windows + 4.0 * params)
 
     @property
     def n_var(self) -> int:
@@ -293,7 +330,10 @@ def surrogate_config_from_dict(data: Any) -> SurrogateConfig:
         ConfigError: on any invalid key or value; the message is one line and names the key path.
     """
     data = with_preset(data, SURROGATE_PRESET_REGISTRY, surrogate_config_to_dict)
-    return parse(SurrogateConfig, data, hooks=TWIN_HOOKS)
+    config = parse(SurrogateConfig, data, hooks=TWIN_HOOKS)
+    for model in (config.truth, config.imperfect):
+        model.check_dt(config.dt)  # a step at which RK4 blows up on either model
+    return config
 
 
 def load_surrogate_yaml(path: str | Path) -> SurrogateConfig:

@@ -1,13 +1,7 @@
-"""Frozen configuration of a twin experiment, and the objects built from it.
-
-`TwinConfig` is the single description of a twin experiment: model, truth and
-ensemble initialisation, observation network, filter, sizes, seed and device.
-Everything is validated when the object is made; bad values raise `ConfigError`
-with one line that names the offending field. YAML files and preset names are
-turned into a `TwinConfig` by `dacast.workflow.twin.loader` (through
-`dacast.workflow.schema`) and `dacast.workflow.twin.presets`; the library itself
-only ever sees this object. Model and filter names resolve through the registries
-`dacast.models.get_model` and `dacast.da.get_filter`.
+"""Frozen configuration of a twin experiment (`TwinConfig`: model, initial states, observations, filter, sizes,
+seed, device), and the objects built from it. Everything is validated when the object is made, sizes against this
+machine's memory too; bad values raise a one-line `ConfigError` naming the field. YAML files and preset names become
+a `TwinConfig` in `dacast.workflow.twin.loader` and `dacast.workflow.twin.presets`.
 """
 
 from __future__ import annotations
@@ -18,10 +12,10 @@ from typing import Any, Literal, get_args
 
 import torch
 
-from dacast._device import resolve_device as _resolve_device
 from dacast.da import EnKFConfig, ETKFConfig, FilterConfig, FreeRunConfig, LETKFConfig, Localization, get_filter
 from dacast.models import Model, get_model
 from dacast.obs import Grid, IndexObs, every_kth, identity, subset
+from dacast.workflow.limits import require_fits, require_seed, require_steps
 from dacast.workflow.schema import ConfigError, lookup, require
 
 ModelName = Literal["lorenz63", "lorenz96", "coupled_lorenz63"]
@@ -54,10 +48,11 @@ CLIMATOLOGICAL_STD: dict[str, float] = {
 
 #: The default divergence threshold is this many climatological standard deviations.
 DIVERGENCE_FACTOR = 10.0
-
-
-#: The former name of `dacast.workflow.schema.require`, still imported by some modules.
-_require = require
+#: Time steps from which RK4 leaves a model's attractor for infinity within 2000 steps (measured from the attractor;
+#: Lorenz-96 at F = 4 to 32: from 1.6/F to 2/F, so ``2 / max(F, 1)``): every run with such a step blows up.
+UNSTABLE_DT: dict[str, float] = {"lorenz63": 0.25, "coupled_lorenz63": 0.2, "lorenz96": 2.0}
+#: Largest Lorenz-96 forcing accepted (studies use 4 to 32; a larger F only needs a step below 2/F).
+MAX_FORCING = 1000.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,13 +76,14 @@ class ModelSpec:
     x3_star: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(self.name in MODEL_NAMES, f"model.name must be one of {', '.join(MODEL_NAMES)}; got {self.name!r}")
-        _require(self.n_state >= 4, f"model.n_state must be >= 4, got {self.n_state}")
-        _require(math.isfinite(self.forcing), f"model.forcing must be finite, got {self.forcing}")
-        _require(
-            self.variant in ("constant", "x1sq"), f"model.variant must be 'constant' or 'x1sq', got {self.variant!r}"
-        )
-        _require(self.damping > 0, f"model.damping must be > 0, got {self.damping}")
+        require(self.name in MODEL_NAMES, f"model.name must be one of {', '.join(MODEL_NAMES)}; got {self.name!r}")
+        require(self.n_state >= 4, f"model.n_state must be >= 4, got {self.n_state}")
+        for name in ("forcing", "omega", "damping", "x3_star"):
+            require(math.isfinite(getattr(self, name)), f"model.{name} must be finite, got {getattr(self, name)}")
+        forcing_ok = self.name != "lorenz96" or 0 < self.forcing <= MAX_FORCING
+        require(forcing_ok, f"model.forcing must lie in (0, {MAX_FORCING:g}] for lorenz96, got {self.forcing}")
+        require(self.variant in ("constant", "x1sq"), f"model.variant must be constant or x1sq, got {self.variant!r}")
+        require(self.damping > 0, f"model.damping must be > 0, got {self.damping}")
 
     @property
     def state_size(self) -> int:
@@ -99,16 +95,25 @@ class ModelSpec:
         """Whether the model has grid coordinates (needed by the LETKF)."""
         return self.name == "lorenz96"
 
+    @property
+    def unstable_dt(self) -> float:
+        """The time step from which RK4 blows up on this model (`UNSTABLE_DT`; Lorenz-96: over ``max(F, 1)``)."""
+        return UNSTABLE_DT[self.name] / (max(self.forcing, 1.0) if self.name == "lorenz96" else 1.0)
+
+    def check_dt(self, dt: float, where: str = "dt") -> None:
+        """`ConfigError` unless ``dt`` is a positive step below `unstable_dt` (named ``where``)."""
+        require(math.isfinite(dt) and dt > 0, f"{where} must be > 0, got {dt}")
+        model, limit = self.name + (f" with forcing {self.forcing:g}" if self.gridded else ""), self.unstable_dt
+        require(dt < limit, f"{where} must be < {limit:.3g} for {model}: RK4 blows up from there, got {dt}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ObsSpec:
     """The observation network (direct observations of state entries, diagonal R).
 
     Attributes:
-        kind: ``"identity"`` (all entries), ``"subset"`` (``indices``) or
-            ``"every_kth"`` (``offset, offset + k, ...``).
-        error_std: observation-error standard deviation (state units), a scalar
-            or one value per observation.
+        kind: ``"identity"`` (all entries), ``"subset"`` (``indices``) or ``"every_kth"`` (``offset, offset + k, ...``).
+        error_std: observation-error standard deviation (state units), a scalar or one value per observation.
         indices: ``"subset"`` only: observed state indices.
         k: ``"every_kth"`` only: stride (> 0).
         offset: ``"every_kth"`` only: first observed index (>= 0).
@@ -121,23 +126,32 @@ class ObsSpec:
     offset: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.kind in OBS_KINDS, f"obs.kind must be one of {', '.join(OBS_KINDS)}; got {self.kind!r}")
+        require(self.kind in OBS_KINDS, f"obs.kind must be one of {', '.join(OBS_KINDS)}; got {self.kind!r}")
         stds = self.error_std if isinstance(self.error_std, tuple) else (self.error_std,)
-        _require(len(stds) > 0, "obs.error_std must not be empty")
-        _require(all(math.isfinite(s) and s > 0 for s in stds), f"obs.error_std must be positive, got {self.error_std}")
+        require(len(stds) > 0, "obs.error_std must not be empty")
+        require(all(math.isfinite(s) and s > 0 for s in stds), f"obs.error_std must be positive, got {self.error_std}")
         if self.kind == "subset":
-            _require(self.indices is not None, "obs.kind 'subset' needs obs.indices")
-            _require(len(self.indices or ()) > 0, "obs.indices must not be empty")
-            _require(len(set(self.indices or ())) == len(self.indices or ()), "obs.indices must not repeat")
+            require(self.indices is not None, "obs.kind 'subset' needs obs.indices")
+            require(len(self.indices or ()) > 0, "obs.indices must not be empty")
+            require(len(set(self.indices or ())) == len(self.indices or ()), "obs.indices must not repeat")
         else:
-            _require(self.indices is None, f"obs.indices only applies to obs.kind 'subset', not {self.kind!r}")
+            require(self.indices is None, f"obs.indices only applies to obs.kind 'subset', not {self.kind!r}")
         if self.kind == "every_kth":
-            _require(self.k is not None, "obs.kind 'every_kth' needs obs.k")
-            _require(self.k is not None and self.k > 0, f"obs.k must be > 0, got {self.k}")
-            _require(self.offset >= 0, f"obs.offset must be >= 0, got {self.offset}")
+            require(self.k is not None, "obs.kind 'every_kth' needs obs.k")
+            require(self.k is not None and self.k > 0, f"obs.k must be > 0, got {self.k}")
+            require(self.offset >= 0, f"obs.offset must be >= 0, got {self.offset}")
         else:
-            _require(self.k is None, f"obs.k only applies to obs.kind 'every_kth', not {self.kind!r}")
-            _require(self.offset == 0, f"obs.offset only applies to obs.kind 'every_kth', not {self.kind!r}")
+            require(self.k is None, f"obs.k only applies to obs.kind 'every_kth', not {self.kind!r}")
+            require(self.offset == 0, f"obs.offset only applies to obs.kind 'every_kth', not {self.kind!r}")
+
+    def count(self, n_state: int) -> int:
+        """Number of observations for a state of length ``n_state``, checked as `state_indices` (without listing)."""
+        if self.kind == "identity":
+            return n_state
+        if self.kind == "every_kth":
+            require(self.offset < n_state, f"obs.offset must be < n_state = {n_state}, got {self.offset}")
+            return len(range(self.offset, n_state, self.k or 1))
+        return len(self.state_indices(n_state))
 
     def state_indices(self, n_state: int) -> list[int]:
         """Observed state indices for a state of length ``n_state`` (checked to lie in range)."""
@@ -145,12 +159,12 @@ class ObsSpec:
             idx = list(range(n_state))
         elif self.kind == "every_kth":
             assert self.k is not None
-            _require(self.offset < n_state, f"obs.offset must be < n_state = {n_state}, got {self.offset}")
+            require(self.offset < n_state, f"obs.offset must be < n_state = {n_state}, got {self.offset}")
             idx = list(range(self.offset, n_state, self.k))
         else:
             idx = list(self.indices or ())
             bad = [i for i in idx if not 0 <= i < n_state]
-            _require(not bad, f"obs.indices must lie in [0, {n_state - 1}], got {bad[0] if bad else ''}")
+            require(not bad, f"obs.indices must lie in [0, {n_state - 1}], got {bad[0] if bad else ''}")
         return idx
 
 
@@ -166,21 +180,17 @@ class TwinConfig:
         filter: one of `ETKFConfig`, `LETKFConfig`, `EnKFConfig`, `FreeRunConfig`.
         members: ensemble size (>= 2).
         cycles: number of analysis times (DAPPER's ``Ko + 1``), > 0.
-        burn_in: model time units; analyses at times <= burn_in are excluded
-            from the time means (DAPPER's ``BurnIn``). Reduced to half the run
-            length when the run is shorter, as DAPPER does.
-        initial_std: standard deviation (state units) of the Gaussian from which
-            the truth's initial state *and* every initial member are drawn
-            (DAPPER's ``X0 = GaussRV(mu=x0, C=initial_std**2)``), >= 0.
-        initial_mean: mean of that Gaussian, shape ``(n_state,)``; ``None``
-            means ``model.default_initial_state()``.
-        seed: seeds every random draw (initial states, observation noise, EnKF
-            perturbations) through explicit `torch.Generator`s.
+        burn_in: model time units; analyses at times <= burn_in are excluded from the time means (DAPPER's
+            ``BurnIn``). Reduced to half the run length when the run is shorter, as DAPPER does.
+        initial_std: standard deviation (state units) of the Gaussian from which the truth's initial state *and*
+            every initial member are drawn (DAPPER's ``X0 = GaussRV(mu=x0, C=initial_std**2)``), >= 0.
+        initial_mean: mean of that Gaussian, shape ``(n_state,)``; ``None`` means ``model.default_initial_state()``.
+        seed: in [0, 2^63 - 1]; seeds every random draw (initial states, observation noise, EnKF perturbations)
+            through explicit `torch.Generator`s.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
         dtype: floating-point type of the ensemble, ``"float64"`` or ``"float32"``.
-        divergence_threshold: an analysis or forecast RMSE above this (state
-            units) flags the run as diverged; ``None`` means 10 climatological
-            standard deviations of the model (`default_divergence_threshold`).
+        divergence_threshold: an analysis or forecast RMSE above this (state units) flags the run as diverged;
+            ``None`` means 10 climatological standard deviations of the model (`default_divergence_threshold`).
     """
 
     model: ModelSpec
@@ -199,47 +209,56 @@ class TwinConfig:
     divergence_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.model, ModelSpec), "model must be a ModelSpec")
-        _require(isinstance(self.obs, ObsSpec), "obs must be an ObsSpec")
-        _require(
+        require(isinstance(self.model, ModelSpec), "model must be a ModelSpec")
+        require(isinstance(self.obs, ObsSpec), "obs must be an ObsSpec")
+        require(
             isinstance(self.filter, tuple(FILTER_NAMES)),
             f"filter must be one of {', '.join(t.__name__ for t in FILTER_NAMES)}, got {type(self.filter).__name__}",
         )
-        _require(math.isfinite(self.dt) and self.dt > 0, f"dt must be > 0, got {self.dt}")
-        _require(self.obs_every > 0, f"obs_every must be > 0, got {self.obs_every}")
-        _require(self.members >= 2, f"members must be >= 2, got {self.members}")
-        _require(self.cycles > 0, f"cycles must be > 0, got {self.cycles}")
-        _require(math.isfinite(self.burn_in) and self.burn_in >= 0, f"burn_in must be >= 0, got {self.burn_in}")
-        _require(
-            math.isfinite(self.initial_std) and self.initial_std >= 0,
-            f"initial_std must be >= 0, got {self.initial_std}",
-        )
-        _require(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        _require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
-        _require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
-        if self.divergence_threshold is not None:
-            _require(
-                self.divergence_threshold > 0, f"divergence_threshold must be > 0, got {self.divergence_threshold}"
-            )
+        require(math.isfinite(self.dt) and self.dt > 0, f"dt must be > 0, got {self.dt}")
+        require(self.obs_every > 0, f"obs_every must be > 0, got {self.obs_every}")
+        require(self.members >= 2, f"members must be >= 2, got {self.members}")
+        require(self.cycles > 0, f"cycles must be > 0, got {self.cycles}")
+        require_steps(self.cycles * self.obs_every, f"cycles={self.cycles} x obs_every={self.obs_every}")
+        require(math.isfinite(self.duration), f"the run's model time dt x obs_every x cycles overflows, dt={self.dt}")
+        require(math.isfinite(self.burn_in) and self.burn_in >= 0, f"burn_in must be >= 0, got {self.burn_in}")
+        std = self.initial_std
+        require(math.isfinite(std) and std >= 0, f"initial_std must be >= 0, got {std}")
+        require_seed(self.seed)
+        require(self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}; got {self.device!r}")
+        require(self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        limit = self.divergence_threshold
+        require(limit is None or math.isfinite(limit) and limit > 0, f"divergence_threshold must be > 0, got {limit}")
         n = self.model.state_size
         if self.initial_mean is not None:
-            _require(
+            require(
                 len(self.initial_mean) == n,
                 f"initial_mean has {len(self.initial_mean)} entries "
                 f"but model {self.model.name!r} has {n} state variables",
             )
-        n_obs = len(self.obs.state_indices(n))
-        _require(n_obs > 0, "the observation network is empty")
+        n_obs = self.obs.count(n)
+        require(n_obs > 0, "the observation network is empty")
         if isinstance(self.obs.error_std, tuple) and len(self.obs.error_std) != 1:
-            _require(
+            require(
                 len(self.obs.error_std) == n_obs,
                 f"obs.error_std has {len(self.obs.error_std)} entries but there are {n_obs} observations",
             )
         if isinstance(self.filter, LETKFConfig):
-            _require(
+            require(
                 self.model.gridded,
                 f"the LETKF needs a gridded model (lorenz96), not {self.model.name!r}; use etkf or enkf",
             )
+        what = f"members={self.members} x n_state={n} x cycles={self.cycles}"
+        require_fits(self.estimated_bytes(), what)
+
+    def estimated_bytes(self) -> float:
+        """Memory of the run's largest arrays (bytes, an estimate): the per-cycle outputs (truth and observations
+        in float64; means, spreads and innovations in ``dtype``; twice, for the dataset written) and the
+        ensemble's working set (prior, posterior, anomalies, H(x), ``members``² transforms)."""
+        n, p, k, c = float(self.n_state), float(self.n_obs), float(self.members), float(self.cycles)
+        size = 4.0 if self.dtype == "float32" else 8.0
+        outputs = 2.0 * c * (8.0 * (n + p) + size * (4.0 * n + p))
+        return outputs + size * k * (8.0 * n + 3.0 * p + 4.0 * k)
 
     @property
     def n_state(self) -> int:
@@ -249,7 +268,7 @@ class TwinConfig:
     @property
     def n_obs(self) -> int:
         """Number of observations per analysis."""
-        return len(self.obs.state_indices(self.n_state))
+        return self.obs.count(self.n_state)
 
     @property
     def filter_name(self) -> str:
@@ -316,14 +335,6 @@ def default_divergence_threshold(spec: ModelSpec) -> float:
     return DIVERGENCE_FACTOR * climatological_std(spec)
 
 
-def resolve_device(device: Device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA raises `ConfigError`."""
-    try:
-        return _resolve_device(device)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
 def _plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
@@ -383,5 +394,4 @@ __all__ = [
     "model_grid",
     "model_spec_to_dict",
     "obs_spec_to_dict",
-    "resolve_device",
 ]

@@ -13,12 +13,12 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     model:
       name: lorenz96           # lorenz63 | lorenz96 | coupled_lorenz63
       [n_state]: 40            # lorenz96 only (>= 4)
-      [forcing]: 8.0           # lorenz96 only
+      [forcing]: 8.0           # lorenz96 only, in (0, 1000]
       [variant]: constant      # coupled_lorenz63 only: constant | x1sq
       [omega]: 2.0             # coupled_lorenz63 only: ω, k, x3* of the extra oscillator
       [damping]: 2.0
       [x3_star]: 0.0
-    dt: 0.05                   # model time step (model time units, > 0)
+    dt: 0.05                   # model time step (> 0; below where RK4 blows up: 0.25 lorenz63, 2/F lorenz96)
     obs:
       [kind]: identity         # identity | subset | every_kth
       [error_std]: 1.0         # scalar or one value per observation (> 0)
@@ -28,7 +28,7 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     obs_every: 1               # model steps between analyses (> 0)
     filter:
       kind: letkf              # etkf | letkf | enkf | free
-      [inflation]: 1.0         # etkf, letkf, enkf: prior-anomaly inflation (> 0)
+      [inflation]: 1.0         # etkf, letkf, enkf: prior-anomaly inflation, in [0.01, 100]
       [rtpp]: 0.0              # etkf, letkf, enkf: in [0, 1]
       [rtps]: 0.0              # etkf, letkf, enkf: in [0, 1]
       [form]: auto             # etkf, letkf: auto | ensemble | gram
@@ -40,16 +40,17 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
         [max_obs]: null        # cap on observations per grid point
         [min_weight]: 0.0      # drop observations whose taper weight is <= this
     members: 7                 # ensemble size (>= 2)
-    cycles: 1000               # number of analysis times (> 0)
+    cycles: 1000               # number of analysis times (> 0; cycles x obs_every <= 10^8 model steps)
     [burn_in]: 0.0             # model time units excluded from the time means
     [initial_std]: 1.0         # std of the Gaussian the truth and members start from
     [initial_mean]: null       # list of n_state values; null: the model's default state
-    [seed]: 0                  # >= 0
+    [seed]: 0                  # in [0, 2^63 - 1]
     [device]: cpu              # cpu | cuda | auto
     [dtype]: float64           # float64 | float32
     [divergence_threshold]: null  # RMSE that flags divergence; null: 10 x climatological std
 
-Without ``preset``, the keys without brackets are required.
+Without ``preset``, the keys without brackets are required. Numbers must be finite (``.inf`` only where said),
+integers int64, and the run's arrays must fit this machine's memory (`TwinConfig.estimated_bytes`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from dacast._device import resolve_device as _resolve_device
 from dacast.da import FilterConfig, get_filter
 from dacast.models import get_model
 from dacast.workflow.schema import (
@@ -112,7 +116,10 @@ def filter_from_dict(data: Any, where: str = "filter") -> FilterConfig:
         kinds = ", ".join(FILTER_NAMES.values())
         raise ConfigError(f"{where} is missing the required key 'kind' (one of {kinds})")
     cls = lookup(get_filter, data["kind"], f"{where}.kind")
-    return parse(cls, data, where, tags=("kind",))
+    config = parse(cls, data, where, tags=("kind",))
+    inflation = getattr(config, "inflation", 1.0)  # beyond these, inflation**2 overflows or underflows to 0
+    require(0.01 <= inflation <= 100, f"{where}.inflation must lie in [0.01, 100], got {inflation}")
+    return config
 
 
 #: How `parse` reads the sections a type hint cannot describe; shared by every application with these sections.
@@ -123,9 +130,12 @@ def config_from_dict(data: Any) -> TwinConfig:
     """Build a validated `TwinConfig` from the YAML schema above (a plain mapping).
 
     Raises:
-        ConfigError: on any invalid key or value; the message is one line and names the key path.
+        ConfigError: on any invalid key or value, or a ``dt`` at which RK4 blows up on the model
+            (`ModelSpec.check_dt`); the message is one line and names the key path.
     """
-    return parse(TwinConfig, with_preset(data, PRESETS, config_to_dict), hooks=TWIN_HOOKS)
+    config = parse(TwinConfig, with_preset(data, PRESETS, config_to_dict), hooks=TWIN_HOOKS)
+    config.model.check_dt(config.dt)  # in Python a blow-up is a result (flagged); in a file it is a mistake
+    return config
 
 
 def load_yaml(path: str | Path) -> TwinConfig:
@@ -179,6 +189,14 @@ def load_target(
     return with_overrides(config, members=members, cycles=cycles, seed=seed, device=device), preset
 
 
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without CUDA raises `ConfigError`."""
+    try:
+        return _resolve_device(device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
 __all__ = [
     "TWIN_HOOKS",
     "config_from_dict",
@@ -188,5 +206,6 @@ __all__ = [
     "load_yaml",
     "model_spec_from_dict",
     "read_yaml",
+    "resolve_device",
     "with_overrides",
 ]
