@@ -140,3 +140,19 @@ def test_adaptive_inflation_relaxes_towards_estimates_within_bounds() -> None:
     for bad in ({"weight": 0.0}, {"weight": 1.5}, {"minimum": 3.0, "maximum": 2.0}, {"maximum": float("inf")}):
         with pytest.raises(ValueError):
             AdaptiveInflation(**bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [1e-9, 1e9, float("inf")])
+def test_filters_refuse_inflation_whose_square_is_not_a_normal_float(value: float) -> None:
+    from dacast.da import EnKFConfig, ETKFConfig, GriddedLETKFConfig, LETKFConfig, Localization
+
+    for make in (
+        lambda: ETKFConfig(inflation=value),
+        lambda: EnKFConfig(inflation=value),
+        lambda: LETKFConfig(localization=Localization(length=2.0), inflation=value),
+        lambda: GriddedLETKFConfig(inflation=value),
+    ):
+        with pytest.raises(ValueError, match="inflation"):
+            make()
+    with pytest.raises(ValueError, match="minimum"):
+        AdaptiveInflation(minimum=0.0)

@@ -248,8 +248,8 @@ def test_coupled_lorenz63_parameters_reach_the_model() -> None:
 
 LIMITS: list[tuple[dict[str, Any], str]] = [
     (_with("filter.inflation", math.inf), "filter.inflation must be a finite number, got inf"),
-    (_with("filter.inflation", 1e300), "filter.inflation must lie in [0.01, 100], got 1e+300"),
-    (_with("filter.inflation", 1e-300), "filter.inflation must lie in [0.01, 100]"),
+    (_with("filter.inflation", 1e300), "inflation must lie in ["),
+    (_with("filter.inflation", 1e-300), "inflation must lie in ["),
     (_with("filter.localization.min_weight", math.inf), "min_weight must be a finite number"),
     (_with("filter.localization.min_weight", 1.0), "min_weight must lie in [0, 1)"),
     (_with("filter.localization.length", math.nan), "length must be a finite number, got nan"),
@@ -342,7 +342,7 @@ def _bda(**changes: Any) -> dict[str, Any]:
         (_bda(model={"gamma": 1e300}), "model.gamma must lie within +-1e+30"),
         (_bda(radar={"floor_dbz": 1e300}), "radar.floor_dbz must lie within +-100"),
         (_bda(radar={"gate_spacing": 1e-3}), "gates needs about"),
-        (_bda(letkf={"inflation": 1e-300}), "letkf.inflation must lie in [0.01, 100]"),
+        (_bda(letkf={"inflation": 1e-300}), "inflation must lie in ["),
     ],
 )
 def test_bda_limits(data: dict[str, Any], fragment: str) -> None:
@@ -374,8 +374,8 @@ def test_bda_presets_fit_and_overrides_are_checked() -> None:
         ({"free_leads": 10**9}, "model steps"),
         ({"burn_in": 1e300}, "burn_in must be >= 0 and < the run"),
         ({"tuned_inflations": [1e300]}, "tuned_inflations must be positive numbers in [0.01, 100]"),
-        ({"adaptive_inflation": {"minimum": 0.0}}, "adaptive_inflation.minimum and .maximum must lie in [1e-4, 1e4]"),
-        ({"filter": {"kind": "etkf", "inflation": 1e300}}, "filter.inflation must lie in [0.01, 100]"),
+        ({"adaptive_inflation": {"minimum": 0.0}}, "adaptive_inflation: need 1e-12 <= minimum"),
+        ({"filter": {"kind": "etkf", "inflation": 1e300}}, "inflation must lie in ["),
     ],
 )
 def test_surrogate_limits(change: dict[str, Any], fragment: str) -> None:
@@ -425,3 +425,27 @@ def test_nowcast_run_leads_and_past_frames_are_bounded() -> None:
         NowcastRunConfig(**run, past_frames=10**6)
     with pytest.raises(ConfigError, match="thresholds must be positive"):
         NowcastRunConfig(**run, thresholds=(math.inf,))
+
+
+def test_overriding_the_localization_length_takes_effect() -> None:
+    """The README's override `localization: {length: 3}` used to be ignored: the preset's support won."""
+    from dacast.workflow import config_from_dict, run_twin
+
+    def rmse(length: float) -> float:
+        config = config_from_dict(
+            {
+                "preset": "lorenz96-letkf",
+                "cycles": 150,
+                "filter": {"kind": "letkf", "inflation": 1.02, "localization": {"length": length}},
+            }
+        )
+        assert config.filter.localization.length == length and config.filter.localization.support is None
+        return float(run_twin(config, progress=False)["rmse_analysis"][50:].mean())
+
+    assert abs(rmse(3.0) - rmse(1.0)) > 1e-3
+    # Restating both is fine when they agree; a support of another length is an error naming both.
+    ok = {"kind": "letkf", "localization": {"length": 3.0, "support": 2 * 1.8257 * 3.0}}
+    assert config_from_dict({"preset": "lorenz96-letkf", "filter": ok}).filter.localization.support is not None
+    bad = {"kind": "letkf", "localization": {"length": 3.0, "support": 14.56}}
+    with pytest.raises(ConfigError, match=r"filter\.localization.*length 3 and support 14\.56 disagree"):
+        config_from_dict({"preset": "lorenz96-letkf", "filter": bad})

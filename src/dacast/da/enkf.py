@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from dacast.da.analysis import Analysis, check_inputs, relax, whiten
+from dacast.da.inflation import check_inflation
 from dacast.obs.operators import ObsOperator
 
 
@@ -28,6 +29,7 @@ class EnKFConfig:
     def __post_init__(self) -> None:
         if not self.inflation > 0:
             raise ValueError(f"inflation must be positive, got {self.inflation}")
+        check_inflation(self.inflation)
 
 
 def enkf(prior: Tensor, y: Tensor, operator: ObsOperator, config: EnKFConfig, generator: torch.Generator) -> Analysis:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from dacast.da.analysis import Analysis, check_inputs, relax, whiten
+from dacast.da.inflation import check_inflation
 from dacast.da.transform import Form, transform_update
 from dacast.obs.operators import ObsOperator
 
@@ -31,6 +32,7 @@ class ETKFConfig:
     def __post_init__(self) -> None:
         if not self.inflation > 0:
             raise ValueError(f"inflation must be positive, got {self.inflation}")
+        check_inflation(self.inflation)
 
 
 def etkf(prior: Tensor, y: Tensor, operator: ObsOperator, config: ETKFConfig) -> Analysis:

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from dacast.da.analysis import Analysis, check_inputs, relax, whiten
 from dacast.da.gridded_factors import TransformFactors, corner_weights, local_factors, pad_rank
+from dacast.da.inflation import check_inflation
 from dacast.da.letkf import solve_points, tapered_neighbours
 from dacast.da.localization import Localization
 from dacast.da.threads import cpu_workers, map_tasks
@@ -83,6 +84,7 @@ class GriddedLETKFConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
         if not self.inflation > 0:
             raise ValueError(f"inflation must be positive, got {self.inflation}")
+        check_inflation(self.inflation)
         if self.weight_stride < 1:
             raise ValueError(f"weight_stride must be at least 1, got {self.weight_stride}")
         if self.chunk_mb is not None and not self.chunk_mb > 0:

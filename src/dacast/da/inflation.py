@@ -15,6 +15,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+#: Multiplicative anomaly inflation a filter accepts: its square (the covariance factor) must stay a
+#: normal, finite float, and anything outside this range is a mistake rather than a tuning.
+INFLATION_RANGE = (1e-6, 1e6)
+
+
+def check_inflation(value: float) -> None:
+    """Raise `ValueError` unless ``value`` lies in `INFLATION_RANGE`."""
+    lo, hi = INFLATION_RANGE
+    if not lo <= value <= hi:
+        raise ValueError(f"inflation must lie in [{lo:g}, {hi:g}], got {value}")
+
 
 def _check_alpha(alpha: float, name: str) -> None:
     if not 0.0 <= alpha <= 1.0:
@@ -92,7 +103,7 @@ class AdaptiveInflation:
     Attributes:
         weight: weight of a new estimate, in (0, 1]: ``lambda <- lambda + weight (estimate - lambda)``
             (about ``1 / weight`` cycles of memory).
-        minimum: lower bound of ``lambda`` (>= 0; 1 never deflates).
+        minimum: lower bound of ``lambda`` (> 0; 1 never deflates).
         maximum: upper bound of ``lambda``.
     """
 
@@ -103,8 +114,9 @@ class AdaptiveInflation:
     def __post_init__(self) -> None:
         if not 0.0 < self.weight <= 1.0:
             raise ValueError(f"adaptive inflation weight must lie in (0, 1], got {self.weight}")
-        if not 0.0 <= self.minimum <= self.maximum or not math.isfinite(self.maximum):
-            raise ValueError(f"need 0 <= minimum <= maximum < inf, got {self.minimum} and {self.maximum}")
+        lo, hi = INFLATION_RANGE[0] ** 2, INFLATION_RANGE[1] ** 2
+        if not lo <= self.minimum <= self.maximum <= hi:
+            raise ValueError(f"need {lo:g} <= minimum <= maximum <= {hi:g}, got {self.minimum} and {self.maximum}")
 
     def update(self, current: float, estimate: float) -> float:
         """The next covariance factor from the ``current`` one and one cycle's ``estimate`` (NaN: skipped)."""

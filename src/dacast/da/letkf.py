@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from dacast.da.analysis import Analysis, check_inputs, relax, whiten
+from dacast.da.inflation import check_inflation
 from dacast.da.localization import Localization
 from dacast.da.threads import map_chunks
 from dacast.da.transform import Form, choose_form, transform_update
@@ -49,6 +50,7 @@ class LETKFConfig:
     def __post_init__(self) -> None:
         if not self.inflation > 0:
             raise ValueError(f"inflation must be positive, got {self.inflation}")
+        check_inflation(self.inflation)
         if self.chunk_mb is not None and not self.chunk_mb > 0:
             raise ValueError(f"chunk_mb must be positive, got {self.chunk_mb}")
 

@@ -72,14 +72,18 @@ def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers)."""
+def jsonable(obj: Any, *, as_text: bool = False) -> Any:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers).
+
+    With ``as_text`` they become the strings ``"inf"``, ``"-inf"``, ``"nan"`` instead: for settings,
+    where ``inf`` means something (no localization) and must not read as "not set".
+    """
     if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return obj if math.isfinite(obj) else (str(obj) if as_text else None)
     if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v, as_text=as_text) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
+        return [jsonable(v, as_text=as_text) for v in obj]
     return obj
 
 

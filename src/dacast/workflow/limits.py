@@ -15,11 +15,15 @@ from __future__ import annotations
 import functools
 import os
 import reprlib
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 
 from dacast.da.localization import Localization
+
+T = TypeVar("T")
 
 #: The range of every integer field (and of every seed): int64.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -113,6 +117,43 @@ class UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content (`UniqueKeyLoader`); a bad file (missing, a folder, not UTF-8, malformed, a repeated
+    key, too deeply nested) raises a one-line `ConfigError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8, a NUL in the name
+        raise ConfigError(f"cannot read {path}: {' '.join(str(err).split())}") from None
+    if text is None:
+        raise ConfigError(f"{path} is a folder, not a YAML file" if path.is_dir() else f"file not found: {path}")
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"malformed YAML in {path}{at}: {problem}") from None
+    except (RecursionError, ValueError) as err:  # ValueError: an integer of more digits than Python reads
+        problem = "nested too deeply to read" if isinstance(err, RecursionError) else " ".join(str(err).split())
+        raise ConfigError(f"malformed YAML in {path}: {problem}") from None
+
+
+def from_file(path: str | Path, data: Any, build_config: Callable[[Any], T]) -> T:
+    """``build_config(data)`` of the content of the YAML file ``path``; errors are prefixed with the file name."""
+    if data is None:
+        raise ConfigError(f"{path} is empty")
+    try:
+        return build_config(data)
+    except ConfigError as err:
+        raise ConfigError(f"{Path(path).name}: {err}") from None
+
+
+def load_yaml_with(path: str | Path, build_config: Callable[[Any], T]) -> T:
+    """``build_config(data)`` of a YAML file; an empty file and every `ConfigError` name the file."""
+    return from_file(path, read_yaml(path), build_config)
+
+
 __all__ = [
     "INFINITE_FIELDS",
     "INT64_MAX",
@@ -120,7 +161,10 @@ __all__ = [
     "MAX_MODEL_STEPS",
     "ConfigError",
     "UniqueKeyLoader",
+    "from_file",
+    "load_yaml_with",
     "machine_memory",
+    "read_yaml",
     "require",
     "require_fits",
     "require_seed",

@@ -22,9 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, Union
 
-import yaml
-
-from dacast.workflow.limits import INFINITE_FIELDS, INT64_MAX, INT64_MIN, ConfigError, UniqueKeyLoader, require, show
+from dacast.workflow.limits import (
+    INFINITE_FIELDS,
+    INT64_MAX,
+    INT64_MIN,
+    ConfigError,
+    from_file,
+    load_yaml_with,
+    read_yaml,
+    require,
+    show,
+)
 
 T = TypeVar("T")
 #: Parsers for the types that need more than their hints: ``hooks[tp](value, key_path) -> object``.
@@ -230,8 +238,16 @@ def parse(
     return build(cls, {**kwargs, **fixed}, where)
 
 
+#: Keys whose value follows from another key's: ``length`` sets the Gaspari-Cohn ``support``.
+DERIVED: Mapping[str, tuple[str, ...]] = {"length": ("support",)}
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any], *, tags: Collection[str] = ("kind", "name")) -> dict:
-    """Deep-merge ``override`` into ``base``; a section whose ``kind``/``name`` tag changes is replaced whole."""
+    """Deep-merge ``override`` into ``base``; a section whose ``kind``/``name`` tag changes is replaced whole.
+
+    A key that `DERIVED` says determines others drops them from ``base`` when ``override`` sets it alone:
+    a YAML that sets ``localization.length`` gets the ``support`` of that length, not its preset's.
+    """
     out = dict(base)
     for key, value in override.items():
         old = out.get(key)
@@ -240,43 +256,10 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any], *, tags: Collect
             out[key] = merge(old, value, tags=tags) if same else dict(value)
         else:
             out[key] = value
+        for derived in DERIVED.get(key, ()):
+            if derived not in override:
+                out.pop(derived, None)
     return out
-
-
-def read_yaml(path: str | Path) -> Any:
-    """A YAML file's content (`UniqueKeyLoader`); a bad file (missing, a folder, not UTF-8, malformed, a repeated
-    key, too deeply nested) raises a one-line `ConfigError`."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8") if path.is_file() else None
-    except (OSError, ValueError) as err:  # ValueError: not UTF-8, a NUL in the name
-        raise ConfigError(f"cannot read {path}: {' '.join(str(err).split())}") from None
-    if text is None:
-        raise ConfigError(f"{path} is a folder, not a YAML file" if path.is_dir() else f"file not found: {path}")
-    try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"malformed YAML in {path}{at}: {problem}") from None
-    except (RecursionError, ValueError) as err:  # ValueError: an integer of more digits than Python reads
-        problem = "nested too deeply to read" if isinstance(err, RecursionError) else " ".join(str(err).split())
-        raise ConfigError(f"malformed YAML in {path}: {problem}") from None
-
-
-def _from_file(path: str | Path, data: Any, build_config: Callable[[Any], T]) -> T:
-    if data is None:
-        raise ConfigError(f"{path} is empty")
-    try:
-        return build_config(data)
-    except ConfigError as err:
-        raise ConfigError(f"{Path(path).name}: {err}") from None
-
-
-def load_yaml_with(path: str | Path, build_config: Callable[[Any], T]) -> T:
-    """``build_config(data)`` of a YAML file; an empty file and every `ConfigError` name the file."""
-    return _from_file(path, read_yaml(path), build_config)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,7 +353,7 @@ def resolve(
         preset = presets.get(str(target))
         return preset.config, preset
     data = read_yaml(target)
-    config = _from_file(target, data, from_dict)
+    config = from_file(target, data, from_dict)
     name = data.get("preset") if isinstance(data, Mapping) else None
     return config, presets.get(name) if file_preset and isinstance(name, str) else None
 

@@ -30,6 +30,7 @@ import xarray as xr
 from dacast import __version__
 from dacast.io import UnreadableFrame
 from dacast.verify import plot_frames, plot_skill, save_nowcast_gif, score_nowcast
+from dacast.workflow import files
 from dacast.workflow.nowcast.config import TIMESTEP_MIN, hhmm
 from dacast.workflow.schema import ConfigError
 
@@ -141,7 +142,8 @@ def _projection_axis(coord: xr.DataArray, axis: str) -> xr.DataArray:
 def write_nowcast(ds: xr.Dataset, out_dir: Path) -> Path:
     """Write ``ds`` as ``nowcast.nc`` (compressed) into ``out_dir``."""
     path = out_dir / NOWCAST_FILE
-    ds.to_netcdf(path, encoding={v: {"zlib": True, "complevel": 4} for v in ds.data_vars})
+    encoding = {v: {"zlib": True, "complevel": 4} for v in ds.data_vars}
+    files.atomic_write(path, lambda tmp: ds.to_netcdf(tmp, encoding=encoding))
     return path
 
 
@@ -199,7 +201,7 @@ def write_scores(scores: xr.Dataset, out_dir: Path) -> tuple[Path, Path]:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)
-    scores.to_netcdf(nc_path)
+    files.atomic_write(nc_path, scores.to_netcdf)
     return csv_path, nc_path
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 import dacast
+from dacast.workflow import files
 from dacast.workflow.surrogate.config import LYAPUNOV_TIME_L96, surrogate_config_to_dict
 from dacast.workflow.surrogate.plots import best_fixed_inflation, plot_surrogate
 from dacast.workflow.surrogate.truth import N_LEADS
@@ -186,8 +187,8 @@ def write_surrogate_outputs(run: SurrogateRun, *, plots: bool = True) -> dict[st
     out = run.out_dir
     ds = surrogate_dataset(run)
     paths = {"dataset": out / "surrogate_run.nc", "summary": out / "summary.json"}
-    ds.to_netcdf(paths["dataset"])
-    paths["summary"].write_text(json.dumps(summarise_surrogate(run), indent=2) + "\n", encoding="utf-8")
+    files.atomic_write(paths["dataset"], ds.to_netcdf)
+    files.write_json(paths["summary"], summarise_surrogate(run))
     if plots:
         for p in plot_surrogate(ds, out):
             paths[p.stem] = p

@@ -21,6 +21,7 @@ from torch import Tensor
 
 import dacast
 from dacast.obs import IndexObs
+from dacast.workflow import files
 from dacast.workflow.twin.config import TwinConfig, config_to_dict
 from dacast.workflow.twin.presets import Preset
 
@@ -232,9 +233,10 @@ def write_results(ds: xr.Dataset, out_dir: str | Path) -> tuple[Path, Path, dict
     results = directory / RESULTS_FILE
     summary_path = directory / SUMMARY_FILE
     encoding = {name: {"zlib": True, "complevel": 1} for name in ds.data_vars}
-    ds.to_netcdf(results, engine="netcdf4", encoding=encoding)
+    files.atomic_write(results, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding))
     summary = summarise(ds)
-    summary_path.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    summary["settings"] = files.jsonable(summary["settings"], as_text=True)  # inf localization: "inf", not null
+    files.write_json(summary_path, summary)
     return results, summary_path, summary
 
 
