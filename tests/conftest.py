@@ -12,8 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from dacast.io import default_radar_root, read_mch_gif
+
+# The Hypothesis profiles of tests/robustness (see its conftest.py): registered here, before pytest
+# reads --hypothesis-profile, so that `pytest tests --hypothesis-profile long` works too.
+_QUIET_CHECKS = [
+    HealthCheck.too_slow,
+    HealthCheck.data_too_large,
+    HealthCheck.filter_too_much,
+    HealthCheck.function_scoped_fixture,
+    HealthCheck.large_base_example,
+]
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=_QUIET_CHECKS
+)
+settings.register_profile("long", max_examples=2500, deadline=None, suppress_health_check=_QUIET_CHECKS)
+
 
 # <repo>/tests/conftest.py -> <repo>/../shared/data/radar
 SHARED_RADAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "radar"

@@ -1,6 +1,7 @@
 """Hypothesis profiles of the robustness tests, and the table of fuzz outcomes printed after the run.
 
-Two profiles, chosen with ``--hypothesis-profile`` (default ``ci``):
+Two profiles (registered in ``tests/conftest.py``, so that ``--hypothesis-profile`` works for any
+test path), chosen with ``--hypothesis-profile`` (default ``ci``):
 
 * ``ci``: a few examples per property, no deadline, derandomized (the same examples on
   every run, so CI is deterministic), no example database: the robustness tests
@@ -18,19 +19,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from hypothesis import HealthCheck, settings
-
-_QUIET_CHECKS = [
-    HealthCheck.too_slow,
-    HealthCheck.data_too_large,
-    HealthCheck.filter_too_much,
-    HealthCheck.function_scoped_fixture,
-    HealthCheck.large_base_example,
-]
-settings.register_profile(
-    "ci", max_examples=100, deadline=None, derandomize=True, database=None, suppress_health_check=_QUIET_CHECKS
-)
-settings.register_profile("long", max_examples=2500, deadline=None, suppress_health_check=_QUIET_CHECKS)
+from hypothesis import settings
 
 #: Where the fuzz tests keep their outcome counts: entry point -> Counter of "cases", "exit 0", "exit 2", "other".
 FUZZ_COUNTS = pytest.StashKey[dict[str, Counter]]()

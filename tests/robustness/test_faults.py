@@ -5,8 +5,8 @@ until it finishes; its summary must then equal an uninterrupted run's, number fo
 number. After every kill the output folder is either absent, or marked ``INCOMPLETE``,
 or finished (``summary.json`` and no marker), and every checkpoint in it loads.
 
-The number of kills scales with the Hypothesis profile (``--hypothesis-profile=long``
-gives 200 BDA kills); the counts are printed at the end of the module.
+The number of kills follows the Hypothesis profile (``ci``: 4 BDA kills and 1 surrogate
+kill; ``--hypothesis-profile=long``: 200 and 10); the counts are printed at the end of the module.
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ def _numbers(summary: Path) -> dict[str, float]:
     return tool.numbers(json.loads(summary.read_text(encoding="utf-8")))
 
 
-def _kills(per_thousand_examples: int, minimum: int) -> int:
-    return max(minimum, settings().max_examples * per_thousand_examples // 1000)
+def _kills(ci: int, long: int) -> int:
+    """How many kills: ``long`` under ``--hypothesis-profile=long``, else ``ci``."""
+    return long if settings.get_current_profile_name() == "long" else ci
 
 
 def _start(args: list[str], code: str = CLI) -> subprocess.Popen[bytes]:
@@ -175,7 +176,7 @@ def test_bda_killed_anywhere_resumes_to_identical_results(tmp_path: Path) -> Non
         if (out / CHECKPOINT).exists():
             load_bda_checkpoint(out / CHECKPOINT, config)
 
-    n = _kills(20, 4)
+    n = _kills(ci=4, long=200)
     for k in range((n + 1) // 2):  # two kills per run, each followed by a resume
         out = tmp_path / f"killed{k}"
         _kill_and_resume("bda", [*common, "--out", str(out)], out, 2, (0.5, duration), rng, check)
@@ -208,7 +209,7 @@ def test_surrogate_killed_anywhere_resumes_to_identical_results(tmp_path: Path) 
     duration = time.perf_counter() - t0
     expected = _numbers(ref / "summary.json")
     rng = random.Random(7)
-    for k in range(_kills(2, 1)):
+    for k in range(_kills(ci=1, long=10)):
         out = tmp_path / f"killed{k}"
         _kill_and_resume("surrogate", [*common, "--out", str(out)], out, 1, (0.5, duration), rng, _state_loads)
         assert _numbers(out / "summary.json") == expected
