@@ -188,3 +188,13 @@ def test_lorenz63_reference_setup_shortened_improves_at_each_iteration(tmp_path:
     one_step = [r["forecast_rmse_steps_1_4"][0] for r in run.records]
     assert one_step[2] < 0.7 * one_step[0], one_step
     assert run.records[0]["inflation"] > run.records[2]["inflation"] >= 1.0  # the better model needs less inflation
+
+
+def test_diverging_imperfect_model_stops_the_cycle_cleanly(tiny: SurrogateConfig, tmp_path: Path) -> None:
+    """RK4 with F = 1000 blows up at dt = 0.05: nothing to train on, so the cycle stops with that reason."""
+    unstable = dataclasses.replace(tiny, imperfect=ModelSpec(name="lorenz96", n_state=8, forcing=1000.0))
+    run = run_surrogate(unstable, tmp_path / "div", plots=False)
+    assert "imperfect model diverged" in run.stopped and len(run.records) == 1
+    summary = json.loads((tmp_path / "div" / "summary.json").read_text())
+    assert summary["diverged"] is True and "imperfect model diverged" in summary["diverged_reason"]
+    assert not (tmp_path / "div" / "INCOMPLETE").exists()

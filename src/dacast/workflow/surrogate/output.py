@@ -168,6 +168,8 @@ def summarise_surrogate(run: SurrogateRun) -> dict[str, Any]:
         "train_loss_per_iteration": [r["train_loss"] for r in recs],
         "iterations_completed": len(recs) - 1,
         "stopped": run.stopped,
+        "diverged": "diverged" in run.stopped,
+        "diverged_reason": run.stopped if "diverged" in run.stopped else None,
         "wall_time_s": run.wall_time_s,
     }
     if run.tuning:
