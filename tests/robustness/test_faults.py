@@ -137,10 +137,14 @@ def _kill_and_resume(
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
         assert b"Traceback" not in err, err.decode()[-2000:]
-        assert proc.returncode in (0, 130, -signal.SIGKILL, -signal.SIGTERM, 2), (proc.returncode, err.decode())
+        # -SIGINT: Ctrl-C before the interpreter installed its handler (nothing imported, nothing written).
+        allowed = (0, 130, 2, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
+        assert proc.returncode in allowed, (proc.returncode, err.decode())
         if proc.returncode == 2:  # refused: only a clear one-line reason is acceptable
             assert err.decode().strip().count("\n") == 0, err.decode()
         COUNTS[f"{name}:kills"] += 1
+        if settings.get_current_profile_name() == "long":  # progress of a long run
+            print(f"{name}: {COUNTS[name + ':kills']} kills", file=sys.__stdout__, flush=True)
         _check_folder(out, (CHECKPOINT, "state.json"))
         check(out)  # whatever was kept is whole
     resume = out.exists() and any((out / f).exists() for f in (CHECKPOINT, "state.json"))
