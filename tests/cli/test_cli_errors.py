@@ -44,7 +44,7 @@ def test_version() -> None:
     ("args", "shown"),
     [
         (["run", "--help"], "[default: runs/<preset or file stem>]"),
-        (["bda", "run", "--help"], "[default: runs/<name>]"),
+        (["bda", "run", "--help"], "[default: runs/<name>, or runs/<name>-dask]"),
         (["nowcast", "train", "--help"], "--check"),
         (["surrogate", "run", "--help"], "--check"),
         (["--help"], "--version"),

@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dacast.cli.console import OneLineErrors, check_out_dir, fail, print_config
+from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config
 from dacast.cli.console import out as stdout
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict, load_bda_target
 from dacast.workflow.bda.run import run_bda_experiment
@@ -43,20 +43,28 @@ def run(
     grid: Annotated[int | None, typer.Option("--grid", "-g", help="Override the grid points per side.")] = None,
     cycles: Annotated[int | None, typer.Option("--cycles", "-c", help="Override the number of cycles.")] = None,
     device: Annotated[str | None, typer.Option("--device", "-d", help="cpu, cuda or auto.")] = None,
-    dask: Annotated[bool, typer.Option("--dask", help="Run forecasts and LETKF tiles on a Dask cluster.")] = False,
+    dask: Annotated[
+        bool, typer.Option("--dask", help="Run forecasts and LETKF tiles on a Dask cluster.", metavar=FLAG)
+    ] = False,
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://host:port).")
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Workers of the local Dask cluster.")] = 2,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help=escape("Output directory [default: runs/<name>]."))
+        Path | None,
+        typer.Option("--out", "-o", help=escape("Output directory [default: runs/<name>, or runs/<name>-dask].")),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
-    check: Annotated[
-        bool, typer.Option("--check", help="Validate, print the resolved configuration as YAML, and stop.")
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the checkpoint in --out.", metavar=FLAG)
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.")] = True,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Validate, print the resolved configuration as YAML, and stop.", metavar=FLAG),
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.", metavar=FLAG)
+    ] = True,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.", metavar=FLAG)] = True,
 ) -> None:
     """Cycle the twin; write checkpoint.pt, cycles.nc, summary.json and PNG plots."""
     try:
@@ -67,12 +75,13 @@ def run(
     if not 1 <= workers <= 1024:
         raise fail(f"--workers must be >= 1 and <= 1024, got {workers}")
     label = Path(target).stem if is_yaml_path(target, BDA_PRESETS) else target
-    out_dir = out if out is not None else Path("runs") / label
+    use_dask = dask or scheduler is not None
+    # A Dask run of the same preset gets a folder of its own instead of replacing the one-process results.
+    out_dir = out if out is not None else Path("runs") / (f"{label}-dask" if use_dask else label)
     check_out_dir(out_dir)
     if check:
         print_config(bda_config_to_dict(config))
         return
-    use_dask = dask or scheduler is not None
 
     try:
         with dask_client(scheduler, workers=workers) if use_dask else contextlib.nullcontext() as client:

@@ -28,6 +28,11 @@ from dacast.workflow.runtime import console as out
 err = Console(stderr=True)
 
 
+#: The metavar of a boolean flag: blank, so that ``--help`` shows ``--resume``, not ``--resume <bool>``
+#: (which reads as if it took a value).
+FLAG = " "
+
+
 def _click_error(name: str) -> type[Exception]:
     """Click's exception class ``name`` (Typer's vendored copy of Click, or Click itself)."""
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
@@ -150,6 +155,7 @@ def print_config(data: Mapping[str, Any]) -> None:
 
 
 __all__ = [
+    "FLAG",
     "EXIT_BAD_INPUT",
     "EXIT_INTERRUPTED",
     "OneLineErrors",

@@ -21,7 +21,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from dacast.cli.console import OneLineErrors, check_out_dir, fail, print_config, set_interrupt_hint
+from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config, set_interrupt_hint
 from dacast.cli.console import out as stdout
 from dacast.io import RadarReadError
 from dacast.workflow.nowcast.config import (
@@ -119,7 +119,9 @@ def run(
     thresholds: Annotated[str, typer.Option("--thresholds", help="Score thresholds in mm/h, comma-separated.")] = "1,5",
     scales_km: Annotated[str, typer.Option("--scales-km", help="FSS windows in km, comma-separated.")] = "10",
     device: Annotated[str, typer.Option("--device", "-d", help="convlstm: cpu, cuda or auto.")] = "auto",
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write panel.png, nowcast.gif, skill.png.")] = True,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Write panel.png, nowcast.gif, skill.png.", metavar=FLAG)
+    ] = True,
 ) -> None:
     """Nowcast from one issue time; write nowcast.nc, scores (when observed) and plots."""
     out_dir = out
@@ -158,7 +160,7 @@ def verify(
     thresholds: Annotated[str, typer.Option("--thresholds", help="Score thresholds in mm/h, comma-separated.")] = "1,5",
     scales_km: Annotated[str, typer.Option("--scales-km", help="FSS windows in km, comma-separated.")] = "10",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: the file's folder).")] = None,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write skill.png.")] = True,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write skill.png.", metavar=FLAG)] = True,
 ) -> None:
     """Score a written nowcast against its observed frames; print and write the table."""
     if out is not None:
@@ -189,9 +191,11 @@ def train(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Override the number of steps.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Override checkpoint_dir.")] = None,
     check: Annotated[
-        bool, typer.Option("--check", help="Validate, print the resolved training as YAML, and stop.")
+        bool, typer.Option("--check", help="Validate, print the resolved training as YAML, and stop.", metavar=FLAG)
     ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.", metavar=FLAG)
+    ] = True,
 ) -> None:
     """Train (or continue training) a ConvLSTM nowcaster; checkpoints go to checkpoint_dir."""
     try:
