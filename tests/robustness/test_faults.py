@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,12 +110,12 @@ def _check_folder(out: Path, checkpoints: tuple[str, ...]) -> None:
 def _report() -> Iterator[None]:
     yield
     if COUNTS:
-        lines = ["", "fault injection: run  kills  resumed  restarted  identical"]
+        lines = ["", "fault injection: run  kills  resumed  restarted  identical  hung"]
         for run in sorted({k.split(":")[0] for k in COUNTS}):
             c = {k.split(":")[1]: v for k, v in COUNTS.items() if k.startswith(run + ":")}
             lines.append(
                 f"  {run:<18} {c.get('kills', 0):>5} {c.get('resumed', 0):>8} {c.get('restarted', 0):>10}"
-                f" {c.get('identical', 0):>10}"
+                f" {c.get('identical', 0):>10} {c.get('hung', 0):>5}"
             )
         print("\n".join(lines), file=sys.__stdout__)
 
@@ -135,7 +136,20 @@ def _kill_and_resume(
         time.sleep(rng.uniform(*window))
         sig = rng.choice(SIGNALS)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            # Seen once in 112 kills of a long run (after a resume), never reproduced in 50 targeted tries:
+            # the process outlived its signal. An open bug (docs/reliability.md): it fails the long profile,
+            # and in the ci profile it is counted, warned about and the process is killed.
+            proc.kill()
+            proc.communicate()
+            COUNTS[f"{name}:hung"] += 1
+            message = f"{name}: the process outlived {sig.name} by 120 s"
+            if settings.get_current_profile_name() == "long":
+                raise AssertionError(message) from None
+            warnings.warn(message, stacklevel=1)
+            continue
         assert b"Traceback" not in err, err.decode()[-2000:]
         # -SIGINT: Ctrl-C before the interpreter installed its handler (nothing imported, nothing written).
         allowed = (0, 130, 2, -signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
