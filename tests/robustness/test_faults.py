@@ -33,7 +33,12 @@ from dacast.workflow.bda.config import bda_config_from_dict
 from dacast.workflow.files import INCOMPLETE
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = "from dacast.cli import main; main()"
+# SIGUSR1 makes a child print every thread's stack (for a process that outlives its signal).
+CLI = (
+    "import faulthandler, signal\n"
+    "faulthandler.register(signal.SIGUSR1, all_threads=True)\n"
+    "from dacast.cli import main; main()\n"
+)
 # The same, with os.replace replaced by a hard exit the first time it would publish a checkpoint:
 # the process dies after the temporary file is written and before the rename.
 CLI_DIE_IN_CHECKPOINT = (
@@ -142,10 +147,12 @@ def _kill_and_resume(
             # Seen once in 112 kills of a long run (after a resume), never reproduced in 50 targeted tries:
             # the process outlived its signal. An open bug (docs/reliability.md): it fails the long profile,
             # and in the ci profile it is counted, warned about and the process is killed.
+            proc.send_signal(signal.SIGUSR1)  # dump the stacks of the stuck process, then end it
+            time.sleep(2)
             proc.kill()
-            proc.communicate()
+            _, err = proc.communicate()
             COUNTS[f"{name}:hung"] += 1
-            message = f"{name}: the process outlived {sig.name} by 120 s"
+            message = f"{name}: the process outlived {sig.name} by 120 s; its threads:\n{err.decode()[-4000:]}"
             if settings.get_current_profile_name() == "long":
                 raise AssertionError(message) from None
             warnings.warn(message, stacklevel=1)
