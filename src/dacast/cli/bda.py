@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config
+from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config, run_errors
 from dacast.cli.console import out as stdout
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict, load_bda_target
 from dacast.workflow.bda.run import run_bda_experiment
@@ -83,15 +83,11 @@ def run(
         print_config(bda_config_to_dict(config))
         return
 
-    try:
+    with run_errors(out_dir):
         with dask_client(scheduler, workers=workers) if use_dask else contextlib.nullcontext() as client:
             result = run_bda_experiment(
                 config, out_dir, preset=preset, resume=resume, client=client, progress=progress, plots=plots, say=say
             )
-    except ConfigError as err:
-        raise fail(str(err)) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out_dir}: {err}") from None
     _report(label, result.summary, result.out_dir, result.plots)
 
 

@@ -9,9 +9,10 @@ code 130 (`interrupted`). ``--check`` prints the resolved configuration (`print_
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from dacast.workflow.runtime import console as out
+from dacast.workflow.schema import ConfigError
 
 err = Console(stderr=True)
 
@@ -49,6 +51,17 @@ def fail(message: str) -> typer.Exit:
     text = " ".join(str(message).split())
     err.print(f"[bold red]error:[/] {escape(text)}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(code=EXIT_BAD_INPUT)
+
+
+@contextlib.contextmanager
+def run_errors(out_dir: Path) -> Iterator[None]:
+    """Around a command's run: a `ConfigError` or a failed write to ``out_dir`` becomes the one-line exit 2."""
+    try:
+        yield
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    except OSError as err:
+        raise fail(f"cannot write results to {out_dir}: {err}") from None
 
 
 def interrupted(hint: str = "") -> typer.Exit:
@@ -155,6 +168,7 @@ def print_config(data: Mapping[str, Any]) -> None:
 
 
 __all__ = [
+    "run_errors",
     "FLAG",
     "EXIT_BAD_INPUT",
     "EXIT_INTERRUPTED",

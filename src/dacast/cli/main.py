@@ -18,7 +18,7 @@ from rich.table import Table
 
 import dacast
 from dacast.cli.bda import app as bda_app
-from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, interrupted, print_config
+from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, interrupted, print_config, run_errors
 from dacast.cli.console import out as stdout
 from dacast.cli.nowcast import app as nowcast_app
 from dacast.cli.surrogate import app as surrogate_app
@@ -88,12 +88,8 @@ def run(
     if check:
         print_config(config_to_dict(config))
         return
-    try:
+    with run_errors(out_dir):
         result = run_experiment(config, out_dir, preset=preset, progress=progress, plots=plots)
-    except ConfigError as err:
-        raise fail(str(err)) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out_dir}: {err}") from None
     compare = preset is not None and config == preset.config  # the preset's expected RMSE is for its own settings
     _report(label, result.summary, result.paths.results, result.paths.summary, result.paths.plots, compare=compare)
 

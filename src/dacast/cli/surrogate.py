@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config
+from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config, run_errors
 from dacast.cli.console import out as stdout
 from dacast.workflow.schema import ConfigError
 from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target, surrogate_config_to_dict
@@ -55,12 +55,8 @@ def run(
     if check:
         print_config(surrogate_config_to_dict(config))
         return
-    try:
+    with run_errors(out_dir):
         result = run_surrogate(config, out_dir, resume=resume, progress=progress, plots=plots)
-    except ConfigError as err:
-        raise fail(str(err)) from None
-    except OSError as err:
-        raise fail(f"cannot write results to {out_dir}: {err}") from None
     s = summarise_surrogate(result)
     stdout.print(f"[bold]{config.name}[/]: {s['iterations_completed']} iterations ({s['stopped']})", highlight=False)
     stdout.print(
