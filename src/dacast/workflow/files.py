@@ -2,7 +2,8 @@
 
 * `atomic_write` writes through a temporary file in the same folder, flushes it to
   disk (``fsync``), renames it over the target and syncs the folder: a reader sees
-  the old file or the new one, never half of one, whatever kills the process.
+  the old file or the new one, never half of one, whatever kills the process; Ctrl-C
+  and SIGTERM wait until the write is done.
 * `load_checkpoint` reads with ``torch.load(weights_only=True)``: tensors, numbers,
   strings, lists and dicts only; a file that holds anything else (a pickled object,
   random bytes, a truncated write) is refused with one line, and nothing in it runs.
@@ -55,16 +56,35 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with _signals_deferred():
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (main thread; they are delivered right after).
+
+    A KeyboardInterrupt raised inside a writer that holds a lock can leave it held: xarray's
+    netCDF writer then waits for its own lock in its cleanup, for ever (seen in the kill suite).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def write_text(path: str | Path, text: str) -> Path:
