@@ -237,7 +237,6 @@ def run_nowcast(config: NowcastRunConfig, out_dir: str | Path, *, plots: bool = 
         RadarReadError: past frames missing or unreadable (the message names the times and files).
     """
     ds, gaps = make_nowcast(config)
-    unreadable = unreadable_observed(ds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     nowcast_path = write_nowcast(ds, out)
@@ -246,7 +245,14 @@ def run_nowcast(config: NowcastRunConfig, out_dir: str | Path, *, plots: bool = 
         scores = score_dataset(ds, thresholds=config.thresholds, scales_km=config.scales_km)
         csv_path, nc_path = write_scores(scores, out)
     figs = make_plots(ds, scores, out) if plots else ()
-    paths = NowcastPaths(nowcast=nowcast_path, scores_csv=csv_path, scores_nc=nc_path, plots=figs)
+    return _result(
+        ds, scores, gaps, NowcastPaths(nowcast=nowcast_path, scores_csv=csv_path, scores_nc=nc_path, plots=figs)
+    )
+
+
+def _result(ds: xr.Dataset, scores: xr.Dataset | None, gaps: tuple, paths: NowcastPaths) -> NowcastResult:
+    """The `NowcastResult` of ``ds``: observed frames that were unreadable are reported as such, not as gaps."""
+    unreadable = unreadable_observed(ds)
     return NowcastResult(
         dataset=ds,
         scores=scores,
@@ -289,15 +295,7 @@ def verify_nowcast(
     csv_path, nc_path = write_scores(scores, out)
     figs = (write_skill_plot(scores, str(ds.attrs.get("method", "forecast")), out),) if plots else ()
     gaps = tuple(ds["valid_time"].values[~np.isfinite(ds["observed"].values).any(axis=(1, 2))])
-    unreadable = unreadable_observed(ds)
-    paths = NowcastPaths(nowcast=path, scores_csv=csv_path, scores_nc=nc_path, plots=figs)
-    return NowcastResult(
-        dataset=ds,
-        scores=scores,
-        missing_observed=_split_gaps(gaps, unreadable),
-        unreadable_observed=unreadable,
-        paths=paths,
-    )
+    return _result(ds, scores, gaps, NowcastPaths(nowcast=path, scores_csv=csv_path, scores_nc=nc_path, plots=figs))
 
 
 __all__ = [
