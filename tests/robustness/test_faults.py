@@ -22,9 +22,11 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import settings
 
 from dacast.workflow.bda.checkpoint import CHECKPOINT
@@ -73,6 +75,7 @@ test_starts: 5
 free_leads: 8
 train: {epochs: 2, batch_size: 64, lr: 0.003, patience: 2}
 """
+BDA_CONFIG = bda_config_from_dict(yaml.safe_load(BDA_YAML))
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 COUNTS: Counter[str] = Counter()
 
@@ -101,7 +104,7 @@ def _finish(args: list[str], code: str = CLI, timeout: float = 300) -> subproces
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, timeout=timeout, cwd=ROOT)
 
 
-def _check_folder(out: Path, checkpoints: tuple[str, ...]) -> None:
+def _check_folder(out: Path) -> None:
     """After a kill: absent, marked INCOMPLETE, or finished; never a folder that looks finished but is not."""
     if not out.exists():
         return
@@ -166,7 +169,7 @@ def _kill_and_resume(
         COUNTS[f"{name}:kills"] += 1
         if settings.get_current_profile_name() == "long":  # progress of a long run
             print(f"{name}: {COUNTS[name + ':kills']} kills", file=sys.__stdout__, flush=True)
-        _check_folder(out, (CHECKPOINT, "state.json"))
+        _check_folder(out)
         check(out)  # whatever was kept is whole
     resume = out.exists() and any((out / f).exists() for f in (CHECKPOINT, "state.json"))
     done = _finish([*args, *(["--resume"] if resume else [])])
@@ -180,64 +183,65 @@ def _state_loads(out: Path) -> None:
         json.loads((out / "state.json").read_text(encoding="utf-8"))
 
 
-def _yaml(path: Path) -> dict:
-    import yaml
+@dataclass(frozen=True)
+class _Reference:
+    """An uninterrupted run: its command (without ``--out``), its summary numbers and its wall time (s)."""
 
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    args: list[str]
+    numbers: dict[str, float]
+    seconds: float
 
 
-def test_bda_killed_anywhere_resumes_to_identical_results(tmp_path: Path) -> None:
-    (tmp_path / "bda.yaml").write_text(BDA_YAML, encoding="utf-8")
-    common = ["bda", "run", str(tmp_path / "bda.yaml"), "--no-plots", "--no-progress"]
-    ref = tmp_path / "reference"
+def _reference(folder: Path, kind: str, text: str) -> _Reference:
+    (folder / f"{kind}.yaml").write_text(text, encoding="utf-8")
+    args = [kind, "run", str(folder / f"{kind}.yaml"), "--no-plots", "--no-progress"]
     t0 = time.perf_counter()
-    assert _finish([*common, "--out", str(ref)]).returncode == 0
-    duration = time.perf_counter() - t0
-    expected = _numbers(ref / "summary.json")
+    assert _finish([*args, "--out", str(folder / "reference")]).returncode == 0
+    return _Reference(args, _numbers(folder / "reference" / "summary.json"), time.perf_counter() - t0)
+
+
+@pytest.fixture(scope="module")
+def bda(tmp_path_factory: pytest.TempPathFactory) -> _Reference:
+    """The BDA run every BDA test kills, run once to the end."""
+    return _reference(tmp_path_factory.mktemp("bda"), "bda", BDA_YAML)
+
+
+def _bda_checkpoint_loads(out: Path) -> None:
+    if (out / CHECKPOINT).exists():
+        load_bda_checkpoint(out / CHECKPOINT, BDA_CONFIG)
+
+
+def test_bda_killed_anywhere_resumes_to_identical_results(bda: _Reference, tmp_path: Path) -> None:
     rng = random.Random(20261129)
-    config = bda_config_from_dict(_yaml(tmp_path / "bda.yaml"))
-
-    def check(out: Path) -> None:
-        if (out / CHECKPOINT).exists():
-            load_bda_checkpoint(out / CHECKPOINT, config)
-
     n = _kills(ci=4, long=200)
     for k in range((n + 1) // 2):  # two kills per run, each followed by a resume
         out = tmp_path / f"killed{k}"
-        _kill_and_resume("bda", [*common, "--out", str(out)], out, 2, (0.5, duration), rng, check)
-        assert _numbers(out / "summary.json") == expected
+        args = [*bda.args, "--out", str(out)]
+        _kill_and_resume("bda", args, out, 2, (0.5, bda.seconds), rng, _bda_checkpoint_loads)
+        assert _numbers(out / "summary.json") == bda.numbers
         COUNTS["bda:identical"] += 1
 
 
-def test_bda_killed_inside_a_checkpoint_write_resumes(tmp_path: Path) -> None:
-    (tmp_path / "bda.yaml").write_text(BDA_YAML, encoding="utf-8")
-    common = ["bda", "run", str(tmp_path / "bda.yaml"), "--no-plots", "--no-progress"]
-    assert _finish([*common, "--out", str(tmp_path / "reference")]).returncode == 0
+def test_bda_killed_inside_a_checkpoint_write_resumes(bda: _Reference, tmp_path: Path) -> None:
     out = tmp_path / "torn"
-    died = _finish([*common, "--out", str(out)], code=CLI_DIE_IN_CHECKPOINT)
+    died = _finish([*bda.args, "--out", str(out)], code=CLI_DIE_IN_CHECKPOINT)
     assert died.returncode == 9  # killed between writing the temporary file and the rename
     COUNTS["bda-checkpoint-write:kills"] += 1
     assert (out / INCOMPLETE).exists() and not (out / "summary.json").exists()
-    load_bda_checkpoint(out / CHECKPOINT, bda_config_from_dict(_yaml(tmp_path / "bda.yaml")))  # the old one, whole
-    assert _finish([*common, "--out", str(out), "--resume"]).returncode == 0
+    load_bda_checkpoint(out / CHECKPOINT, BDA_CONFIG)  # the previous checkpoint, whole
+    assert _finish([*bda.args, "--out", str(out), "--resume"]).returncode == 0
     COUNTS["bda-checkpoint-write:resumed"] += 1
-    assert _numbers(out / "summary.json") == _numbers(tmp_path / "reference" / "summary.json")
+    assert _numbers(out / "summary.json") == bda.numbers
     COUNTS["bda-checkpoint-write:identical"] += 1
 
 
 def test_surrogate_killed_anywhere_resumes_to_identical_results(tmp_path: Path) -> None:
-    (tmp_path / "s.yaml").write_text(SURROGATE_YAML, encoding="utf-8")
-    common = ["surrogate", "run", str(tmp_path / "s.yaml"), "--no-plots", "--no-progress"]
-    ref = tmp_path / "reference"
-    t0 = time.perf_counter()
-    assert _finish([*common, "--out", str(ref)]).returncode == 0
-    duration = time.perf_counter() - t0
-    expected = _numbers(ref / "summary.json")
+    ref = _reference(tmp_path, "surrogate", SURROGATE_YAML)
     rng = random.Random(7)
     for k in range(_kills(ci=1, long=10)):
         out = tmp_path / f"killed{k}"
-        _kill_and_resume("surrogate", [*common, "--out", str(out)], out, 1, (0.5, duration), rng, _state_loads)
-        assert _numbers(out / "summary.json") == expected
+        _kill_and_resume("surrogate", [*ref.args, "--out", str(out)], out, 1, (0.5, ref.seconds), rng, _state_loads)
+        assert _numbers(out / "summary.json") == ref.numbers
         COUNTS["surrogate:identical"] += 1
 
 
