@@ -18,7 +18,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config, run_errors
+from dacast.cli.console import (
+    FLAG,
+    CheckFlag,
+    OneLineErrors,
+    PlotsFlag,
+    ProgressFlag,
+    check_out_dir,
+    fail,
+    print_config,
+    run_errors,
+)
 from dacast.cli.console import out as stdout
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict, load_bda_target
 from dacast.workflow.bda.run import run_bda_experiment
@@ -57,14 +67,9 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the checkpoint in --out.", metavar=FLAG)
     ] = False,
-    check: Annotated[
-        bool,
-        typer.Option("--check", help="Validate, print the resolved configuration as YAML, and stop.", metavar=FLAG),
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.", metavar=FLAG)
-    ] = True,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.", metavar=FLAG)] = True,
+    check: CheckFlag = False,
+    progress: ProgressFlag = True,
+    plots: PlotsFlag = True,
 ) -> None:
     """Cycle the twin; write checkpoint.pt, cycles.nc, summary.json and PNG plots."""
     try:

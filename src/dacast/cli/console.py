@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -33,6 +33,14 @@ err = Console(stderr=True)
 #: The metavar of a boolean flag: blank, so that ``--help`` shows ``--resume``, not ``--resume <bool>``
 #: (which reads as if it took a value).
 FLAG = " "
+
+
+#: The flags every run command shares, declared once.
+CheckFlag = Annotated[
+    bool, typer.Option("--check", help="Validate, print the resolved configuration as YAML, and stop.", metavar=FLAG)
+]
+ProgressFlag = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.", metavar=FLAG)]
+PlotsFlag = Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.", metavar=FLAG)]
 
 
 def _click_error(name: str) -> type[Exception]:
@@ -168,6 +176,9 @@ def print_config(data: Mapping[str, Any]) -> None:
 
 
 __all__ = [
+    "CheckFlag",
+    "PlotsFlag",
+    "ProgressFlag",
     "run_errors",
     "FLAG",
     "EXIT_BAD_INPUT",

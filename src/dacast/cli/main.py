@@ -18,7 +18,17 @@ from rich.table import Table
 
 import dacast
 from dacast.cli.bda import app as bda_app
-from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, interrupted, print_config, run_errors
+from dacast.cli.console import (
+    CheckFlag,
+    OneLineErrors,
+    PlotsFlag,
+    ProgressFlag,
+    check_out_dir,
+    fail,
+    interrupted,
+    print_config,
+    run_errors,
+)
 from dacast.cli.console import out as stdout
 from dacast.cli.nowcast import app as nowcast_app
 from dacast.cli.surrogate import app as surrogate_app
@@ -67,14 +77,9 @@ def run(
         Path | None,
         typer.Option("--out", "-o", help=escape("Output directory [default: runs/<preset or file stem>].")),
     ] = None,
-    check: Annotated[
-        bool,
-        typer.Option("--check", help="Validate, print the resolved configuration as YAML, and stop.", metavar=FLAG),
-    ] = False,
-    progress: Annotated[
-        bool, typer.Option("--progress/--no-progress", help="Show a progress bar.", metavar=FLAG)
-    ] = True,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.", metavar=FLAG)] = True,
+    check: CheckFlag = False,
+    progress: ProgressFlag = True,
+    plots: PlotsFlag = True,
 ) -> None:
     """Run a twin experiment; write results.nc, summary.json and PNG plots."""
     try:

@@ -14,7 +14,17 @@ from typing import Annotated
 
 import typer
 
-from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config, run_errors
+from dacast.cli.console import (
+    FLAG,
+    CheckFlag,
+    OneLineErrors,
+    PlotsFlag,
+    ProgressFlag,
+    check_out_dir,
+    fail,
+    print_config,
+    run_errors,
+)
 from dacast.cli.console import out as stdout
 from dacast.workflow.schema import ConfigError
 from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target, surrogate_config_to_dict
@@ -38,11 +48,9 @@ def run(
     device: Annotated[str | None, typer.Option(help="training device: cpu, cuda or auto")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run found in --out", metavar=FLAG)] = False,
-    check: Annotated[
-        bool, typer.Option("--check", help="validate, print the configuration as YAML, and stop", metavar=FLAG)
-    ] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bars", metavar=FLAG)] = True,
-    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="write the PNG figures", metavar=FLAG)] = True,
+    check: CheckFlag = False,
+    progress: ProgressFlag = True,
+    plots: PlotsFlag = True,
 ) -> None:
     """Run (or resume) the cycle; write surrogate_run.nc, summary.json, checkpoints and plots."""
     try:
