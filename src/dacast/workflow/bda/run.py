@@ -76,6 +76,11 @@ def _by_var(values: Tensor) -> list[float]:
     return values.double().cpu().tolist()
 
 
+def _posterior_mean(step: CycleStep) -> Tensor:
+    """Mean ``(4, ny, nx)`` of the ensemble the next cycle starts from, computed once (the analysis caches it)."""
+    return step.prior.mean(0) if step.analysis is None else step.analysis.mean
+
+
 def _record(config: BDAConfig, step: CycleStep, state: CycleState) -> dict:
     """Per-cycle diagnostics of ``step`` against the truth in ``state`` (after the free run's forecast)."""
     truth, prior, posterior = state.truth[0], step.prior, step.posterior
@@ -88,7 +93,7 @@ def _record(config: BDAConfig, step: CycleStep, state: CycleState) -> dict:
         "n_obs_dbz": 0 if op is None else op.n_dbz,
         "n_obs_vr": 0 if op is None else op.n_vr,
         "rmse_forecast": _by_var(rmse(prior.mean(0), truth, dims)),
-        "rmse_analysis": _by_var(rmse(posterior.mean(0), truth, dims)),
+        "rmse_analysis": _by_var(rmse(_posterior_mean(step), truth, dims)),
         "rmse_free_run": _by_var(rmse(state.free.mean(0), truth, dims)),
         "spread_forecast": _by_var(ensemble_spread(prior, dims)),
         "spread_analysis": _by_var(ensemble_spread(posterior, dims)),
@@ -155,7 +160,7 @@ def run_cycles(
         state.records.append(_record(config, step, state))
         spread = posterior.std(0) if step.analysis is None else step.analysis.spread
         state.fields.append(
-            (state.truth[0].float().cpu(), posterior.mean(0).float().cpu(), spread.float().cpu())  # type: ignore[arg-type]
+            (state.truth[0].float().cpu(), _posterior_mean(step).float().cpu(), spread.float().cpu())  # type: ignore[arg-type]
         )
         if config.forecast_due(c):
             state.forecasts.append(
