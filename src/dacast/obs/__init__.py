@@ -16,6 +16,7 @@ from dacast.obs.radar import (
     RadarOperator,
     observe_radar,
     radar_mask,
+    radar_operator,
     radial_velocity,
     reflectivity_dbz,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "observe_radar",
     "pairwise_distances",
     "radar_mask",
+    "radar_operator",
     "radial_velocity",
     "reflectivity_dbz",
     "subset",

@@ -291,14 +291,37 @@ def observe_radar(
     vr_cells = cells[dbz >= config.clear_air_dbz] if config.vr_requires_echo else cells
     vr = vr[dbz >= config.clear_air_dbz] if config.vr_requires_echo else vr
 
+    op = radar_operator(cells, vr_cells, mc, config)
+    y = torch.cat([dbz, vr]).to(dtype=truth.dtype, device=truth.device)
+    return y, op
+
+
+def radar_operator(
+    cells: Tensor, vr_cells: Tensor, model_config: WurschCraigConfig, config: RadarConfig
+) -> RadarOperator:
+    """The operator of superobs in given grid cells: reflectivities in ``cells``, radial velocities in ``vr_cells``.
+
+    Args:
+        cells: ``(n_dbz,)`` int64 flat cell indices ``j * nx + i`` of the reflectivity superobs, ascending.
+        vr_cells: ``(n_vr,)`` int64 flat cell indices of the radial-velocity superobs, ascending.
+        model_config: the grid.
+        config: the radar (site, error stds, reflectivity settings).
+
+    Returns:
+        The `RadarOperator` whose observations are ordered reflectivities then radial velocities.
+    """
+    mc = model_config
+    nx, d = mc.nx, mc.dx
+    sy, sx = _site(mc, config)
+    cells, vr_cells = cells.to(torch.int64).cpu(), vr_cells.to(torch.int64).cpu()
     cy, cx = (vr_cells // nx).to(torch.float64) * d - sy, (vr_cells % nx).to(torch.float64) * d - sx
     dist = torch.sqrt(cy * cy + cx * cx).clamp(min=1e-9)
     all_cells = torch.cat([cells, vr_cells])
     kind = torch.cat([torch.full_like(cells, DBZ), torch.full_like(vr_cells, VR)])
     zeros = torch.zeros(cells.numel(), dtype=torch.float64)
-    op = RadarOperator(
-        n_state=4 * ny * nx,
-        ny=ny,
+    return RadarOperator(
+        n_state=4 * mc.ny * nx,
+        ny=mc.ny,
         nx=nx,
         locations=torch.stack([(all_cells // nx).to(torch.float64), (all_cells % nx).to(torch.float64)], -1)
         * (d / 1000.0),
@@ -313,8 +336,6 @@ def observe_radar(
         rain_to_rhoqr=config.rain_to_rhoqr,
         floor_dbz=config.floor_dbz,
     )
-    y = torch.cat([dbz, vr]).to(dtype=truth.dtype, device=truth.device)
-    return y, op
 
 
 __all__ = [
@@ -323,6 +344,7 @@ __all__ = [
     "RadarConfig",
     "RadarOperator",
     "observe_radar",
+    "radar_operator",
     "radar_mask",
     "radial_velocity",
     "reflectivity_dbz",

@@ -35,7 +35,8 @@ from dacast.workflow.schema import ConfigError
 INCOMPLETE = "INCOMPLETE"
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Sync a folder's entries to disk (after a rename into it); a no-op where the file system cannot."""
     with contextlib.suppress(OSError):  # not every file system can sync a folder
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -65,7 +66,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return path
 
 
@@ -207,6 +208,7 @@ __all__ = [
     "INCOMPLETE",
     "Stopped",
     "atomic_write",
+    "fsync_dir",
     "jsonable",
     "load_checkpoint",
     "run_folder",

@@ -128,6 +128,16 @@ def _n_workers(client: object) -> int:
     return max(1, len(info.get("workers", {})))
 
 
+def initial_truth(config: BDAConfig, model: WurschCraig, device: torch.device) -> Tensor:
+    """The spun-up truth ``(1, 4, ny, nx)`` valid before the first cycle (its own triggering noise)."""
+    seeds = Seeds.of(config.seed)
+    spin = config.spinup_minutes * 60.0
+    truth = model.initial_state(1, seed=seeds.truth, dtype=torch_dtype(config), device=device)
+    if spin <= 0:
+        return truth
+    return model.forecast(truth, spin, seed=seeds.truth, start_step=-round(spin / config.model.dt))
+
+
 def initial_state(config: BDAConfig, model: WurschCraig, forecaster: Forecaster, device: torch.device) -> CycleState:
     """Spun-up truth and initial ensemble (time-lagged snapshots of ``ensemble_pool`` independent runs).
 
@@ -141,8 +151,7 @@ def initial_state(config: BDAConfig, model: WurschCraig, forecaster: Forecaster,
     dtype = torch_dtype(config)
     spin = config.spinup_minutes * 60.0
     steps_spin = round(spin / config.model.dt)
-    truth = model.initial_state(1, seed=seeds.truth, dtype=dtype, device=device)
-    truth = model.forecast(truth, spin, seed=seeds.truth, start_step=-steps_spin) if spin > 0 else truth
+    truth = initial_truth(config, model, device)
     pool_n = min(config.ensemble_pool, config.members)
     pool = model.initial_state(pool_n, seed=seeds.pool, dtype=dtype, device=device)
     step = -steps_spin - 10**7  # pool noise steps never meet the cycling steps
@@ -264,6 +273,7 @@ __all__ = [
     "Seeds",
     "extended_forecast",
     "initial_state",
+    "initial_truth",
     "obs_generator",
     "observed_dbz_field",
     "state_dbz",

@@ -150,7 +150,7 @@ def run_cycles(
     )
     for step in steps:
         c = step.cycle
-        reason = _divergence(step)
+        reason = divergence_reason(step)
         if reason:
             state.diverged_cycle, state.diverged_reason = c + 1, reason
             say(f"cycle {c + 1}: the filter diverged ({reason}); the run stops after {c} cycles")
@@ -172,7 +172,7 @@ def run_cycles(
     return state
 
 
-def _divergence(step: CycleStep) -> str:
+def divergence_reason(step: CycleStep) -> str:
     """Why the analysis of ``step`` cannot be cycled on (empty when it can): a failure or non-finite values."""
     if step.failure:
         return step.failure
@@ -267,4 +267,4 @@ def _summary(state: CycleState, config: BDAConfig, wall: float) -> dict:
     return summary
 
 
-__all__ = ["BDAResult", "RadarTwin", "run_bda_experiment", "run_cycles"]
+__all__ = ["BDAResult", "RadarTwin", "divergence_reason", "run_bda_experiment", "run_cycles"]
