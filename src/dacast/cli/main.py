@@ -31,6 +31,7 @@ from dacast.cli.console import (
 )
 from dacast.cli.console import out as stdout
 from dacast.cli.nowcast import app as nowcast_app
+from dacast.cli.realtime import app as realtime_app
 from dacast.cli.surrogate import app as surrogate_app
 from dacast.workflow import PRESETS, ConfigError, config_to_dict, load_target, run_experiment
 from dacast.workflow.schema import is_yaml_path
@@ -47,6 +48,7 @@ app = typer.Typer(
 app.add_typer(nowcast_app, name="nowcast")
 app.add_typer(bda_app, name="bda")
 app.add_typer(surrogate_app, name="surrogate")
+app.add_typer(realtime_app, name="realtime")
 
 
 def _version(value: bool) -> None:
