@@ -13,18 +13,21 @@ server does no numerical work. On 2 cores the loop has one core, the feed and se
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
-from dacast.workflow.files import write_text
+from dacast.workflow.files import Stopped, write_text
 from dacast.workflow.realtime.config import RealtimeConfig, realtime_config_to_dict
 from dacast.workflow.realtime.feeds import twin_start
 from dacast.workflow.realtime.products import iso
@@ -62,7 +65,15 @@ class Child:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C in the terminal reaches the supervisor only
+                preexec_fn=_die_with_parent,
             )
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: ask Linux for SIGTERM when the supervisor dies (even by SIGKILL)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def demo_config(config: RealtimeConfig) -> RealtimeConfig:
@@ -97,7 +108,7 @@ def run_demo(config: RealtimeConfig, *, host: str = "127.0.0.1", port: int = 800
         Child("feed", ["realtime", feed, str(settings)]),
     ]
     log = paths.state / "demo.log"
-    with _supervised(children, log):
+    with _stop_signals(), _supervised(children, log):
         say(f"page: http://{host}:{port}/  (folder {config.folder}; logs {log}; Ctrl-C stops)")
         while True:
             for child in children:
@@ -116,6 +127,25 @@ def run_demo(config: RealtimeConfig, *, host: str = "127.0.0.1", port: int = 800
                 say(f"{child.name} stopped (exit {code}); restarting it ({child.restarts})")
                 child.start(log)
             time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM both stop the demo through its cleanup, even where SIGINT was inherited as ignored
+    (a shell's background job): without this a SIGTERM would end the supervisor and orphan its children."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: types.FrameType | None) -> None:
+        raise Stopped("stopped by a signal")
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 @contextlib.contextmanager
