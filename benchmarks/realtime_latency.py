@@ -36,6 +36,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from dacast.io.sources import match_source, to_datetime
 from dacast.workflow.realtime.config import realtime_config_from_dict, realtime_config_to_dict
 from dacast.workflow.realtime.demo import demo_config
+from dacast.workflow.realtime.inbox import volume_time
+from dacast.workflow.realtime.products import issue_name
 from dacast.workflow.realtime.server import running_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -122,11 +126,8 @@ def _service(settings: Path, feed: str, products: Path, n: int, label: str) -> d
             status = _get(f"{url}/api/status")
             loop.terminate()
             loop.wait()
-    latencies = []
-    for name, t_listed in listed.items():
-        match = [a for f, a in arrivals.items() if name in f]
-        if match:
-            latencies.append(t_listed - match[0])
+    by_issue = {_issue_of(f): a for f, a in arrivals.items()}
+    latencies = [t_listed - by_issue[name] for name, t_listed in listed.items() if name in by_issue]
     lat = np.asarray(latencies)
     growth = (rss[-1] / rss[min(9, len(rss) - 1)] - 1.0) * 100.0 if len(rss) > 10 else float("nan")
     counts = status.get("counts", {})
@@ -145,6 +146,15 @@ def _service(settings: Path, feed: str, products: Path, n: int, label: str) -> d
         "rss_curve_mb": [round(x, 1) for x in rss],
         "latencies_s": [round(x, 3) for x in latencies],
     }
+
+
+def _issue_of(filename: str) -> str | None:
+    """The issue folder name an input file leads to (a twin volume's or a composite's time)."""
+    t = volume_time(filename)
+    if t is None:
+        found = match_source(filename)
+        t = None if found is None else to_datetime(found[1]).replace(tzinfo=UTC)
+    return None if t is None else issue_name(t)
 
 
 def _settings(folder: Path, data: dict) -> Path:
@@ -223,9 +233,12 @@ def bench_page(args: argparse.Namespace) -> list[dict]:
                 page = browser.new_page()
                 t0 = time.perf_counter()
                 page.goto(url)
-                fcp = page.evaluate(
-                    "() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || null"
-                )
+                fcp, deadline = None, time.monotonic() + 5
+                while fcp is None and time.monotonic() < deadline:  # the paint entry appears after the paint
+                    fcp = page.evaluate(
+                        "() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || null"
+                    )
+                    time.sleep(0.02)
                 shown = None
                 while shown is None:
                     text = page.locator("#issue-time").inner_text()
@@ -266,6 +279,7 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--busy", action="store_true", help="run a competing process on one core")
     parser.add_argument("--json", type=Path, help="write the rows (with the latency and memory series) here")
+    parser.add_argument("--plot", type=Path, help="bda/replay: a PNG of latency and loop memory per issue")
     args = parser.parse_args()
     rows = {"bda": bench_bda, "replay": bench_replay, "page": bench_page}[args.what](args)
     table = Table(title=f"dacast realtime {args.what} ({os.cpu_count()} cores, load {os.getloadavg()[0]:.2f})")
@@ -278,6 +292,27 @@ def main() -> None:
     Console(width=200).print(table)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+    if args.plot and "rss_curve_mb" in rows[0]:
+        plot_series(rows[0], args.plot)
+
+
+def plot_series(row: dict, path: Path) -> None:
+    """Latency (s) and the loop's resident memory (MB) against the issue number."""
+    from dacast.workflow.figures import new_figure, save_figure
+
+    fig = new_figure(figsize=(8.0, 3.0), constrained_layout=True)
+    ax = fig.add_subplot(1, 2, 1)
+    ax.plot(range(1, len(row["latencies_s"]) + 1), row["latencies_s"], ".-")
+    ax.set_xlabel("issue")
+    ax.set_ylabel("arrival -> listed by /api/status (s)")
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(1, 2, 2)
+    ax.plot(range(1, len(row["rss_curve_mb"]) + 1), row["rss_curve_mb"], ".-")
+    ax.set_xlabel("issue")
+    ax.set_ylabel("loop resident memory (MB)")
+    ax.grid(alpha=0.3)
+    fig.suptitle(row["run"], fontsize=9)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

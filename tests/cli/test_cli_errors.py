@@ -6,6 +6,7 @@ import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,6 @@ main_cli = importlib.import_module("dacast.cli.main")  # the module; ``dacast.cl
 runner = CliRunner()
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOWCAST_YAML = str(EXAMPLES / "nowcast_train.yaml")
-
-
-def _one_error_line(result: Any, *fragments: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output and "╭" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def test_version() -> None:
@@ -71,13 +62,15 @@ def test_help_shows_bracketed_defaults(args: list[str], shown: str) -> None:
         (["frobnicate"], ("No such command",)),
     ],
 )
-def test_usage_errors_are_one_line(args: list[str], fragments: tuple[str, ...]) -> None:
-    _one_error_line(runner.invoke(app, args), *fragments)
+def test_usage_errors_are_one_line(
+    args: list[str], fragments: tuple[str, ...], one_error_line: Callable[..., str]
+) -> None:
+    one_error_line(runner.invoke(app, args), *fragments)
 
 
-def test_sub_applications_on_their_own_give_one_line_too() -> None:
-    _one_error_line(runner.invoke(surrogate_cli.app, ["run", "surrogate-lorenz63", "--iterations", "x"]), "iterations")
-    _one_error_line(runner.invoke(bda_cli.app, ["run", "--members"]), "--members")
+def test_sub_applications_on_their_own_give_one_line_too(one_error_line: Callable[..., str]) -> None:
+    one_error_line(runner.invoke(surrogate_cli.app, ["run", "surrogate-lorenz63", "--iterations", "x"]), "iterations")
+    one_error_line(runner.invoke(bda_cli.app, ["run", "--members"]), "--members")
 
 
 def test_resume_is_a_plain_flag(tmp_path: Path) -> None:
@@ -127,11 +120,13 @@ def test_ctrl_c_is_one_line_and_exit_130(
         ["nowcast", "train", NOWCAST_YAML],
     ],
 )
-def test_an_out_folder_that_cannot_be_made_is_one_line(args: list[str], tmp_path: Path) -> None:
+def test_an_out_folder_that_cannot_be_made_is_one_line(
+    args: list[str], tmp_path: Path, one_error_line: Callable[..., str]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     for out in ("/dev/null/x", str(blocker / "sub"), "a" * 300):
-        _one_error_line(runner.invoke(app, [*args, "--out", out]), "cannot create")
+        one_error_line(runner.invoke(app, [*args, "--out", out]), "cannot create")
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
@@ -158,14 +153,16 @@ def test_check_prints_the_resolved_configuration_and_creates_nothing(
     assert again.exit_code == 0 and again.stdout == result.stdout, again.output
 
 
-def test_check_refuses_what_cannot_fit_with_the_estimate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_refuses_what_cannot_fit_with_the_estimate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_error_line: Callable[..., str]
+) -> None:
     monkeypatch.chdir(tmp_path)
-    line = _one_error_line(
+    line = one_error_line(
         runner.invoke(app, ["bda", "run", "bda-small", "--members", str(10**12), "--check"]),
         "members=1000000000000 x grid 64^2",
     )
     assert "needs about" in line and "this machine has" in line
-    _one_error_line(runner.invoke(app, ["run", "lorenz63-etkf", "--seed", str(2**70), "--check"]), "seed")
+    one_error_line(runner.invoke(app, ["run", "lorenz63-etkf", "--seed", str(2**70), "--check"]), "seed")
     assert os.listdir(tmp_path) == []
 
 

@@ -6,9 +6,8 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -18,17 +17,6 @@ from dacast.cli import app
 
 runner = CliRunner()
 PRESETS = ("bda-small", "bda-256", "bda-tiny", "replay-mch", "replay-fmi", "replay-knmi")
-
-
-def one_error_line(result: Any, *fragments: str) -> str:
-    """The single ``error:`` line of a run that exited with code 2."""
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output and "╭" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -48,7 +36,9 @@ def test_presets_are_listed() -> None:
     assert "32x32" in result.stdout
 
 
-def test_unknown_preset_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_preset_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_error_line: Callable[..., str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     line = one_error_line(runner.invoke(app, ["realtime", "run", "bda-nope"]), "unknown preset 'bda-nope'")
     assert "bda-tiny" in line
@@ -70,30 +60,34 @@ def test_check_prints_the_resolved_configuration(tmp_path: Path) -> None:
     assert not folder.exists()  # --check creates nothing
 
 
-def test_a_refused_feed_creates_nothing(tmp_path: Path) -> None:
+def test_a_refused_feed_creates_nothing(tmp_path: Path, one_error_line: Callable[..., str]) -> None:
     folder = tmp_path / "rt"
     result = runner.invoke(app, ["realtime", "twin-feed", "replay-mch", "--folder", str(folder)])
     one_error_line(result, "twin feed")
     assert not folder.exists()
 
 
-def test_serve_on_an_occupied_port_is_one_line(occupied_port: int, tmp_path: Path) -> None:
+def test_serve_on_an_occupied_port_is_one_line(
+    occupied_port: int, tmp_path: Path, one_error_line: Callable[..., str]
+) -> None:
     result = runner.invoke(app, ["realtime", "serve", "--products", str(tmp_path), "--port", str(occupied_port)])
     one_error_line(result, str(occupied_port), "in use")
 
 
-def test_twin_feed_refuses_a_replay_configuration(tmp_path: Path) -> None:
+def test_twin_feed_refuses_a_replay_configuration(tmp_path: Path, one_error_line: Callable[..., str]) -> None:
     result = runner.invoke(app, ["realtime", "twin-feed", "replay-mch", "--folder", str(tmp_path / "rt")])
     one_error_line(result, "replay-mch is a replay configuration", "mode: bda")
 
 
-def test_replay_feed_refuses_a_bda_configuration(tmp_path: Path) -> None:
+def test_replay_feed_refuses_a_bda_configuration(tmp_path: Path, one_error_line: Callable[..., str]) -> None:
     result = runner.invoke(app, ["realtime", "replay-feed", "bda-tiny", "--folder", str(tmp_path / "rt")])
     one_error_line(result, "bda-tiny is a bda configuration", "mode: replay")
 
 
 @pytest.mark.parametrize("command", ["run", "twin-feed", "demo"])
-def test_a_folder_under_a_regular_file_is_one_line(command: str, tmp_path: Path) -> None:
+def test_a_folder_under_a_regular_file_is_one_line(
+    command: str, tmp_path: Path, one_error_line: Callable[..., str]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     result = runner.invoke(app, ["realtime", command, "bda-tiny", "--folder", str(blocker / "sub")])
@@ -109,12 +103,14 @@ def test_a_folder_under_a_regular_file_is_one_line(command: str, tmp_path: Path)
         (["--speed", "fast"], ("'--speed'",)),
     ],
 )
-def test_bad_speed_is_one_line(args: list[str], fragments: tuple[str, ...], tmp_path: Path) -> None:
+def test_bad_speed_is_one_line(
+    args: list[str], fragments: tuple[str, ...], tmp_path: Path, one_error_line: Callable[..., str]
+) -> None:
     result = runner.invoke(app, ["realtime", "run", "bda-tiny", "--folder", str(tmp_path / "rt"), *args])
     one_error_line(result, *fragments)
 
 
-def test_malformed_yaml_is_one_line(tmp_path: Path) -> None:
+def test_malformed_yaml_is_one_line(tmp_path: Path, one_error_line: Callable[..., str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("preset: bda-tiny\nspeed: [1,\n")
     one_error_line(runner.invoke(app, ["realtime", "run", str(bad), "--folder", str(tmp_path / "rt")]), "bad.yaml")

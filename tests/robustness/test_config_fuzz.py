@@ -1,7 +1,7 @@
 """Malformed configurations never end in a traceback: exit 0, or exit 2 with one ``error:`` line on stderr.
 
 For every application that reads a configuration file (``dacast run``, ``dacast bda run``,
-``dacast surrogate run``, ``dacast nowcast train``), Hypothesis starts from a valid
+``dacast surrogate run``, ``dacast nowcast train``, ``dacast realtime run``), Hypothesis starts from a valid
 configuration (a preset's settings or an example YAML file) and breaks it: a value of the
 wrong type, a missing or unknown key at any depth, NaN and infinities, zero, negative and
 huge numbers (10^12, 2^63, 2^70), strings where numbers go, deep nesting, repeated keys,
@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 from dacast.cli import app
 from dacast.workflow import PRESETS, config_to_dict
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict
+from dacast.workflow.realtime.config import REALTIME_PRESETS, realtime_config_to_dict
 from dacast.workflow.surrogate.config import SURROGATE_PRESET_REGISTRY, surrogate_config_to_dict
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -69,6 +70,11 @@ BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
         + [_yaml_file("surrogate_lorenz63.yaml")],
     ),
     "dacast nowcast train": (["nowcast", "train"], [_yaml_file("nowcast_train.yaml")]),
+    "dacast realtime run": (
+        ["realtime", "run"],
+        [_json(realtime_config_to_dict(p.config)) for p in REALTIME_PRESETS.values()]
+        + [{"preset": "bda-tiny", "speed": 10, "bda": {"members": 12}}],
+    ),
 }
 #: Entry point -> its command-line options that take a value (besides ``--out``).
 OPTIONS: dict[str, tuple[str, ...]] = {
@@ -76,6 +82,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "dacast bda run": ("--members", "--grid", "--cycles", "--device", "--workers"),
     "dacast surrogate run": ("--iterations", "--device"),
     "dacast nowcast train": ("--device", "--max-steps"),
+    "dacast realtime run": ("--speed", "--folder", "--max-issues"),
 }
 
 HUGE = (10**12, 2**63 - 1, 2**63, 2**70, -(2**70), 10**400)

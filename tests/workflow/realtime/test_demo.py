@@ -2,7 +2,8 @@
 
 The demo runs the `bda-tiny` service at 20x (a volume every 1.5 s). The test reads the page
 in a headless Chromium (Debian's, driven by Playwright), kills the loop process with SIGKILL
-(the demo restarts it and it carries on from its checkpoint), and stops everything with SIGINT.
+(the demo restarts it and it carries on from its checkpoint), and stops everything with SIGINT, sent
+to a demo that inherited SIGINT as ignored (as a shell's background job does).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def test_demo_serves_the_page_survives_a_kill_and_stops_cleanly(tmp_path: Path) 
          "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # started as a shell's background job is: SIGINT inherited as ignored; Ctrl-C must still stop it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     products = folder / "products"

@@ -43,13 +43,12 @@ from dacast.workflow.realtime.products import (
     DBZ_SCALE,
     LATEST_ANALYSIS,
     PROBABILITY_SCALE,
-    clean_partials,
     frame_names,
     iso,
     publish_issue,
     render_png,
 )
-from dacast.workflow.realtime.service import Desk, resume_state, serve
+from dacast.workflow.realtime.service import Desk, serve
 from dacast.workflow.realtime.status import ServiceStatus
 from dacast.workflow.realtime.verification import Verifier, skill_png
 from dacast.workflow.runtime import Say, quiet, resolve_device
@@ -106,18 +105,13 @@ class BDALoop:
 
     def start(self) -> None:
         """Create the folders, remove half-written issues, and resume from the checkpoint or spin up the ensemble."""
-        self.paths.create()
-        clean_partials(self.paths.products)
-        ckpt = self.paths.state / CHECKPOINT
-        if ckpt.exists():
-            data = resume_state(ckpt, self._settings())
+        data = self.desk.open(CHECKPOINT, self._settings())
+        if data is not None:
             epoch = datetime.fromisoformat(data["epoch"]) if data.get("epoch") else None
             self.state = LoopState(epoch=epoch, cycle=int(data["cycle"]), ensemble=data["ensemble"].to(self.device))
             self.verifier.load_state_dict(data["verifier"])
-            self.status.counts["restarts"] += 1
             at = iso(epoch + self._cycle_delta(self.state.cycle)) if epoch else "start"
-            self.status.event("restart", f"restarted; resumed from the checkpoint of {at}")
-            self.say(f"resumed from the checkpoint of {at}")
+            self.desk.resumed(f"restarted; resumed from the checkpoint of {at}")
         else:
             self.status.state = "starting"
             self.status.event("info", "spinning up the ensemble")
@@ -126,8 +120,7 @@ class BDALoop:
             init = initial_state(bda, self.model, self.forecaster, self.device)
             epoch = parse_time(self.config.start_time, "start_time") if self.config.start_time else None
             self.state = LoopState(epoch=epoch, cycle=0, ensemble=init.ensemble)
-        self.status.state = "running"
-        self.status.save()
+        self.desk.running()
 
     def _settings(self) -> dict:
         """What a checkpoint must have been written with to be continued."""

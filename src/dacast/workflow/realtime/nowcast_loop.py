@@ -27,8 +27,8 @@ from dacast.workflow.files import save_checkpoint
 from dacast.workflow.nowcast.config import extrapolation_config
 from dacast.workflow.realtime.config import RealtimeConfig
 from dacast.workflow.realtime.inbox import arrived
-from dacast.workflow.realtime.products import DBZ_SCALE, clean_partials, frame_names, iso, publish_issue, render_png
-from dacast.workflow.realtime.service import Desk, resume_state, serve
+from dacast.workflow.realtime.products import DBZ_SCALE, frame_names, iso, publish_issue, render_png
+from dacast.workflow.realtime.service import Desk, serve
 from dacast.workflow.realtime.status import ServiceStatus
 from dacast.workflow.realtime.verification import Verifier, skill_png
 from dacast.workflow.runtime import Say, quiet
@@ -65,20 +65,15 @@ class NowcastLoop:
 
     def start(self) -> None:
         """Create the folders, remove half-written issues, resume from the checkpoint when there is one."""
-        self.paths.create()
-        clean_partials(self.paths.products)
-        ckpt = self.paths.state / CHECKPOINT
-        if ckpt.exists():
-            data = resume_state(ckpt, self._settings())
+        data = self.desk.open(CHECKPOINT, self._settings())
+        if data is not None:
             self.frames = [f.numpy() for f in data["frames"]]
             self.times = [datetime.fromisoformat(t) for t in data["times"]]
             self.grid = (data["y"].numpy(), data["x"].numpy())
             self.verifier = self._new_verifier(self.frames[0].shape)
             self.verifier.load_state_dict(data["verifier"])
-            self.status.counts["restarts"] += 1
-            self.status.event("restart", f"restarted; resumed after the frame of {iso(self.times[-1])}")
-        self.status.state = "running"
-        self.status.save()
+            self.desk.resumed(f"restarted; resumed after the frame of {iso(self.times[-1])}")
+        self.desk.running()
         self.started = True
 
     def _settings(self) -> dict:

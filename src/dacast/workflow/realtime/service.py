@@ -19,7 +19,7 @@ from dacast.workflow.files import load_checkpoint
 from dacast.workflow.limits import ConfigError
 from dacast.workflow.realtime.config import RealtimePaths
 from dacast.workflow.realtime.inbox import move
-from dacast.workflow.realtime.products import apply_retention, issue_name
+from dacast.workflow.realtime.products import apply_retention, clean_partials, issue_name
 from dacast.workflow.realtime.status import ServiceStatus
 from dacast.workflow.runtime import Say
 
@@ -41,6 +41,24 @@ class Desk:
     status: ServiceStatus
     retention_hours: float
     say: Say
+
+    def open(self, checkpoint: str, settings: dict[str, Any]) -> dict[str, Any] | None:
+        """Create the folders, remove half-written issues; the loop's checkpoint (`resume_state`), None if none."""
+        self.paths.create()
+        clean_partials(self.paths.products)
+        ckpt = self.paths.state / checkpoint
+        return resume_state(ckpt, settings) if ckpt.exists() else None
+
+    def resumed(self, message: str) -> None:
+        """Count a restart from a checkpoint and report it."""
+        self.status.counts["restarts"] += 1
+        self.status.event("restart", message)
+        self.say(message)
+
+    def running(self) -> None:
+        """Say (in ``status.json``) that the loop is running."""
+        self.status.state = "running"
+        self.status.save()
 
     def reject(self, path: Path, reason: str) -> None:
         """Move ``path`` to ``rejected/`` with its reason; count and report it."""

@@ -275,13 +275,16 @@ function renderTiming() {
   dl.replaceChildren();
   const add = (term, value) => dl.append(el("dt", term), el("dd", value));
   const t = (state.index && state.index.timing) || {};
-  add("latency", seconds(t.latency_s));
+  const lat = (state.status && state.status.latency_s) || {};
+  // an issue's latency is known only once it is listed: the status holds it for the latest issue
+  const latest = state.status && state.status.latest_issue === state.issue;
+  add("latency", seconds(Number.isFinite(t.latency_s) ? t.latency_s : latest ? lat.last : undefined));
   if (t.arrival) add("input arrived", hms(t.arrival));
   for (const [key, name] of [["seconds_analysis", "analysis"], ["seconds_forecast", "forecast"],
-    ["seconds_extended_forecast", "extended forecast"], ["seconds_products", "products"]]) {
+    ["seconds_nowcast", "nowcast"], ["seconds_extended_forecast", "extended forecast"],
+    ["seconds_products", "products"]]) {
     if (Number.isFinite(t[key])) add(name, seconds(t[key]));
   }
-  const lat = (state.status && state.status.latency_s) || {};
   if (lat.n) add("p50 / p95", seconds(lat.p50) + " / " + seconds(lat.p95) + " (" + lat.n + ")");
 }
 
