@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dacast.io import default_radar_root, read_radar, to_dbz
+from dacast.io import read_radar, to_dbz
 from dacast.nowcast import extrapolation_nowcast
 from dacast.workflow.nowcast.config import extrapolation_config
 from dacast.workflow.realtime.config import RealtimeConfig, realtime_config_from_dict
@@ -26,9 +26,9 @@ from dacast.workflow.realtime.products import DBZ_SCALE, INDEX, issues_dir, read
 
 
 @pytest.fixture(scope="module")
-def frames() -> list[Path]:
+def frames(radar_root: Path) -> list[Path]:
     """The first nine MeteoSwiss frames of 2015-05-15 (15:45-16:25 UTC, 5 min apart)."""
-    files = sorted((default_radar_root() / "mch" / "20150515").glob("AQC*.gif"))[:9]
+    files = sorted((radar_root / "mch" / "20150515").glob("AQC*.gif"))[:9]
     assert len(files) == 9
     return files
 
@@ -80,7 +80,7 @@ def test_nowcasts_verification_faults_and_restart(tmp_path: Path, frames: list[P
     assert index["verification"]["pairs"][1] == 1 and index["verification"]["csi"]["forecast"][1] is not None
     # faults: a truncated GIF, another provider's file, a wrong-grid GIF, an older frame: rejected or skipped
     _arrive(config, frames[3].read_bytes()[:500], frames[3].name)
-    fmi = next((default_radar_root() / "fmi").rglob("*.pgm.gz"))
+    fmi = next((frames[0].parents[2] / "fmi").rglob("*.pgm.gz"))  # another provider, same radar root
     _arrive(config, fmi, fmi.name)
     small = io.BytesIO()
     Image.new("P", (64, 64)).save(small, format="GIF")

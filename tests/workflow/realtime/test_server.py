@@ -139,14 +139,24 @@ def client(products: Path) -> Iterator[httpx.Client]:
         yield c
 
 
+#: The status `raw_get` gives when the server answered and closed the connection before the whole request was sent.
+CLOSED = 0
+
+
 def raw_get(url: str, target: str, method: str = "GET", **kwargs: Any) -> tuple[int, bytes]:
-    """``method target`` sent exactly as written (no URL normalisation); the status and body."""
+    """``method target`` sent exactly as written (no URL normalisation); the status and body.
+
+    An oversized request may be refused while it is still being sent: the server answers and closes,
+    and the client's send fails (broken pipe) or its read finds the connection reset; that is `CLOSED`.
+    """
     host, port = url.removeprefix("http://").rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=5)
     try:
         conn.request(method, target, **kwargs)
         answer = conn.getresponse()
         return answer.status, answer.read()
+    except (BrokenPipeError, ConnectionResetError):
+        return CLOSED, b""
     finally:
         conn.close()
 
@@ -276,13 +286,14 @@ def test_traversal_and_bounds_on_a_live_server(products: Path) -> None:
             f"/products/./issues/{name}/forecast_00.png",
         ]:
             assert raw_get(url, target)[0] == 404, target
-        assert raw_get(url, "/api/status?" + "q" * 5000)[0] == 414
-        assert raw_get(url, "/" + "a" * 3000)[0] == 414
-        assert raw_get(url, "/api/status", headers={f"x-{i}": "v" * 1000 for i in range(20)})[0] == 431
+        # oversized requests are refused, with the status when the client gets to read it
+        assert raw_get(url, "/api/status?" + "q" * 5000)[0] in (414, CLOSED)
+        assert raw_get(url, "/" + "a" * 3000)[0] in (414, CLOSED)
+        assert raw_get(url, "/api/status", headers={f"x-{i}": "v" * 1000 for i in range(20)})[0] in (431, CLOSED)
         assert raw_get(url, "/api/status", "POST", body=b"x" * 10)[0] == 413
         assert raw_get(url, "/api/status", "GET", body=b"x" * 10)[0] == 413
         chunked = raw_get(url, "/api/status", "POST", body=iter([b"abc"]), encode_chunked=True)
-        assert chunked[0] == 413
+        assert chunked[0] in (413, CLOSED)
         for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]:
             assert raw_get(url, "/api/status", method)[0] == 405, method
         response = httpx.post(f"{url}/api/status")
