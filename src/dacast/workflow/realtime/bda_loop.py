@@ -286,7 +286,7 @@ class BDALoop:
             products["observation"] = ["observation.png"]
             observed = np.where(np.isnan(volume.reflectivity), np.nan, volume.reflectivity > config.threshold_dbz)
         if flags["analysis"]:
-            files["analysis.png"] = render_png(state_dbz(bda, mean).cpu().numpy(), DBZ_SCALE)
+            files["analysis.png"] = render_png(det[0], DBZ_SCALE)  # frame 0 is the analysis mean's reflectivity
             products["analysis"] = ["analysis.png"]
         names = frame_names("forecast", len(det))
         files.update({n: render_png(f, DBZ_SCALE) for n, f in zip(names, det, strict=True)})
@@ -323,7 +323,7 @@ class BDALoop:
         }
         timing["seconds_products"] = time.perf_counter() - t1
         publish_issue(self.paths.products, issue_time, files, index)
-        atomic_write(self.paths.products / LATEST_ANALYSIS, self._analysis_dataset(issue_time, mean).to_netcdf)
+        atomic_write(self.paths.products / LATEST_ANALYSIS, self._analysis_dataset(issue_time, mean, det[0]).to_netcdf)
 
     def _forecast(self, mean: Tensor, members: Tensor, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Reflectivity of the forecast from the mean and P(dBZ > threshold) of the members, ``(frames, ny, nx)``."""
@@ -343,7 +343,8 @@ class BDALoop:
     def _prob(self, members: Tensor) -> Tensor:
         return (state_dbz(self.config.bda, members) > self.config.threshold_dbz).float().mean(0)
 
-    def _analysis_dataset(self, t: datetime, mean: Tensor) -> xr.Dataset:
+    def _analysis_dataset(self, t: datetime, mean: Tensor, dbz: np.ndarray) -> xr.Dataset:
+        """The latest analysis: ``mean`` ``(4, ny, nx)``, the ensemble spread, and ``dbz`` ``(ny, nx)`` of the mean."""
         bda = self.config.bda
         spread = self.state.ensemble.std(0) if self.state is not None else torch.zeros_like(mean)
         km = bda.model.dx / 1000.0
@@ -356,7 +357,7 @@ class BDALoop:
                 for i, name in enumerate(units)
             }
         )
-        data["reflectivity"] = (dims, state_dbz(bda, mean).float().cpu().numpy(), {"units": "dBZ"})
+        data["reflectivity"] = (dims, dbz.astype(np.float32), {"units": "dBZ"})
         coords = {
             "y": ("y", np.arange(bda.grid) * km, {"units": "km"}),
             "x": ("x", np.arange(bda.grid) * km, {"units": "km"}),
