@@ -6,6 +6,12 @@ nowcasting"), spatial and temporal discriminators (Ravuri et al. 2021), the
 intensity-weighted Huber, adversarial and non-local losses, random-crop
 datasets of radar sequences, and a resumable training loop. Networks work in
 log-rain space ``z = log(1 + R)``, R in mm/h (`rain_to_log`, `log_to_rain`).
+`MultiResNowcaster` is the GSMaP-style generator that emits its forecast at several
+resolutions, with a coarse-to-fine `ProgressiveSchedule` and per-resolution targets
+and losses (`multires_targets`, `multires_generator_loss`), trained by the same loop
+(`train_nowcast`). `twin_rain_sequence`
+makes unlimited rain fields from the radar twin's model for pre-training, with the
+dihedral augmentations (`augment`) and a data-quality mask (`quality_mask`).
 
 Surrogates (mission §S2): an LSTM over a window of past states and a periodic
 residual CNN (Brajard et al. 2020), both `dacast.models.Model`s, trained on
@@ -14,6 +20,14 @@ analysis trajectories (`windows_from_trajectory`, `train_surrogate`).
 
 from dacast.ml.convlstm import ConvLSTMCell, ConvLSTMConfig, ConvLSTMNowcaster, log_to_rain, rain_to_log
 from dacast.ml.discriminators import DiscriminatorConfig, SpatialDiscriminator, TemporalDiscriminator
+from dacast.ml.multires import (
+    MultiResConfig,
+    MultiResNowcaster,
+    ProgressiveSchedule,
+    multires_generator_loss,
+    multires_targets,
+    pool_log_rain,
+)
 from dacast.ml.nowcast_data import (
     ExtrapolationFn,
     NowcastDataConfig,
@@ -33,7 +47,7 @@ from dacast.ml.nowcast_losses import (
     weighted_huber_loss,
 )
 from dacast.ml.nowcast_predict import load_nowcaster, predict
-from dacast.ml.nowcast_train import NowcastTrainConfig, TrainResult, resolve_device, train_nowcast
+from dacast.ml.nowcast_train import Nowcaster, NowcastTrainConfig, TrainResult, resolve_device, train_nowcast
 from dacast.ml.surrogate import LSTMSurrogate, ResidualCNN, SurrogateNet, SurrogateSpec, build_surrogate
 from dacast.ml.surrogate_train import (
     SurrogateData,
@@ -44,6 +58,7 @@ from dacast.ml.surrogate_train import (
     train_surrogate,
     windows_from_trajectory,
 )
+from dacast.ml.twin_rain import TwinRainConfig, all_augmentations, augment, quality_mask, twin_rain_sequence
 
 __all__ = [
     "ConvLSTMCell",
@@ -52,9 +67,13 @@ __all__ = [
     "DiscriminatorConfig",
     "ExtrapolationFn",
     "LSTMSurrogate",
+    "MultiResConfig",
+    "MultiResNowcaster",
     "NowcastDataConfig",
+    "Nowcaster",
     "NowcastLossConfig",
     "NowcastTrainConfig",
+    "ProgressiveSchedule",
     "RainArray",
     "RainCropDataset",
     "ResidualCNN",
@@ -66,6 +85,9 @@ __all__ = [
     "SurrogateTrainResult",
     "TemporalDiscriminator",
     "TrainResult",
+    "TwinRainConfig",
+    "all_augmentations",
+    "augment",
     "build_surrogate",
     "discriminator_adversarial_loss",
     "discriminator_loss",
@@ -76,7 +98,11 @@ __all__ = [
     "load_surrogate",
     "log_to_rain",
     "moving_blobs",
+    "multires_generator_loss",
+    "multires_targets",
     "nonlocal_loss",
+    "pool_log_rain",
+    "quality_mask",
     "predict",
     "rain_to_log",
     "resolve_device",
@@ -84,6 +110,7 @@ __all__ = [
     "split_by_time",
     "train_nowcast",
     "train_surrogate",
+    "twin_rain_sequence",
     "weighted_huber_loss",
     "windows_from_trajectory",
 ]

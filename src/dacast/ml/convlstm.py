@@ -156,6 +156,86 @@ def _up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2))
 
 
+def add_levels(module: nn.Module, config: ConvLSTMConfig) -> None:
+    """Give ``module`` the levels every ConvLSTM nowcaster shares (call it where the weights are seeded).
+
+    Adds ``enc_down`` and ``enc_cells`` (encoder), ``ext_down`` (the extrapolation input's encoder, or
+    None), ``fc_cells`` and ``fc_up`` (forecaster); the caller adds its output heads after them.
+
+    Args:
+        module: the network being built.
+        config: its settings.
+    """
+    hid = config.hidden_channels
+    n = len(hid)
+    k = config.kernel_size
+    extra = config.use_extrapolation
+    module.enc_down = nn.ModuleList(_down(config.in_channels if i == 0 else hid[i - 1], hid[i]) for i in range(n))
+    module.enc_cells = nn.ModuleList(ConvLSTMCell(hid[i], hid[i], k) for i in range(n))
+    module.ext_down = (
+        nn.ModuleList(_down(config.extra_channels if i == 0 else hid[i - 1], hid[i]) for i in range(n))
+        if extra
+        else None
+    )
+    # Forecaster input at level i: upsampled output of level i+1 (none at the top) + extrapolation features.
+    fc_in = [(hid[i] if i < n - 1 else 0) + (hid[i] if extra else 0) for i in range(n)]
+    module.fc_cells = nn.ModuleList(ConvLSTMCell(fc_in[i], hid[i], k) for i in range(n))
+    module.fc_up = nn.ModuleList(_up(hid[i], hid[i - 1] if i > 0 else hid[0]) for i in range(n))
+
+
+def check_inputs(config: ConvLSTMConfig, past: Tensor, extrapolation: Tensor | None, n_leads: int | None) -> int:
+    """`ValueError` unless ``past`` ``(B, T_in, C_in, H, W)`` and ``extrapolation`` ``(B, T_out, C_extra, H, W)``
+    (given iff ``config.use_extrapolation``) fit a nowcaster of ``config``; the number of leads to forecast
+    (the extrapolation's length, else ``n_leads``, else ``config.t_out``)."""
+    if past.ndim != 5:
+        raise ValueError(f"past must be (B, T_in, C_in, H, W), got shape {tuple(past.shape)}")
+    b, _, _, h, w = past.shape
+    m = config.spatial_multiple
+    if h % m or w % m:
+        raise ValueError(f"H and W must be multiples of {m}, got {h}x{w} (see dacast.ml.predict for padding)")
+    if config.use_extrapolation != (extrapolation is not None):
+        raise ValueError(f"extrapolation must be {'given' if config.use_extrapolation else 'None'} for this model")
+    if extrapolation is not None:
+        if extrapolation.ndim != 5 or extrapolation.shape[0] != b or extrapolation.shape[-2:] != past.shape[-2:]:
+            raise ValueError(f"extrapolation shape {tuple(extrapolation.shape)} does not match past")
+        return extrapolation.shape[1]
+    return config.t_out if n_leads is None else n_leads
+
+
+def encode(module: nn.Module, past: Tensor) -> list[tuple[Tensor, Tensor]]:
+    """Run the encoder of a module built by `add_levels` over ``past`` ``(B, T_in, C_in, H, W)`` (log-rain).
+
+    Returns:
+        The final ``(h, c)`` of every level ``l``, each ``(B, hidden_l, H / 2**(l+1), W / 2**(l+1))``.
+    """
+    b, t_in, _, h, w = past.shape
+    n = len(module.enc_cells)
+    x0 = module.enc_down[0](past.flatten(0, 1)).unflatten(0, (b, t_in))  # the first down-convolution, batched
+    states = [cell.init_state(b, h >> (i + 1), w >> (i + 1), like=past) for i, cell in enumerate(module.enc_cells)]
+    for t in range(t_in):
+        x = x0[:, t]
+        for i in range(n):
+            if i > 0:
+                x = module.enc_down[i](x)
+            states[i] = module.enc_cells[i](x, states[i])
+            x = states[i][0]
+    return states
+
+
+def extrapolation_features(module: nn.Module, extrapolation: Tensor | None) -> list[Tensor]:
+    """The extrapolation input ``(B, T_out, C_extra, H, W)`` (log-rain) encoded for every level of a module
+    built by `add_levels`, batched over leads: ``(B, T_out, hidden_l, H / 2**(l+1), W / 2**(l+1))`` per level
+    (an empty list without it)."""
+    if extrapolation is None or module.ext_down is None:
+        return []
+    b, n_leads = extrapolation.shape[:2]
+    feats, e = [], extrapolation.flatten(0, 1)
+    for down in module.ext_down:
+        e = down(e)
+        feats.append(e.unflatten(0, (b, n_leads)))
+    return feats
+
+
 class ConvLSTMNowcaster(nn.Module):
     """Multi-scale ConvLSTM encoder–forecaster; works in log-rain space (see module docstring).
 
@@ -166,24 +246,10 @@ class ConvLSTMNowcaster(nn.Module):
     def __init__(self, config: ConvLSTMConfig) -> None:
         super().__init__()
         self.config = config
-        hid = config.hidden_channels
-        n = len(hid)
-        k = config.kernel_size
-        extra = config.use_extrapolation
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            self.enc_down = nn.ModuleList(_down(config.in_channels if i == 0 else hid[i - 1], hid[i]) for i in range(n))
-            self.enc_cells = nn.ModuleList(ConvLSTMCell(hid[i], hid[i], k) for i in range(n))
-            self.ext_down = (
-                nn.ModuleList(_down(config.extra_channels if i == 0 else hid[i - 1], hid[i]) for i in range(n))
-                if extra
-                else None
-            )
-            # Forecaster input at level i: upsampled output of level i+1 (none at the top) + extrapolation features.
-            fc_in = [(hid[i] if i < n - 1 else 0) + (hid[i] if extra else 0) for i in range(n)]
-            self.fc_cells = nn.ModuleList(ConvLSTMCell(fc_in[i], hid[i], k) for i in range(n))
-            self.fc_up = nn.ModuleList(_up(hid[i], hid[i - 1] if i > 0 else hid[0]) for i in range(n))
-            head_in = hid[0] + (config.extra_channels if extra else 0)
+            add_levels(self, config)
+            head_in = config.hidden_channels[0] + (config.extra_channels if config.use_extrapolation else 0)
             self.head = nn.Conv2d(head_in, 1, 3, padding=1)
 
     @property
@@ -204,40 +270,10 @@ class ConvLSTMNowcaster(nn.Module):
         Returns:
             Forecast ``(B, T_out, 1, H, W)`` in log-rain space, ``>= 0``.
         """
-        cfg = self.config
-        if past.ndim != 5:
-            raise ValueError(f"past must be (B, T_in, C_in, H, W), got shape {tuple(past.shape)}")
-        b, t_in, _, h, w = past.shape
-        m = cfg.spatial_multiple
-        if h % m or w % m:
-            raise ValueError(f"H and W must be multiples of {m}, got {h}x{w} (see dacast.ml.predict for padding)")
-        if cfg.use_extrapolation != (extrapolation is not None):
-            raise ValueError(f"extrapolation must be {'given' if cfg.use_extrapolation else 'None'} for this model")
-        if extrapolation is not None:
-            if extrapolation.shape[0] != b or extrapolation.shape[-2:] != past.shape[-2:]:
-                raise ValueError(f"extrapolation shape {tuple(extrapolation.shape)} does not match past")
-            n_leads = extrapolation.shape[1]
-        n_leads = cfg.t_out if n_leads is None else n_leads
-        n = len(cfg.hidden_channels)
-
-        # Encoder. The first down-convolution is batched over time.
-        x0 = self.enc_down[0](past.flatten(0, 1)).unflatten(0, (b, t_in))
-        states = [cell.init_state(b, h >> (i + 1), w >> (i + 1), like=past) for i, cell in enumerate(self.enc_cells)]
-        for t in range(t_in):
-            x = x0[:, t]
-            for i in range(n):
-                if i > 0:
-                    x = self.enc_down[i](x)
-                states[i] = self.enc_cells[i](x, states[i])
-                x = states[i][0]
-
-        # Extrapolation features per level, batched over leads: list of (B, T_out, C_i, H_i, W_i).
-        ext_feats: list[Tensor] = []
-        if extrapolation is not None and self.ext_down is not None:
-            e = extrapolation.flatten(0, 1)
-            for i in range(n):
-                e = self.ext_down[i](e)
-                ext_feats.append(e.unflatten(0, (b, n_leads)))
+        n_leads = check_inputs(self.config, past, extrapolation, n_leads)
+        n = len(self.config.hidden_channels)
+        states = encode(self, past)
+        ext_feats = extrapolation_features(self, extrapolation)  # per level: (B, T_out, C_i, H_i, W_i)
 
         # Forecaster.
         outs = []

@@ -1,4 +1,5 @@
-"""Loading trained nowcasters and running them on full radar frames (padding, tiling, GPU)."""
+"""Loading trained nowcasters (`ConvLSTMNowcaster`, `MultiResNowcaster`) and running them on full radar frames
+(padding, tiling, GPU)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from dacast.ml.convlstm import ConvLSTMConfig, ConvLSTMNowcaster, log_to_rain, rain_to_log
-from dacast.ml.nowcast_train import resolve_device
+from dacast.ml.multires import MultiResConfig, MultiResNowcaster
+from dacast.ml.nowcast_train import Nowcaster, resolve_device
 
 __all__ = ["load_nowcaster", "predict"]
 
 
-def load_nowcaster(path: str | Path, *, device: str | torch.device = "cpu") -> ConvLSTMNowcaster:
+def load_nowcaster(path: str | Path, *, device: str | torch.device = "cpu") -> Nowcaster:
     """Load a nowcaster saved by `dacast.ml.train_nowcast`.
+
+    The checkpoint's ``model_kind`` picks the class: ``"multires"`` a `MultiResNowcaster`,
+    ``"convlstm"`` (or no ``model_kind``: checkpoints written before it existed) a `ConvLSTMNowcaster`.
 
     Args:
         path: a ``.pt`` checkpoint (``best.pt`` or ``last.pt``), or a checkpoint directory
@@ -35,7 +40,14 @@ def load_nowcaster(path: str | Path, *, device: str | torch.device = "cpu") -> C
     ck = torch.load(p, map_location="cpu", weights_only=True)
     cfg = dict(ck["model_config"])
     cfg["hidden_channels"] = tuple(cfg["hidden_channels"])
-    model = ConvLSTMNowcaster(ConvLSTMConfig(**cfg))
+    kind = ck.get("model_kind", "convlstm")
+    model: Nowcaster
+    if kind == "multires":
+        model = MultiResNowcaster(MultiResConfig(**cfg))
+    elif kind == "convlstm":
+        model = ConvLSTMNowcaster(ConvLSTMConfig(**cfg))
+    else:
+        raise ValueError(f"{p}: unknown model_kind {kind!r}; expected 'convlstm' or 'multires'")
     model.load_state_dict(ck["model"])
     return model.to(resolve_device(device)).eval()
 
@@ -46,7 +58,7 @@ def _as_tensor(x: Tensor | np.ndarray) -> Tensor:
 
 
 def predict(
-    model: ConvLSTMNowcaster,
+    model: Nowcaster,
     past: Tensor | np.ndarray,
     extrapolation: Tensor | np.ndarray | None = None,
     *,
@@ -54,6 +66,7 @@ def predict(
     tile: int | None = None,
     overlap: int = 32,
     tile_batch: int = 4,
+    resolution: int = 0,
 ) -> Tensor:
     """Nowcast full-size frames.
 
@@ -63,8 +76,13 @@ def predict(
     each window's central ``tile − 2·overlap`` pixels are kept, and windows run
     ``tile_batch`` at a time (for GPUs with too little memory for the whole domain).
 
+    A `MultiResNowcaster` gives its output ``resolution`` (0: the finest, full-size one), run at
+    the stage that computes no finer output; output ``k`` is the areal-mean rain over ``2**k × 2**k``
+    pixels, and a last coarse row or column that reaches into the padding is kept (its mean includes
+    the repeated edge values).
+
     Args:
-        model: a trained `ConvLSTMNowcaster`; moved to ``device``.
+        model: a trained `ConvLSTMNowcaster` or `MultiResNowcaster`; moved to ``device``.
         past: past frames ``(T_in, H, W)`` in mm/h, oldest first; NaN (no data) is read as 0.
         extrapolation: extrapolation nowcast ``(T_out, H, W)`` or ``(T_out, C, H, W)`` in mm/h
             (required iff the model uses it).
@@ -72,13 +90,27 @@ def predict(
         tile: tile side in pixels, a multiple of ``model.spatial_multiple`` (None: whole domain at once).
         overlap: overlap margin of the tiles in pixels.
         tile_batch: tiles per forward pass.
+        resolution: output ``k`` of a `MultiResNowcaster` (``0 … n_outputs - 1``); with ``tile``,
+            ``overlap`` must be a multiple of ``2**k``. Must be 0 for a `ConvLSTMNowcaster`.
 
     Returns:
-        Nowcast ``(T_out, H, W)`` in mm/h, ``>= 0``, float32 on the CPU.
+        Nowcast ``(T_out, ceil(H / 2**k), ceil(W / 2**k))`` in mm/h (``k = resolution``; ``(T_out, H, W)``
+        by default), ``>= 0``, float32 on the CPU.
     """
     dev = resolve_device(device)
     model = model.to(dev).eval()
     m = model.spatial_multiple
+    n_out = model.n_outputs if isinstance(model, MultiResNowcaster) else 1
+    if not 0 <= resolution < n_out:
+        raise ValueError(f"resolution must be in 0..{n_out - 1} for this model, got {resolution}")
+    f = 2**resolution
+
+    def run(p: Tensor, e: Tensor | None) -> Tensor:
+        """Forecast ``(N, T_out, 1, h / f, w / f)`` log-rain of past ``p`` and extrapolation ``e``."""
+        if isinstance(model, MultiResNowcaster):
+            return model(p, e, stage=n_out - 1 - resolution)[0]
+        return model(p, e)
+
     z = rain_to_log(_as_tensor(past))
     if z.ndim != 3:
         raise ValueError(f"past must be (T_in, H, W), got shape {tuple(z.shape)}")
@@ -110,10 +142,12 @@ def predict(
             hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
             img = F.pad(img, (0, wp - w, 0, hp - h), mode="replicate").to(dev)
             p, e = unstack(img)
-            out = model(p, e)[0, :, 0, :h, :w]
+            out = run(p, e)[0, :, 0, : -(-h // f), : -(-w // f)]
         else:
             if tile % m or tile <= 2 * overlap or overlap < 0:
                 raise ValueError(f"tile must be a multiple of {m} and larger than 2*overlap, got {tile}, {overlap}")
+            if overlap % f:
+                raise ValueError(f"overlap must be a multiple of {f} at resolution {resolution}, got {overlap}")
             core = tile - 2 * overlap
             ny, nx = math.ceil(h / core), math.ceil(w / core)
             pad = (overlap, nx * core - w + overlap, overlap, ny * core - h + overlap)
@@ -124,11 +158,12 @@ def predict(
                 chunk = origins[k : k + tile_batch]
                 tiles = torch.cat([img[:, :, y : y + tile, x : x + tile] for y, x in chunk]).to(dev)
                 p, e = unstack(tiles)
-                res = model(p, e)[:, :, 0, overlap : overlap + core, overlap : overlap + core].cpu()
+                o, c = overlap // f, core // f  # tile geometry at the output's resolution
+                res = run(p, e)[:, :, 0, o : o + c, o : o + c].cpu()
                 if out_full is None:
-                    out_full = res.new_zeros(res.shape[1], ny * core, nx * core)
+                    out_full = res.new_zeros(res.shape[1], ny * c, nx * c)
                 for (y, x), r in zip(chunk, res, strict=True):
-                    out_full[:, y : y + core, x : x + core] = r
+                    out_full[:, y // f : y // f + c, x // f : x // f + c] = r
             assert out_full is not None
-            out = out_full[:, :h, :w]
+            out = out_full[:, : -(-h // f), : -(-w // f)]
     return log_to_rain(out.float()).cpu()

@@ -1,0 +1,188 @@
+"""The pieces of one training step of the nowcasters: batches, the multi-resolution loss, validation, saving.
+
+Used by `dacast.ml.train_nowcast`; batches are pure functions of the step, so a resumed run
+sees the same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from dacast.ml.discriminators import SpatialDiscriminator, TemporalDiscriminator
+from dacast.ml.multires import MultiResNowcaster, multires_targets
+from dacast.ml.nowcast_data import ExtrapolationFn, RainArray, RainCropDataset
+from dacast.ml.nowcast_losses import NowcastLossConfig, generator_loss
+from dacast.ml.nowcast_train_config import Nowcaster, NowcastTrainConfig
+
+__all__ = [
+    "Sample",
+    "as_dataset",
+    "batch_of_step",
+    "multires_loss",
+    "nonlocal_fits",
+    "save_atomic",
+    "to_device",
+    "validate",
+]
+
+Sample = dict[str, Tensor]
+Targets = list[tuple[Tensor, Tensor | None]]
+
+
+def as_dataset(
+    data: Dataset[Sample] | RainArray | Sequence[RainArray],
+    config: NowcastTrainConfig,
+    extrapolation_fn: ExtrapolationFn | None,
+    seed: int,
+) -> Dataset[Sample]:
+    """``data`` itself when it is a dataset, else a `RainCropDataset` of the ``(time, y, x)`` mm/h arrays
+    cut with ``config.data_config`` and ``seed``."""
+    if isinstance(data, Dataset):
+        return data
+    return RainCropDataset(data, config.data_config, extrapolation_fn=extrapolation_fn, seed=seed)  # type: ignore[arg-type]
+
+
+def batch_of_step(dataset: Dataset[Sample], step: int, batch_size: int, seed: int) -> Sample:
+    """The batch of ``step``: a pure function of (dataset, step, batch_size, seed).
+
+    A `RainCropDataset` is sampled without repetition (indices ``step·B … step·B + B − 1``);
+    any other map-style dataset through a fresh seeded permutation per epoch.
+    """
+    start = step * batch_size
+    if isinstance(dataset, RainCropDataset):
+        return default_collate([dataset.sample(start + j) for j in range(batch_size)])
+    n = len(dataset)  # type: ignore[arg-type]
+    items = []
+    for i in range(start, start + batch_size):
+        epoch, pos = divmod(i, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        items.append(dataset[int(perm[pos])])
+    return default_collate(items)
+
+
+def to_device(batch: Sample, device: torch.device) -> Sample:
+    """Every tensor of ``batch`` on ``device``."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def nonlocal_fits(h: int, w: int, loss: NowcastLossConfig) -> bool:
+    """Whether `dacast.ml.nonlocal_loss` has a scale of ``loss.nonlocal_scales`` at which an ``h × w`` field
+    is large enough for its Laplacians (the test `nonlocal_loss` makes: ``>= 2·(q_max/2) + 2`` pixels)."""
+    need = 2 * (max(loss.laplacian_orders) // 2) + 2
+    return any(min(h // s, w // s) >= need for s in loss.nonlocal_scales)
+
+
+def multires_loss(
+    preds: list[Tensor],
+    targets: Targets,
+    weights: Sequence[float],
+    loss: NowcastLossConfig,
+    *,
+    context: Tensor | None = None,
+    spatial: SpatialDiscriminator | None = None,
+    temporal: TemporalDiscriminator | None = None,
+    frame_idx: Tensor | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """``Σ_k w_k · generator_loss_k`` over the active resolutions ``k`` (those with ``w_k > 0``).
+
+    ``generator_loss_k`` is `dacast.ml.generator_loss` of output ``k`` against the truth pooled to its
+    resolution: Huber and non-local everywhere, but the non-local term is left out at a resolution too
+    coarse for it (`nonlocal_fits`), and the adversarial terms (given the discriminators) only at the
+    finest active resolution ``preds[0]``, judged with ``context``.
+
+    Args:
+        preds: the active outputs, finest first, each ``(B, T_out, 1, H_k, W_k)`` log-rain.
+        targets: ``(target_k, mask_k)`` for every resolution, finest first (`multires_targets`).
+        weights: one weight ``>= 0`` per resolution, finest first.
+        loss: loss weights and settings.
+        context: past frames ``(B, T_in, 1, H_k0, W_k0)`` log-rain at the finest active resolution.
+        spatial: spatial discriminator (None: no adversarial terms).
+        temporal: temporal discriminator (None: no adversarial terms).
+        frame_idx: frames the spatial discriminator judges ``(k,)``.
+
+    Returns:
+        The weighted scalar total and a dict of floats: each computed resolution's unweighted terms
+        ``"level{k}_{term}"`` (as `generator_loss` names them, its total as ``"level{k}_total"``) and
+        the weighted ``"total"``.
+    """
+    offset = len(targets) - len(preds)
+    total = preds[0].new_zeros(())
+    parts: dict[str, float] = {}
+    adversarial = spatial is not None or temporal is not None
+    for j, pred in enumerate(preds):
+        k = offset + j
+        if weights[k] == 0:
+            continue
+        target, mask = targets[k]
+        cfg = loss
+        if j > 0 or not adversarial:
+            cfg = dataclasses.replace(cfg, adversarial_weight=0.0)
+        if cfg.nonlocal_weight > 0 and not nonlocal_fits(*target.shape[-2:], cfg):
+            cfg = dataclasses.replace(cfg, nonlocal_weight=0.0)
+        judged = j == 0 and adversarial
+        loss_k, parts_k = generator_loss(
+            pred, target, mask, config=cfg, context=context if judged else None,
+            spatial=spatial if judged else None, temporal=temporal if judged else None, frame_idx=frame_idx,
+        )  # fmt: skip
+        total = total + weights[k] * loss_k
+        parts.update({f"level{k}_{name}": v for name, v in parts_k.items()})
+    parts["total"] = float(total.detach())
+    return total, parts
+
+
+def validate(
+    model: Nowcaster,
+    val: Dataset[Sample],
+    config: NowcastTrainConfig,
+    device: torch.device,
+    stage: int = 0,
+    alpha: float = 1.0,
+) -> dict[str, float]:
+    """Mean non-adversarial loss terms over the fixed validation batches.
+
+    A `MultiResNowcaster` runs at ``(stage, alpha)``; its ``val_loss`` (and ``val_huber``,
+    ``val_nonlocal``) is the unweighted loss of the finest active output ``k0 = n_outputs - 1 - stage``
+    (the full-resolution output once the schedule reaches its last stage), and every active
+    resolution's terms are reported as ``val_level{k}_*``.
+    """
+    loss_cfg = dataclasses.replace(config.loss, adversarial_weight=0.0)
+    multires = isinstance(model, MultiResNowcaster)
+    k0 = config.n_outputs - 1 - stage
+    sums: dict[str, float] = {}
+    model.eval()
+    n_val = len(val)  # type: ignore[arg-type]
+    with torch.no_grad():
+        for k in range(config.val_batches):
+            idx = [(k * config.batch_size + j) % n_val for j in range(config.batch_size)]
+            b = to_device(default_collate([val[i] for i in idx]), device)
+            if multires:
+                preds = model(b["past"], b.get("extrapolation"), stage=stage, alpha=alpha)
+                targets = multires_targets(b["future"], config.n_outputs, b["future_mask"])
+                _, levels = multires_loss(preds, targets, (1.0,) * config.n_outputs, loss_cfg)
+                head = f"level{k0}_"  # the judged output's terms are also val_loss, val_huber, ...
+                parts = {key: v for key, v in levels.items() if key != "total"}
+                parts |= {key.removeprefix(head): v for key, v in levels.items() if key.startswith(head)}
+            else:
+                pred = model(b["past"], b.get("extrapolation"))
+                _, parts = generator_loss(pred, b["future"], b["future_mask"], config=loss_cfg)
+            for key, v in parts.items():
+                sums[key] = sums.get(key, 0.0) + v / config.val_batches
+    model.train()
+    return {"val_loss" if k == "total" else f"val_{k}": v for k, v in sums.items()}
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` through a temporary file, synced to disk before the rename: never a half-written checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
