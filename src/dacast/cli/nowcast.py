@@ -24,6 +24,7 @@ from rich.table import Table
 from dacast.cli.console import FLAG, OneLineErrors, check_out_dir, fail, print_config, set_interrupt_hint
 from dacast.cli.console import out as stdout
 from dacast.io import RadarReadError
+from dacast.ml import MultiResConfig
 from dacast.workflow.nowcast.config import (
     MAX_LEADS,
     METHODS,
@@ -39,6 +40,7 @@ from dacast.workflow.nowcast.config import (
     with_train_overrides,
 )
 from dacast.workflow.nowcast.output import NowcastResult, scores_table
+from dacast.workflow.nowcast.pretrain import MULTIRES_KEYS, model_settings
 from dacast.workflow.nowcast.run import default_out_dir, run_nowcast, verify_nowcast
 from dacast.workflow.nowcast.train import train_from_spec
 from dacast.workflow.schema import ConfigError
@@ -197,7 +199,7 @@ def train(
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar.", metavar=FLAG)
     ] = True,
 ) -> None:
-    """Train (or continue training) a ConvLSTM nowcaster; checkpoints go to checkpoint_dir."""
+    """Train (or continue training) a ConvLSTM or multi-resolution nowcaster; checkpoints go to checkpoint_dir."""
     try:
         spec = with_train_overrides(load_train_yaml(config), device=device, max_steps=max_steps, checkpoint_dir=out)
         check_device(spec.config.device)
@@ -233,14 +235,20 @@ def train_spec_to_dict(spec: NowcastTrainSpec) -> dict[str, Any]:
     training = {f.name: getattr(config, f.name) for f in fields(config)}
     for key in ("model", "loss", "discriminator", "data", "checkpoint_dir"):
         training.pop(key)
+    if not isinstance(config.model, MultiResConfig):  # keys of a multires model only
+        for key in MULTIRES_KEYS:
+            training.pop(key)
+    training["init_from"] = None if spec.init_from is None else str(spec.init_from)
     ranges = {
         kind: [{"source": r.source, "start": str(r.start)[:16], "end": str(r.end)[:16]} for r in values]
         for kind, values in (("train", spec.train), ("validation", spec.validation))
+        if values
     }
+    twin = {} if spec.twin is None else {"twin": spec.twin}
     out: dict[str, Any] = {
-        "data": {"root": None if spec.root is None else str(spec.root), **ranges},
+        "data": {"root": None if spec.root is None else str(spec.root), **ranges, **twin},
         "extrapolation": extrapolation_settings(spec.extrapolation),
-        "model": config.model,
+        "model": model_settings(config.model),
         "loss": config.loss,
         "discriminator": config.discriminator,
     }

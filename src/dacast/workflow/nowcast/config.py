@@ -3,25 +3,29 @@
 A run comes from Python or from the options of ``dacast nowcast run``. A training comes from YAML through
 `dacast.workflow.schema` (`load_train_yaml`); the keys of ``model``, ``loss``,
 ``discriminator``, ``samples`` and ``training`` are the fields of
-`dacast.ml.ConvLSTMConfig`, `NowcastLossConfig`, `DiscriminatorConfig`,
+`dacast.ml.ConvLSTMConfig` (``kind: multires``: `MultiResConfig`), `NowcastLossConfig`, `DiscriminatorConfig`,
 `NowcastDataConfig` and `NowcastTrainConfig`, with their defaults (keys in
-``[brackets]`` are optional)::
+``[brackets]`` are optional; ``data.twin`` and ``training.init_from``: `dacast.workflow.nowcast.pretrain`)::
 
     data:
       [root]: null                 # radar root; null: dacast.io.default_radar_root()
-      train:                       # time ranges read for training (inclusive, UTC)
+      train:                       # time ranges read for training (inclusive, UTC); optional with a twin
         - {source: mch, start: "2015-05-15T15:45", end: "2015-05-15T17:20"}
-      validation:                  # held-back ranges; must not overlap a training range
-        - {source: knmi, start: "2010-08-26T02:30", end: "2010-08-26T03:45"}
+      validation:                  # held-back ranges, no overlap with train; a twin-only training may omit
+        - {source: knmi, start: "2010-08-26T02:30", end: "2010-08-26T03:45"}  # them (held-out twin sequence)
+      [twin]: {sequences: 8, frames: 48, grid: 128, seed: 0, spinup_minutes: 60, augment: false}
     [extrapolation]:               # input of the "obs + nowcasting" model (model.use_extrapolation)
       [motion]: trec               # trec | farneback | dis
       [motion_options]: {}         # fields of TRECConfig / OpticalFlowConfig (not 'method')
       [n_frames]: 3                # and the other fields of dacast.nowcast.ExtrapolationConfig
-    [model]: {t_in: 4, t_out: 12, hidden_channels: [16, 32, 64], use_extrapolation: true}
+    [model]: {kind: convlstm, t_in: 4, t_out: 12, hidden_channels: [16, 32, 64], use_extrapolation: true}
+                                   # kind: multires also takes n_outputs: 3
     [loss]: {huber_weight: 1.0, nonlocal_weight: 0.1, adversarial_weight: 0.02}
     [discriminator]: {channels: [16, 32, 64], n_frames: 4}
     [samples]: {min_valid_fraction: 0.9, min_rain_fraction: 0.05, samples_per_epoch: 1000}
     [training]: {batch_size: 8, max_steps: 300, crop_size: 128, lr: 1.0e-3, device: auto, val_every: 50}
+                                   # multires: schedule: {steps_per_stage: [...], fade_steps: 0},
+                                   #   resolution_weights: [...]; any kind: init_from: PATH (a new run only)
     checkpoint_dir: runs/nowcast-convlstm   # relative paths are taken from the current folder
 
 Numbers are finite, seeds in [0, 2^63 - 1], max_steps <= 10^7, the crop within each source's grid, the training
@@ -41,21 +45,14 @@ import torch
 
 from dacast.io import SOURCES, SPECS, Source, default_radar_root
 from dacast.io.sources import TimeLike, to_datetime64
-from dacast.ml import ConvLSTMConfig, DiscriminatorConfig, NowcastDataConfig, NowcastLossConfig, NowcastTrainConfig
-from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, TRECConfig
+from dacast.ml import DiscriminatorConfig, NowcastDataConfig, NowcastLossConfig, NowcastTrainConfig
+from dacast.nowcast import ExtrapolationConfig
 from dacast.nowcast.registry import MOTION_METHODS, NOWCAST_METHODS
-from dacast.workflow.limits import require_fits, require_seed, show
-from dacast.workflow.schema import (
-    ConfigError,
-    build,
-    check_keys,
-    load_yaml_with,
-    mapping,
-    parse,
-    parse_value,
-    require,
-    require_keys,
-)
+from dacast.workflow.limits import ConfigError, load_yaml_with, require, require_fits, require_seed, show
+from dacast.workflow.nowcast.extrapolation import extrapolation_config, extrapolation_settings
+from dacast.workflow.nowcast.extrapolation import section as _section
+from dacast.workflow.nowcast.pretrain import TwinData, check_training_keys, model_config
+from dacast.workflow.schema import build, check_keys, mapping, parse, parse_value, require_keys
 
 Method = Literal["extrapolation", "persistence", "convlstm"]
 Motion = Literal["trec", "farneback", "dis"]
@@ -176,34 +173,6 @@ class NowcastRunConfig:
 _TRAIN_SECTIONS = ("extrapolation", "model", "loss", "discriminator", "samples", "training")
 
 
-def _section(data: Any, key: str) -> Any:
-    """An optional section: ``{}`` when absent or empty."""
-    return {} if data.get(key) is None else data[key]
-
-
-def extrapolation_config(settings: Any, where: str = "extrapolation") -> ExtrapolationConfig:
-    """`ExtrapolationConfig` from ``{motion, motion_options, n_frames, ...}`` (see the module docstring)."""
-    settings = mapping(settings, where)
-    motion = settings.get("motion", "trec")
-    if not isinstance(motion, str) or motion not in MOTION_METHODS:
-        raise ConfigError(f"unknown motion method {show(motion)} in {where}; choose one of: {', '.join(MOTIONS)}")
-    options = _section(settings, "motion_options")
-    if motion == "trec":
-        motion_config: Any = parse(TRECConfig, options, f"{where}.motion_options")
-    else:
-        motion_config = parse(OpticalFlowConfig, options, f"{where}.motion_options", fixed={"method": motion})
-    tags = ("motion", "motion_options")
-    return parse(ExtrapolationConfig, settings, where, fixed={"motion": motion_config}, tags=tags)
-
-
-def extrapolation_settings(config: ExtrapolationConfig) -> dict[str, Any]:
-    """The inverse of `extrapolation_config`: a JSON/YAML-ready dict."""
-    d = dataclasses.asdict(config)
-    options = d.pop("motion")
-    motion = "trec" if isinstance(config.motion, TRECConfig) else options.pop("method")
-    return {"motion": motion, "motion_options": options, **d}
-
-
 @dataclass(frozen=True, kw_only=True)
 class TimeRange:
     """Frames of one source from ``start`` to ``end`` inclusive, every 5 min (UTC)."""
@@ -234,24 +203,37 @@ class NowcastTrainSpec:
     """Everything `dacast.workflow.nowcast.train.train_from_spec` needs.
 
     Attributes:
-        train: training time ranges.
-        validation: held-back validation ranges (no overlap with ``train``).
+        train: training time ranges (may be empty with ``twin``).
+        validation: held-back validation ranges (no overlap with ``train``); empty only for a twin-only
+            training, which validates on a held-out twin sequence (`TwinData.validation_seed`).
         config: the `NowcastTrainConfig` (its ``checkpoint_dir`` is where checkpoints go).
         extrapolation: extrapolation settings of the model's extra input (used when
             ``config.model.use_extrapolation``).
         root: radar root (None: `dacast.io.default_radar_root`).
+        twin: twin rain sequences trained on as well as (or instead of) ``train`` (`TwinData`).
+        init_from: checkpoint (file or folder) whose generator weights a new run starts from.
     """
 
-    train: tuple[TimeRange, ...]
-    validation: tuple[TimeRange, ...]
+    train: tuple[TimeRange, ...] = ()
+    validation: tuple[TimeRange, ...] = ()
     config: NowcastTrainConfig
     extrapolation: ExtrapolationConfig = dataclasses.field(default_factory=ExtrapolationConfig)
     root: Path | None = None
+    twin: TwinData | None = None
+    init_from: Path | None = None
 
     def __post_init__(self) -> None:
-        require(bool(self.train and self.validation), "data needs at least one train and one validation range")
+        require(bool(self.train or self.twin), "data needs train ranges, a twin section or both")
+        require(
+            bool(self.validation) or not self.train,
+            "data needs validation ranges with train ranges (only a twin-only training validates on the twin)",
+        )
         require(self.config.checkpoint_dir is not None, "checkpoint_dir is required")
         window = self.config.data_config.window
+        twin, crop = self.twin, self.config.data_config.crop_size
+        if twin is not None:
+            require(twin.frames >= window, f"data.twin.frames {twin.frames}: one sample needs t_in + t_out = {window}")
+            require(crop <= twin.grid, f"training.crop_size {crop} is larger than the twin grid {twin.grid}")
         for kind, ranges in (("train", self.train), ("validation", self.validation)):
             for r in ranges:
                 require(
@@ -266,7 +248,7 @@ class NowcastTrainSpec:
             not model.use_extrapolation or (model.extra_channels == 1 and model.t_in >= 2),
             "model.use_extrapolation needs model.extra_channels = 1 and model.t_in >= 2",
         )
-        config, crop = self.config, self.config.data_config.crop_size
+        config = self.config
         for where, seed in (("model.seed", model.seed), ("discriminator.seed", config.discriminator.seed)):
             require_seed(seed, where)
         require_seed(config.seed, "training.seed")
@@ -285,14 +267,17 @@ class NowcastTrainSpec:
         require_fits(
             self.estimated_bytes(),
             f"batch_size={config.batch_size} x crop {crop}^2 x {model.t_in} + "
-            f"{model.t_out} frames x channels {list(model.hidden_channels)} with the data read",
+            f"{model.t_out} frames x channels {list(model.hidden_channels)} with the data read"
+            + ("" if twin is None else f" and {twin.n_arrays} twin arrays of {twin.frames} x {twin.grid}^2"),
         )
 
     def estimated_bytes(self) -> float:
-        """Memory of the training (bytes, an estimate, float32): every frame read; the ConvLSTM's activations for the
-        backward pass (batch x frames x crop^2 x 6 channels a level, thrice); validation samples; parameters x 4."""
+        """Memory of the training (bytes, an estimate, float32): every frame read, and the twin's (`TwinData.pixels`:
+        8x with ``augment``); the ConvLSTM's activations for the backward pass (batch x frames x crop^2 x 6
+        channels a level, thrice); validation samples; parameters x 4."""
         config, model = self.config, self.config.model
         frames = sum(float(r.n_frames) * math.prod(SPECS[r.source].grid_shape) for r in (*self.train, *self.validation))
+        frames += 0.0 if self.twin is None else self.twin.pixels(validate=not self.validation)
         window, crop2 = float(model.t_in + model.t_out), float(config.data_config.crop_size) ** 2
         levels = sum(6.0 * h / 4.0**i for i, h in enumerate(model.hidden_channels))
         batch = config.batch_size * window * crop2 * (levels + 2.0)
@@ -319,9 +304,16 @@ def train_config_from_dict(data: Any) -> NowcastTrainSpec:
     check_keys(data, ("data", *_TRAIN_SECTIONS, "checkpoint_dir"))
     require_keys(data, ("data", "checkpoint_dir"))
     ranges = mapping(data["data"], "data")
-    check_keys(ranges, ("root", "train", "validation"), "data")
-    require_keys(ranges, ("train", "validation"), "data")
-    model = parse(ConvLSTMConfig, _section(data, "model"), "model")
+    check_keys(ranges, ("root", "train", "validation", "twin"), "data")
+    twin = parse_value(TwinData | None, ranges.get("twin"), "data.twin")
+    require_keys(ranges, ("train", "validation") if twin is None else (), "data")
+    require(
+        "validation" in ranges or "train" not in ranges,
+        "data.validation is required with data.train (only a twin-only training validates on a twin sequence)",
+    )
+    model = model_config(_section(data, "model"))
+    training = mapping(_section(data, "training"), "training")
+    check_training_keys(training, model)
     fixed = {
         "model": model,
         "loss": parse(NowcastLossConfig, _section(data, "loss"), "loss"),
@@ -329,7 +321,7 @@ def train_config_from_dict(data: Any) -> NowcastTrainSpec:
         "data": None,
         "checkpoint_dir": parse_value(Path, data["checkpoint_dir"], "checkpoint_dir"),
     }
-    config = parse(NowcastTrainConfig, _section(data, "training"), "training", fixed=fixed)
+    config = parse(NowcastTrainConfig, training, "training", fixed=fixed, tags=("init_from",))
     if data.get("samples") is not None:
         cut = {"t_in": model.t_in, "t_out": model.t_out, "crop_size": config.crop_size}
         samples = parse(NowcastDataConfig, data["samples"], "samples", fixed=cut)
@@ -337,11 +329,12 @@ def train_config_from_dict(data: Any) -> NowcastTrainSpec:
     return build(
         NowcastTrainSpec,
         {
-            "train": _ranges(ranges["train"], "data.train"),
-            "validation": _ranges(ranges["validation"], "data.validation"),
+            **{k: _ranges(ranges[k], f"data.{k}") for k in ("train", "validation") if k in ranges},
             "config": config,
             "extrapolation": extrapolation_config(_section(data, "extrapolation")),
             "root": parse_value(Path | None, ranges.get("root"), "data.root"),
+            "twin": twin,
+            "init_from": parse_value(Path | None, training.get("init_from"), "training.init_from"),
         },
     )
 

@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from dacast.io import RadarReadError, SequenceReadError, UnreadableFrame, load_sequence
-from dacast.ml import ConvLSTMNowcaster, load_nowcaster, predict
+from dacast.ml import Nowcaster, load_nowcaster, predict
 from dacast.nowcast import ExtrapolationConfig, extrapolation_nowcast, persistence
 from dacast.workflow.nowcast.config import (
     DEFAULT_LEADS,
@@ -130,8 +130,12 @@ def _split_gaps(gaps: Sequence[np.datetime64], unreadable: Sequence[UnreadableFr
     return tuple(t for t in gaps if np.datetime64(t, "ns") not in bad)
 
 
-def _load_checkpoint(path: Path) -> ConvLSTMNowcaster:
-    """The nowcaster saved at ``path``; every way a file can fail to be one is a `ConfigError`."""
+def load_checkpoint(path: Path) -> Nowcaster:
+    """The nowcaster saved at ``path`` (a ``.pt`` file or a training folder), on the CPU in eval mode.
+
+    Raises:
+        ConfigError: every way a file can fail to be one (missing, not PyTorch, foreign, corrupt), in one line.
+    """
     if not path.exists():
         raise ConfigError(f"checkpoint not found: {path}")
     try:
@@ -149,13 +153,22 @@ def _load_checkpoint(path: Path) -> ConvLSTMNowcaster:
         raise ConfigError(f"invalid checkpoint {path}: {type(err).__name__}: {text}") from None
 
 
-def _checkpoint_model(config: NowcastRunConfig) -> tuple[ConvLSTMNowcaster, ExtrapolationConfig | None, str | None]:
-    path = Path(config.checkpoint)  # type: ignore[arg-type]
-    model = _load_checkpoint(path)
+def checkpoint_model(path: Path, motion: str | None = None) -> tuple[Nowcaster, ExtrapolationConfig | None, str | None]:
+    """The nowcaster at ``path`` and, when it reads an extrapolation nowcast, the settings to make that input.
+
+    Args:
+        path: the checkpoint (`load_checkpoint`).
+        motion: motion method of the extrapolation input (``None``: the one it was trained with, saved
+            beside the checkpoint by ``dacast nowcast train``; TREC when nothing was saved).
+
+    Returns:
+        ``(model, extrapolation settings or None, motion or None)``.
+    """
+    model = load_checkpoint(path)
     if not model.config.use_extrapolation:
         return model, None, None
     saved = read_training_sidecar(path)
-    motion = config.motion or saved.get("motion", "trec")
+    motion = motion or saved.get("motion", "trec")
     settings = {k: v for k, v in saved.items() if k != "motion"}
     if motion != saved.get("motion", "trec"):
         settings.pop("motion_options", None)  # options of another motion method
@@ -163,10 +176,37 @@ def _checkpoint_model(config: NowcastRunConfig) -> tuple[ConvLSTMNowcaster, Extr
     return model, extrapolation_config(settings, "checkpoint extrapolation settings"), motion
 
 
+def convlstm_nowcast(
+    model: Nowcaster,
+    extrapolation: ExtrapolationConfig | None,
+    past: torch.Tensor,
+    n_leads: int,
+    *,
+    device: str = "auto",
+) -> torch.Tensor:
+    """The nowcast of a trained ConvLSTM from its ``t_in`` past frames.
+
+    Args:
+        model: from `checkpoint_model`.
+        extrapolation: the settings of its extrapolation input (`checkpoint_model`; ``None``: it reads none).
+        past: ``(t_in, H, W)`` rain rate [mm/h], oldest first, 5 min apart; NaN = no data.
+        n_leads: leads to keep (<= ``model.config.t_out``).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+
+    Returns:
+        ``(n_leads, H, W)`` [mm/h] float32; NaN where the last past frame has no data.
+    """
+    extra = None
+    if extrapolation is not None:
+        extra = extrapolation_nowcast(torch.nan_to_num(past, nan=0.0), model.config.t_out, extrapolation)
+    fc = predict(model, past, extra, device=device)[:n_leads]
+    return torch.where(torch.isfinite(past[-1]), fc, torch.nan)  # no forecast where t0 has no data
+
+
 def _convlstm_forecast(
     config: NowcastRunConfig, root: Path, info: dict[str, str | int]
 ) -> tuple[xr.DataArray, torch.Tensor, dict[str, str | int]]:
-    model, ext, motion = _checkpoint_model(config)
+    model, ext, motion = checkpoint_model(Path(config.checkpoint), config.motion)  # type: ignore[arg-type]
     mcfg = model.config
     require(ext is None or mcfg.t_in >= 2, f"checkpoint {config.checkpoint}: an extrapolation input needs t_in >= 2")
     n_leads = config.n_leads or mcfg.t_out
@@ -176,13 +216,9 @@ def _convlstm_forecast(
     )
     check_device(config.device)
     past = load_past(config.source, config.start, mcfg.t_in, root, purpose=f"convlstm (t_in = {mcfg.t_in})")
-    x = torch.from_numpy(past.values)
-    extrapolation = None
+    fc = convlstm_nowcast(model, ext, torch.from_numpy(past.values), n_leads, device=config.device)
     if ext is not None:
-        extrapolation = extrapolation_nowcast(torch.nan_to_num(x, nan=0.0), mcfg.t_out, ext)
         info["motion"] = str(motion)
-    fc = predict(model, x, extrapolation, device=config.device)[:n_leads]
-    fc = torch.where(torch.isfinite(x[-1]), fc, torch.nan)  # no forecast where t0 has no data
     info.update(checkpoint=str(config.checkpoint), t_in=mcfg.t_in, use_extrapolation=int(mcfg.use_extrapolation))
     return past, fc, info
 
@@ -299,8 +335,11 @@ def verify_nowcast(
 
 
 __all__ = [
+    "checkpoint_model",
     "compute_forecast",
+    "convlstm_nowcast",
     "default_out_dir",
+    "load_checkpoint",
     "load_observed",
     "load_past",
     "make_nowcast",
