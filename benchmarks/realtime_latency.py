@@ -11,6 +11,8 @@ What runs (each part its own process, as `dacast realtime demo` starts them):
   and the nowcast loop publishes 60-min nowcasts; the same latency. Side by side, the peer:
   pysteps' Lucas-Kanade + semi-Lagrangian extrapolation of the same frames (compute time only,
   a lower bound for a pysteps-based service), when pysteps is installed (``bench`` extra).
+  With ``--checkpoint`` a trained ConvLSTM runs too: a second row times each input's arrival to
+  the status showing its issue amended with the ConvLSTM frames.
 * ``page``: a headless Chromium (Debian's, Playwright) loads the page of a service publishing at
   ``--speed``: first contentful paint, time to the first issue shown, and the delay from an
   issue's publication (``latest_published_wall``) to the page showing its issue time.
@@ -20,6 +22,7 @@ What runs (each part its own process, as `dacast realtime demo` starts them):
     python benchmarks/realtime_latency.py bda --preset bda-256 --volumes 100 --speed 1
     python benchmarks/realtime_latency.py bda --preset bda-256 --volumes 100 --speed 1 --busy
     python benchmarks/realtime_latency.py replay --frames 30 --speed 60 [--busy]
+    python benchmarks/realtime_latency.py replay --frames 30 --speed 60 --checkpoint runs/nowcast-convlstm
     python benchmarks/realtime_latency.py page --speed 20 [--busy]
 """
 
@@ -94,6 +97,7 @@ def _service(settings: Path, feed: str, products: Path, n: int, label: str) -> d
     loop = subprocess.Popen(_cli("run", str(settings)), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     arrivals: dict[str, float] = {}
     listed: dict[str, float] = {}
+    amended: dict[str, float] = {}  # issue -> when the status first showed it amended (the ConvLSTM added)
     rss: list[float] = []
     inbox = products.parent / "inbox"
     done = products.parent / "state" / "done"
@@ -118,6 +122,8 @@ def _service(settings: Path, feed: str, products: Path, n: int, label: str) -> d
                     listed[issue] = time.time()
                     last = issue
                     rss.append(psutil.Process(loop.pid).memory_info().rss / 2**20)
+                if issue and (status.get("latest_revision") or 0) > 0 and issue not in amended:
+                    amended[issue] = time.time()
                 assert loop.poll() is None, loop.stderr.read().decode() if loop.stderr else ""
                 time.sleep(0.05)
         finally:
@@ -131,7 +137,13 @@ def _service(settings: Path, feed: str, products: Path, n: int, label: str) -> d
     lat = np.asarray(latencies)
     growth = (rss[-1] / rss[min(9, len(rss) - 1)] - 1.0) * 100.0 if len(rss) > 10 else float("nan")
     counts = status.get("counts", {})
+    joined = np.asarray([t - by_issue[name] for name, t in amended.items() if name in by_issue])
+    extra = {}
+    if joined.size:
+        extra = {"convlstm_p50_s": float(np.median(joined)), "convlstm_p95_s": float(np.percentile(joined, 95)),
+                 "convlstm_max_s": float(joined.max()), "convlstm_issues": int(joined.size)}  # fmt: skip
     return {
+        **extra,
         "run": label,
         "issues": len(listed),
         "p50_s": float(np.percentile(lat, 50)),
@@ -201,11 +213,16 @@ def _pysteps_seconds(frames: int) -> dict | None:
 def bench_replay(args: argparse.Namespace) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "rt"
-        data = {"preset": "replay-mch", "speed": args.speed, "replay": {"frames": args.frames, "motion": args.motion}}
-        settings = _settings(folder, data)
+        replay = {"frames": args.frames, "motion": args.motion, "checkpoint": args.checkpoint, "device": "cpu"}
+        settings = _settings(folder, {"preset": "replay-mch", "speed": args.speed, "replay": replay})
         label = f"dacast replay-mch {args.motion} x{args.speed:g}" + (" + busy core" if args.busy else "")
         with competing(args.busy):
             rows = [_service(settings, "replay-feed", folder / "products", args.frames, label)]
+            if "convlstm_p50_s" in rows[0]:
+                r = rows[0]
+                rows.append({"run": f"{label}: ConvLSTM joined the issue", "issues": r["convlstm_issues"],
+                             "p50_s": r["convlstm_p50_s"], "p95_s": r["convlstm_p95_s"],
+                             "max_s": r["convlstm_max_s"]})  # fmt: skip
             peer = _pysteps_seconds(args.frames)
             if peer is not None:
                 peer["run"] += " + busy core" if args.busy else ""
@@ -275,6 +292,7 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=100)
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--motion", default="dis")
+    parser.add_argument("--checkpoint", help="replay: a trained ConvLSTM (folder or .pt) run beside extrapolation")
     parser.add_argument("--issues", type=int, default=10, help="page: publications to time")
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--busy", action="store_true", help="run a competing process on one core")

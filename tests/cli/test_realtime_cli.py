@@ -128,3 +128,14 @@ def test_module_help_runs_as_a_process() -> None:
     for command in ("demo", "run", "serve", "twin-feed", "replay-feed", "presets"):
         assert command in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_a_missing_convlstm_checkpoint_is_one_line(
+    command: str, tmp_path: Path, one_error_line: Callable[..., str]
+) -> None:
+    settings = tmp_path / "replay.yaml"
+    settings.write_text(yaml.safe_dump({"preset": "replay-mch", "replay": {"checkpoint": str(tmp_path / "none")}}))
+    args = ["realtime", command, str(settings), "--folder", str(tmp_path / "rt")]
+    one_error_line(runner.invoke(app, args), "checkpoint not found")
+    assert not (tmp_path / "rt").exists()  # refused before anything is created or started

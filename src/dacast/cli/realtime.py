@@ -29,7 +29,7 @@ from dacast.workflow.realtime.config import (
 )
 from dacast.workflow.realtime.demo import run_demo
 from dacast.workflow.realtime.feeds import replay_frames, run_replay_feed, run_twin_feed
-from dacast.workflow.realtime.nowcast_loop import NowcastLoop
+from dacast.workflow.realtime.nowcast_loop import NowcastLoop, load_replay_nowcaster
 from dacast.workflow.realtime.server import check_port
 from dacast.workflow.realtime.server import serve as serve_products
 from dacast.workflow.runtime import say
@@ -100,6 +100,7 @@ def demo(
     try:
         if config.mode == "replay":
             replay_frames(config)  # no data: one line now rather than a feed that keeps failing
+            load_replay_nowcaster(config)  # nor a loop that keeps failing on its checkpoint
         run_demo(config, host=host, port=port, say=say)
     except ConfigError as err:
         raise fail(str(err)) from None
@@ -120,10 +121,13 @@ def run(
     if check:
         print_config(realtime_config_to_dict(config))
         return
-    _create(config)
     torch.set_num_threads(config.threads)
     stop = _stop_on_signals()
-    loop = BDALoop(config, say=say, stop=stop) if config.mode == "bda" else NowcastLoop(config, say=say, stop=stop)
+    try:
+        loop = BDALoop(config, say=say, stop=stop) if config.mode == "bda" else NowcastLoop(config, say=say, stop=stop)
+    except ConfigError as err:  # e.g. the ConvLSTM checkpoint
+        raise fail(str(err)) from None
+    _create(config)
     try:
         status = loop.run(max_issues=max_issues)
     except ConfigError as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from PIL import Image
 from dacast.io import read_radar, to_dbz
 from dacast.nowcast import extrapolation_nowcast
 from dacast.workflow.nowcast.config import extrapolation_config
-from dacast.workflow.realtime.config import RealtimeConfig, realtime_config_from_dict
+from dacast.workflow.realtime.config import RealtimeConfig, realtime_config_from_dict, realtime_config_to_dict
 from dacast.workflow.realtime.inbox import arrived
 from dacast.workflow.realtime.nowcast_loop import NowcastLoop
 from dacast.workflow.realtime.products import DBZ_SCALE, INDEX, issues_dir, read_status, render_png
+from dacast.workflow.schema import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +115,86 @@ def test_nowcasts_verification_faults_and_restart(tmp_path: Path, frames: list[P
     status = read_status(config.paths().products)
     assert status["counts"]["issues"] == 6 and status["counts"]["skipped"] == 2
     assert [t.strftime("%H%M") for t in restarted.times] == ["1615", "1620", "1625"]
+
+
+def _tiny_convlstm(folder: Path) -> Path:
+    """An untrained (seeded) ConvLSTM with an extrapolation input, saved as ``dacast nowcast train`` saves one."""
+    from dataclasses import asdict
+
+    from dacast.ml import ConvLSTMConfig, ConvLSTMNowcaster
+    from dacast.workflow.nowcast.train import SIDECAR
+
+    config = ConvLSTMConfig(t_in=3, t_out=4, hidden_channels=(4, 8), use_extrapolation=True, seed=3)
+    folder.mkdir()
+    torch.save({"model_config": asdict(config), "model": ConvLSTMNowcaster(config).state_dict()}, folder / "best.pt")
+    (folder / SIDECAR).write_text(json.dumps({"extrapolation": {"motion": "dis", "n_frames": 3}}))
+    return folder
+
+
+def test_convlstm_joins_each_issue_after_it_is_published(tmp_path: Path, frames: list[Path], radar_root: Path) -> None:
+    from dacast.workflow.nowcast.config import NowcastRunConfig
+    from dacast.workflow.nowcast.run import compute_forecast
+
+    net = _tiny_convlstm(tmp_path / "net")
+    config = realtime_config_from_dict(
+        {
+            "preset": "replay-mch",
+            "folder": str(tmp_path / "service"),
+            "replay": {"checkpoint": str(net), "leads": 4, "device": "cpu"},
+        }
+    )
+    loop = NowcastLoop(config)
+    loop.start()
+    assert "ConvLSTM" in loop.title
+    revisions = []
+    for f in frames[:5]:
+        _arrive(config, f, f.name)
+        assert loop.poll() == 1
+        revisions.append(read_status(config.paths().products)["latest_revision"])
+    assert revisions == [1] * 5  # every issue was amended once after it was listed
+    names = sorted(p.name for p in issues_dir(config.paths().products).iterdir())
+    second = json.loads((issues_dir(config.paths().products) / names[1] / INDEX).read_text())
+    assert "convlstm" not in second["products"]  # two frames: extrapolation yes, the network (t_in = 3) not yet
+    assert any("needs 3 consecutive frames" in n for n in second["notes"])
+    index = _index(config)
+    assert index["products"]["convlstm"] == [f"convlstm_{i:02d}.png" for i in range(5)]
+    assert list(index["products"]) == ["observation", "forecast", "convlstm", "verification"]  # tab order
+    assert index["timing"]["seconds_convlstm"] > 0 and index["amended"] >= index["published"]
+    assert not any("added when it is ready" in n for n in index["notes"])
+    # the frames are what `dacast nowcast run --method convlstm` gives at this issue time
+    batch = NowcastRunConfig(
+        source="mch", start=index["issue_time"].rstrip("Z"), method="convlstm", checkpoint=str(net),
+        root=radar_root, device="cpu",
+    )  # fmt: skip
+    _past, expected, _info = compute_forecast(batch, radar_root)
+    folder = issues_dir(config.paths().products) / read_status(config.paths().products)["latest_issue"]
+    for lead in (1, 4):
+        png = render_png(to_dbz(expected[lead - 1].numpy(), 316.0, 1.5), DBZ_SCALE, north_up=False)
+        assert np.array_equal(
+            np.asarray(Image.open(io.BytesIO(png))), np.asarray(Image.open(folder / f"convlstm_{lead:02d}.png"))
+        )
+    # the ConvLSTM nowcasts of 15:55 and 16:00 were verified at +5 min beside extrapolation and persistence
+    csi = index["verification"]["csi"]
+    assert set(csi) == {"forecast", "convlstm", "persistence"} and csi["convlstm"][1] is not None
+    # a restarted loop resumes the ConvLSTM's scores; a service with another checkpoint setting refuses the folder
+    again = NowcastLoop(config)
+    again.start()
+    assert again.scores() == loop.scores()
+    other = realtime_config_from_dict({**realtime_config_to_dict(config), "replay": {"leads": 4}})
+    with pytest.raises(ConfigError, match="checkpoint"):
+        NowcastLoop(other).start()
+
+
+@pytest.mark.parametrize(
+    ("replay", "message"),
+    [
+        ({"checkpoint": "nowhere"}, "checkpoint not found: nowhere"),
+        ({"checkpoint": "NET", "leads": 12}, "replay.leads (12) exceeds the 4 leads the checkpoint"),
+    ],
+)
+def test_a_bad_convlstm_setting_is_one_config_error(tmp_path: Path, replay: dict, message: str) -> None:
+    net = _tiny_convlstm(tmp_path / "net")
+    replay = {k: str(net) if v == "NET" else v for k, v in replay.items()}
+    config = realtime_config_from_dict({"preset": "replay-mch", "folder": str(tmp_path), "replay": replay})
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        NowcastLoop(config)

@@ -23,6 +23,7 @@ from dacast.workflow.realtime.products import (
     DBZ_SCALE,
     KINDS,
     PROBABILITY_SCALE,
+    amend_issue,
     frame_names,
     index_products,
     iso,
@@ -50,7 +51,8 @@ PIXELS = """() => {
 
 
 def publish(products: Path, t: datetime, *, mode: str = "bda") -> dict[str, bytes]:
-    """A synthetic 64x64 issue at ``t`` (Gaussian rain cells moving east); its files. Nowcasts have no analysis."""
+    """A synthetic 64x64 issue at ``t`` (Gaussian rain cells moving east); its files. Nowcasts (``replay``) have
+    no analysis (and the ConvLSTM joins them later: `amend`)."""
     y, x = np.mgrid[0:64, 0:64]
 
     def cell(cx: float, peak: float) -> np.ndarray:
@@ -93,8 +95,10 @@ def publish(products: Path, t: datetime, *, mode: str = "bda") -> dict[str, byte
     return files
 
 
-def status(products: Path, t: datetime, *, rejected: int = 0, events: list[dict[str, Any]] | None = None) -> None:
-    """A running service whose latest issue ``t`` was published a second ago."""
+def status(
+    products: Path, t: datetime, *, rejected: int = 0, events: list[dict[str, Any]] | None = None, revision: int = 0
+) -> None:
+    """A running service whose latest issue ``t`` was published a second ago (and amended ``revision`` times)."""
     now = time.time()
     counts = dict.fromkeys(("issues", "analyses", "forecast_only", "skipped", "late", "restarts"), 0)
     write_status(
@@ -109,6 +113,7 @@ def status(products: Path, t: datetime, *, rejected: int = 0, events: list[dict[
             "latest_issue": issue_name(t),
             "latest_issue_time": iso(t),
             "latest_published_wall": now - 1.0,
+            "latest_revision": revision,
             "counts": counts | {"rejected": rejected},
             "latency_s": {"last": 1.5, "p50": 1.5, "p95": 1.5, "n": 1},
             "events": events or [],
@@ -184,7 +189,7 @@ def test_page_loads_without_errors(page: tuple[Page, list[str]]) -> None:
 def test_every_tab_shows_its_image(page: tuple[Page, list[str]], products: tuple[Path, dict[str, bytes]]) -> None:
     p, problems = page
     files = products[1]
-    for kind in KINDS:
+    for kind in (k for k in KINDS if k != "convlstm"):  # the ConvLSTM: nowcast mode only (below)
         p.locator(f'#tabs [data-tab="{kind}"]').click()
         name = (
             "forecast_00.png"
@@ -226,7 +231,7 @@ def test_a_new_issue_replaces_the_shown_one(
     p.locator('#tabs [data-tab="forecast"]').click()
     p.locator("#play").click()
     t1 = T0 + timedelta(seconds=30)
-    publish(root, t1, mode="nowcast")
+    publish(root, t1, mode="replay")
     status(root, t1)
     start = time.monotonic()
     expect(p.locator("#issue-time")).to_have_text("2026-07-01 00:01:00 UTC", timeout=5000)
@@ -237,6 +242,41 @@ def test_a_new_issue_replaces_the_shown_one(
     analysis = p.locator('#tabs [data-tab="analysis"]')
     expect(analysis).to_be_disabled()
     assert "nowcast" in (analysis.get_attribute("title") or "")
+    assert not problems, problems
+
+
+def test_the_convlstm_tab_appears_when_the_issue_is_amended(
+    page: tuple[Page, list[str]], products: tuple[Path, dict[str, bytes]]
+) -> None:
+    p, problems = page
+    root, t1 = products[0], T0 + timedelta(seconds=30)
+    publish(root, t1, mode="replay")
+    status(root, t1)
+    expect(p.locator("#issue-time")).to_have_text("2026-07-01 00:01:00 UTC", timeout=5000)
+    tab = p.locator('#tabs [data-tab="convlstm"]')
+    expect(tab).to_be_disabled()
+    assert "not ready" in (tab.get_attribute("title") or "")
+    y, x = np.mgrid[0:64, 0:64]
+    names = frame_names("convlstm", FRAMES)
+    files = {n: render_png(50.0 * np.exp(-((x - 20 - 5 * k) ** 2 + (y - 20) ** 2) / 90.0), DBZ_SCALE)
+             for k, n in enumerate(names)}  # fmt: skip
+    verification = {
+        "threshold": 1.0, "units": "mm/h", "lead_minutes": list(range(FRAMES)), "pairs": [],
+        "csi": {"forecast": [0.9] * FRAMES, "convlstm": [0.95] * FRAMES, "persistence": [0.5] * FRAMES},
+        "fss": {"forecast": [0.8] * FRAMES, "convlstm": [0.85] * FRAMES, "persistence": [0.4] * FRAMES},
+    }  # fmt: skip
+    update = {"products": {"convlstm": names}, "scales": {"convlstm": DBZ_SCALE.to_json()}}
+    assert amend_issue(root, t1, files, update | {"verification": verification}) is not None
+    status(root, t1, revision=1)  # the same issue, amended: the page reloads it
+    expect(tab).to_be_enabled(timeout=5000)
+    tab.click()
+    expect(p.locator("#animation")).to_be_visible()
+    p.locator("#slider").fill("2")
+    expect(p.locator("#product")).to_have_attribute("src", re.compile("/convlstm_02.png$"))
+    np.testing.assert_array_equal(shown_pixels(p), png_pixels(files["convlstm_02.png"]))
+    p.locator('#tabs [data-tab="verification"]').click()
+    head = p.locator("#verification-table tr").first.inner_text()
+    assert "CSI ConvLSTM" in head and "FSS ConvLSTM" in head and "CSI extr" in head
     assert not problems, problems
 
 

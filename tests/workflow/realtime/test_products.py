@@ -18,6 +18,7 @@ from dacast.workflow.realtime.products import (
     NO_DATA,
     PROBABILITY_SCALE,
     ColourScale,
+    amend_issue,
     apply_retention,
     clean_partials,
     issue_name,
@@ -187,6 +188,28 @@ def test_a_failing_publish_leaves_nothing(tmp_path: Path, bad: str) -> None:
     assert list_issues(tmp_path) == []
     # the time can still be published afterwards
     assert publish(tmp_path, T0) is not None
+
+
+def test_amend_adds_files_and_merges_the_index_but_never_rewrites_a_file(tmp_path: Path) -> None:
+    folder = publish(tmp_path, T0)
+    assert folder is not None
+    first = folder_bytes(folder)
+    update = {"products": {"convlstm": ["convlstm_00.png"]}, "note": 2}
+    files = {"convlstm_00.png": b"net", "observation.png": b"would overwrite"}
+    assert amend_issue(tmp_path, T0, files, update) == folder
+    index = json.loads((folder / INDEX).read_text())
+    assert index["note"] == 2 and index["products"] == {"convlstm": ["convlstm_00.png"]} and "amended" in index
+    assert (folder / "convlstm_00.png").read_bytes() == b"net"
+    assert (folder / "observation.png").read_bytes() == first["observation.png"]  # kept byte for byte
+    assert sorted(p.name for p in folder.iterdir()) == ["convlstm_00.png", "forecast_00.png", INDEX, "observation.png"]
+    # products are merged kind by kind, in tab order
+    amend_issue(tmp_path, T0, {}, {"products": {"forecast": ["forecast_00.png"], "observation": ["observation.png"]}})
+    assert list(json.loads((folder / INDEX).read_text())["products"]) == ["observation", "forecast", "convlstm"]
+    # an issue that is not published (or was removed by retention) is not created
+    assert amend_issue(tmp_path, T0 + timedelta(minutes=5), files, update) is None
+    assert list_issues(tmp_path) == [folder.name]
+    with pytest.raises(ValueError, match="bad product file name"):
+        amend_issue(tmp_path, T0, {"../x.png": b"x"}, {})
 
 
 def test_list_issues_skips_partials_and_folders_without_index(tmp_path: Path) -> None:

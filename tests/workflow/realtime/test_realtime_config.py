@@ -80,6 +80,14 @@ def test_a_yaml_file_overrides_only_its_keys(tmp_path: Path) -> None:
     assert again == dataclasses.replace(config, speed=4.0)
 
 
+def test_unquoted_yaml_times_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "service.yaml"  # YAML reads these as timestamps, not strings
+    path.write_text("preset: replay-mch\nstart_time: 2026-07-01T12:00:00Z\nreplay: {start: 2015-05-15 17:25:00}\n")
+    config, _ = load_realtime_target(path)
+    assert config.start_time == "2026-07-01T12:00:00+00:00" and config.replay.start == "2015-05-15T17:25:00+00:00"
+    assert load_realtime_target(Path(__file__).parents[3] / "examples" / "realtime_convlstm.yaml")[0].replay.checkpoint
+
+
 def test_the_model_step_is_ten_seconds() -> None:
     # the frame spacing tests below rely on it: 0.25 min = 15 s is no multiple of 10 s, 0.5 min = 30 s is
     assert REALTIME_PRESETS["bda-tiny"].config.bda.model.dt == 10.0

@@ -19,7 +19,7 @@ YAML schema (every key optional; defaults in parentheses)::
     threads: 1                   # torch threads of the loop (the feed and the server share the other core)
     bda: {...}                   # the twin (`dacast bda run` settings; `cycles` is not used)
     replay: {source: mch, root: null, start: null, frames: null, past_frames: 3, leads: 12, motion: dis,
-             threshold_mm_h: 1.0}
+             threshold_mm_h: 1.0, checkpoint: null, device: auto}
 
 Numbers must be finite; ``speed`` in (0, 1000].
 """
@@ -56,6 +56,10 @@ class ReplayConfig:
         motion: motion estimator (DIS optical flow by default: TREC costs 2-3 s per 640x710 frame pair on
             one core, over the 2-s publication target; docs/realtime.md).
         threshold_mm_h: verification and colour threshold (mm/h).
+        checkpoint: a ConvLSTM trained by ``dacast nowcast train`` (its folder or a ``.pt`` file): each issue
+            then also gets the network's nowcast, added after the extrapolation one is published, and
+            verified beside it (``None``: extrapolation only).
+        device: where the ConvLSTM runs: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
     source: str = "mch"
@@ -66,6 +70,8 @@ class ReplayConfig:
     leads: int = 12
     motion: Motion = "dis"
     threshold_mm_h: float = 1.0
+    checkpoint: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
         require(self.source in SOURCES, f"replay.source must be one of {', '.join(SOURCES)}, got {self.source!r}")
@@ -188,9 +194,23 @@ def _bda_section(value: Any, where: str) -> BDAConfig:
         raise ConfigError(f"{where}.{err}" if not str(err).startswith(where) else str(err)) from None
 
 
+def _times_as_text(data: dict[str, Any]) -> dict[str, Any]:
+    """``start_time`` and ``replay.start`` as ISO text where YAML read an unquoted time as a datetime."""
+
+    def text(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+        return value
+
+    out = {**data, "start_time": text(data["start_time"])} if "start_time" in data else dict(data)
+    if isinstance(out.get("replay"), dict) and "start" in out["replay"]:
+        out["replay"] = {**out["replay"], "start": text(out["replay"]["start"])}
+    return out
+
+
 def realtime_config_from_dict(data: Any) -> RealtimeConfig:
     """A validated `RealtimeConfig` from a YAML mapping (see the module docstring); `ConfigError` on bad input."""
-    merged = with_preset(mapping(data), REALTIME_PRESETS, realtime_config_to_dict)
+    merged = _times_as_text(with_preset(mapping(data), REALTIME_PRESETS, realtime_config_to_dict))
     config = parse(RealtimeConfig, merged, hooks={BDAConfig: _bda_section})
     require_seed(config.bda.seed)
     return config

@@ -8,12 +8,19 @@ dBR, `dacast.nowcast.extrapolation_nowcast`); every earlier nowcast with a frame
 is verified against it (CSI and FSS at ``replay.threshold_mm_h``), next to persistence.
 A gap in the frames restarts the motion history and is reported. Products, checkpoint and
 status as in the BDA loop.
+
+With ``replay.checkpoint`` set, a trained ConvLSTM (``dacast nowcast train``) also nowcasts from
+each frame, exactly as ``dacast nowcast run --method convlstm`` would at that time. The network
+is slower than extrapolation (seconds on a CPU), so the issue is published first with the
+extrapolation nowcast and the ConvLSTM frames join it afterwards (`amend_issue`); its skill is
+verified beside extrapolation and persistence.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,19 +29,75 @@ import torch
 
 from dacast.io import RadarReadError, read_radar, to_dbz
 from dacast.io.sources import get_spec, match_source, to_datetime
-from dacast.nowcast import extrapolation_nowcast
+from dacast.ml import Nowcaster
+from dacast.nowcast import ExtrapolationConfig, extrapolation_nowcast
 from dacast.workflow.files import save_checkpoint
-from dacast.workflow.nowcast.config import extrapolation_config
+from dacast.workflow.nowcast.config import check_device, extrapolation_config
+from dacast.workflow.nowcast.run import checkpoint_model, convlstm_nowcast
 from dacast.workflow.realtime.config import RealtimeConfig
 from dacast.workflow.realtime.inbox import arrived
-from dacast.workflow.realtime.products import DBZ_SCALE, frame_names, iso, publish_issue, render_png
+from dacast.workflow.realtime.products import (
+    DBZ_SCALE,
+    amend_issue,
+    frame_names,
+    iso,
+    publish_issue,
+    render_png,
+)
 from dacast.workflow.realtime.service import Desk, serve
 from dacast.workflow.realtime.status import ServiceStatus
 from dacast.workflow.realtime.verification import Verifier, skill_png
 from dacast.workflow.runtime import Say, quiet
+from dacast.workflow.schema import require
 
 CHECKPOINT = "nowcast_loop.pt"
 FRAME_MINUTES = 5.0
+
+
+@dataclass(frozen=True)
+class LearnedNowcaster:
+    """A trained ConvLSTM (single- or multi-resolution) run by the nowcast loop.
+
+    Attributes:
+        model: the network (CPU until first used).
+        extrapolation: settings of its extrapolation input (``None``: it reads none).
+        path: where it was loaded from.
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+
+    model: Nowcaster
+    extrapolation: ExtrapolationConfig | None
+    path: str
+    device: str
+
+    @property
+    def t_in(self) -> int:
+        """Past frames the network reads."""
+        return self.model.config.t_in
+
+
+def load_replay_nowcaster(config: RealtimeConfig) -> LearnedNowcaster | None:
+    """The ConvLSTM of ``config.replay.checkpoint`` (``None`` when none is set), checked against the loop.
+
+    Raises:
+        ConfigError: the checkpoint is missing or not a nowcaster, it forecasts fewer than ``replay.leads``
+            leads, or ``replay.device`` is ``cuda`` without CUDA (one line each).
+    """
+    rp = config.replay
+    if rp.checkpoint is None:
+        return None
+    model, extrapolation, _ = checkpoint_model(Path(rp.checkpoint))  # its input as it was trained with
+    mc = model.config
+    require(
+        extrapolation is None or mc.t_in >= 2,
+        f"replay.checkpoint {rp.checkpoint}: an extrapolation input needs t_in >= 2",
+    )
+    require(
+        rp.leads <= mc.t_out,
+        f"replay.leads ({rp.leads}) exceeds the {mc.t_out} leads the checkpoint {rp.checkpoint} forecasts",
+    )
+    check_device(rp.device)
+    return LearnedNowcaster(model=model, extrapolation=extrapolation, path=rp.checkpoint, device=rp.device)
 
 
 class NowcastLoop:
@@ -47,6 +110,8 @@ class NowcastLoop:
         rp = config.replay
         self.spec = get_spec(rp.source)
         self.extrapolation = extrapolation_config({"motion": rp.motion, "n_frames": rp.past_frames})
+        self.nowcaster = load_replay_nowcaster(config)
+        self.history = max(rp.past_frames, self.nowcaster.t_in if self.nowcaster else 0)
         self.status = ServiceStatus.resume(
             self.paths.products, mode="replay", title=self.title, cycle_wall_seconds=config.cycle_wall_seconds
         )
@@ -56,12 +121,14 @@ class NowcastLoop:
         self.times: list[datetime] = []
         self.grid: tuple[np.ndarray, np.ndarray] | None = None  # (y, x) coordinates of the first frame
         self.verifier: Verifier | None = None
+        self.convlstm_verifier: Verifier | None = None  # with a nowcaster only
         self.started = False
 
     @property
     def title(self) -> str:
         """One line for the page header."""
-        return f"{self.spec.institution} radar composites, {FRAME_MINUTES:g}-min extrapolation nowcasts"
+        methods = "extrapolation and ConvLSTM" if self.nowcaster else "extrapolation"
+        return f"{self.spec.institution} radar composites, {FRAME_MINUTES:g}-min {methods} nowcasts"
 
     def start(self) -> None:
         """Create the folders, remove half-written issues, resume from the checkpoint when there is one."""
@@ -70,8 +137,9 @@ class NowcastLoop:
             self.frames = [f.numpy() for f in data["frames"]]
             self.times = [datetime.fromisoformat(t) for t in data["times"]]
             self.grid = (data["y"].numpy(), data["x"].numpy())
-            self.verifier = self._new_verifier(self.frames[0].shape)
-            self.verifier.load_state_dict(data["verifier"])
+            self.verifier_for(self.frames[0]).load_state_dict(data["verifier"])
+            if self.convlstm_verifier is not None:
+                self.convlstm_verifier.load_state_dict(data["convlstm_verifier"])
             self.desk.resumed(f"restarted; resumed after the frame of {iso(self.times[-1])}")
         self.desk.running()
         self.started = True
@@ -84,6 +152,7 @@ class NowcastLoop:
             "past_frames": rp.past_frames,
             "leads": rp.leads,
             "fss_scale_km": self.config.fss_scale_km,
+            "checkpoint": rp.checkpoint,
         }
 
     def _new_verifier(self, shape: tuple[int, ...]) -> Verifier:
@@ -124,7 +193,7 @@ class NowcastLoop:
                 self.desk.reject(path, str(err).replace(str(path), path.name))
         for t, rain, path, _arrival in usable[:-1]:
             self._add_frame(t, rain, [])
-            self.verifier_for(rain).observe(t, self._observed(rain))
+            self._observe(t, rain)
             self.desk.skip(path, f"{path.name}: a newer frame was waiting; used for the motion, no nowcast of its own")
         if not usable:
             return 0
@@ -146,10 +215,29 @@ class NowcastLoop:
         return da.values.astype(np.float32)
 
     def verifier_for(self, rain: np.ndarray) -> Verifier:
-        """The verifier (made on the first frame's grid)."""
+        """The extrapolation's verifier (made on the first frame's grid, with the ConvLSTM's when there is one)."""
         if self.verifier is None:
             self.verifier = self._new_verifier(rain.shape)
+            if self.nowcaster is not None:
+                self.convlstm_verifier = self._new_verifier(rain.shape)
         return self.verifier
+
+    def _observe(self, t: datetime, rain: np.ndarray) -> np.ndarray:
+        """Score every kept nowcast valid at ``t`` against the frame ``rain``; the thresholded observation."""
+        observed = self._observed(rain)
+        self.verifier_for(rain).observe(t, observed)
+        if self.convlstm_verifier is not None:
+            self.convlstm_verifier.observe(t, observed)
+        return observed
+
+    def scores(self) -> dict:
+        """`Verifier.scores` of extrapolation (``forecast``) and persistence, and of the ConvLSTM (``convlstm``)."""
+        assert self.verifier is not None
+        scores = self.verifier.scores()
+        if self.convlstm_verifier is not None:
+            extra = self.convlstm_verifier.scores()
+            scores["csi"]["convlstm"], scores["fss"]["convlstm"] = extra["csi"]["forecast"], extra["fss"]["forecast"]
+        return scores
 
     def _observed(self, rain: np.ndarray) -> np.ndarray:
         """1 where ``rain`` reaches the threshold, 0 below, NaN where there is no data: ``(y, x)``."""
@@ -163,7 +251,7 @@ class NowcastLoop:
             self.status.event("missing", message)
             notes.append(message)
             self.frames, self.times = [], []
-        keep = self.config.replay.past_frames
+        keep = self.history
         self.frames, self.times = [*self.frames, rain][-keep:], [*self.times, t][-keep:]
 
     def _issue(self, t: datetime, rain: np.ndarray, path: Path, arrival: float) -> None:
@@ -174,28 +262,30 @@ class NowcastLoop:
         t0 = time.perf_counter()
         forecast = None
         if len(self.frames) >= 2:
+            past = np.stack(self.frames[-rp.past_frames :])
             with torch.inference_mode():
-                fc = extrapolation_nowcast(torch.from_numpy(np.stack(self.frames)), rp.leads, self.extrapolation)
+                fc = extrapolation_nowcast(torch.from_numpy(past), rp.leads, self.extrapolation)
             forecast = np.concatenate([rain[None], fc.float().numpy()])
         else:
             notes.append("first frame (or after a gap): observation only until a second frame gives the motion")
         seconds_nowcast = time.perf_counter() - t0
         t1 = time.perf_counter()
         thr = rp.threshold_mm_h
-        observed = self._observed(rain)
-        verifier.observe(t, observed)
+        observed = self._observe(t, rain)
         if forecast is not None:
             verifier.add_issue(t, np.nan_to_num(forecast) >= thr, observed)
         a, b = self.spec.zr_a, self.spec.zr_b
         files = {"observation.png": render_png(to_dbz(rain, a, b), DBZ_SCALE, north_up=False)}
         products = {"observation": ["observation.png"]}
         if forecast is not None:
-            names = frame_names("forecast", len(forecast))
-            for name, frame in zip(names, forecast, strict=True):
-                files[name] = render_png(to_dbz(frame, a, b), DBZ_SCALE, north_up=False)
-            products["forecast"] = names
-        scores = verifier.scores()
-        files["verification.png"] = skill_png(scores, title=f"live skill at {thr:g} mm/h against the later frames")
+            products["forecast"], frames = self._frames("forecast", forecast)
+            files.update(frames)
+        scores = self.scores()
+        files["verification.png"] = skill_png(
+            scores,
+            title=f"live skill at {thr:g} mm/h against the later frames",
+            labels={"forecast": "extrapolation", "convlstm": "ConvLSTM"},
+        )
         products["verification"] = ["verification.png"]
         scale = DBZ_SCALE.to_json(zr=(a, b))
         index = {
@@ -216,7 +306,13 @@ class NowcastLoop:
             "verification": {"threshold": thr, "units": "mm/h", **scores},
             "notes": notes,
         }
+        if self.nowcaster is not None:
+            index = {**index, "notes": [*notes, "the ConvLSTM nowcast is added when it is ready"]}
         publish_issue(self.paths.products, t, files, index)
+        latency = self.desk.published(t, arrival)  # listed now: the ConvLSTM below does not delay it
+        self.say(f"{iso(t)}: published" + ("" if latency is None else f" {latency:.2f} s after arrival"))
+        if self.nowcaster is not None:
+            self._add_convlstm(t, observed, {**index, "notes": notes})
         save_checkpoint(
             {
                 "settings": self._settings(),
@@ -225,12 +321,51 @@ class NowcastLoop:
                 "y": torch.tensor(self.grid[0] if self.grid else []),
                 "x": torch.tensor(self.grid[1] if self.grid else []),
                 "verifier": verifier.state_dict(),
+                **({"convlstm_verifier": self.convlstm_verifier.state_dict()} if self.convlstm_verifier else {}),
             },
             self.paths.state / CHECKPOINT,
         )
         self.desk.used(path)
-        latency = self.desk.published(t, arrival)
-        self.say(f"{iso(t)}: published" + ("" if latency is None else f" {latency:.2f} s after arrival"))
+
+    def _frames(self, kind: str, forecast: np.ndarray) -> tuple[list[str], dict[str, bytes]]:
+        """PNG names and files of the frames of ``forecast`` ``(n, y, x)`` [mm/h]."""
+        a, b = self.spec.zr_a, self.spec.zr_b
+        names = frame_names(kind, len(forecast))
+        pngs = [render_png(to_dbz(f, a, b), DBZ_SCALE, north_up=False) for f in forecast]
+        return names, dict(zip(names, pngs, strict=True))
+
+    def _add_convlstm(self, t: datetime, observed: np.ndarray, index: dict) -> None:
+        """The ConvLSTM nowcast from the frames up to ``t``, added to the issue published with ``index`` and to
+        the ConvLSTM's verifier."""
+        assert self.nowcaster is not None and self.convlstm_verifier is not None
+        rp, nc = self.config.replay, self.nowcaster
+        if len(self.frames) < nc.t_in:
+            message = f"no ConvLSTM nowcast: it needs {nc.t_in} consecutive frames, {len(self.frames)} so far"
+            if amend_issue(self.paths.products, t, {}, {"notes": [*index["notes"], message]}) is not None:
+                self.desk.amended(t)
+            return
+        t0 = time.perf_counter()
+        past = torch.from_numpy(np.stack(self.frames[-nc.t_in :]))
+        with torch.inference_mode():
+            fc = convlstm_nowcast(nc.model, nc.extrapolation, past, rp.leads, device=nc.device).numpy()
+        forecast = np.concatenate([self.frames[-1][None], fc])
+        seconds = time.perf_counter() - t0
+        self.convlstm_verifier.add_issue(t, np.nan_to_num(forecast) >= rp.threshold_mm_h, observed)
+        a, b = self.spec.zr_a, self.spec.zr_b
+        names, files = self._frames("convlstm", forecast)
+        update = {
+            "lead_minutes": self.leads,
+            "valid_times": [iso(t + timedelta(minutes=m)) for m in self.leads],
+            "products": {"convlstm": names},
+            "scales": {**index["scales"], "convlstm": DBZ_SCALE.to_json(zr=(a, b))},
+            "timing": {**index["timing"], "seconds_convlstm": seconds},
+            "notes": index["notes"],
+            "convlstm": {"checkpoint": nc.path, "t_in": nc.t_in, "extrapolation_input": nc.extrapolation is not None},
+        }
+        folder = amend_issue(self.paths.products, t, files, update)
+        if folder is not None:
+            self.desk.amended(t)
+            self.say(f"{iso(t)}: ConvLSTM nowcast added ({seconds:.2f} s)")
 
 
-__all__ = ["CHECKPOINT", "FRAME_MINUTES", "NowcastLoop"]
+__all__ = ["CHECKPOINT", "FRAME_MINUTES", "LearnedNowcaster", "NowcastLoop", "load_replay_nowcaster"]

@@ -11,9 +11,11 @@ Layout (everything written atomically; the server only reads)::
           observation.png  analysis.png  forecast_00.png ...  probability_00.png ...  verification.png
 
 An issue folder is assembled under ``issues/.partial-NAME-PID`` and renamed into place only when
-every file in it is written and synced: a reader sees a whole issue or none. A published issue is
-never rewritten (a restarted service that reaches the same time again keeps the first). Retention
-removes the issue folders older than ``retention_hours`` before the newest.
+every file in it is written and synced: a reader sees a whole issue or none. A published file is
+never rewritten (a restarted service that reaches the same time again keeps the first). A slower
+product (the ConvLSTM nowcast) joins a published issue later (`amend_issue`): its files are added
+one by one, each by rename, and only then does a new ``index.json`` (replaced by rename) list them.
+Retention removes the issue folders older than ``retention_hours`` before the newest.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dacast.workflow.files import fsync_dir, jsonable, write_json
+from dacast.workflow.files import atomic_write, fsync_dir, jsonable, write_json, write_text
 
 ISSUES = "issues"
 STATUS = "status.json"
@@ -40,7 +42,7 @@ INDEX = "index.json"
 LATEST_ANALYSIS = "analysis_latest.nc"
 PARTIAL = ".partial-"
 #: The kinds of product an issue may hold, in the page's tab order.
-KINDS = ("observation", "analysis", "forecast", "probability", "verification")
+KINDS = ("observation", "analysis", "forecast", "convlstm", "probability", "verification")
 _NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 
 
@@ -203,6 +205,40 @@ def publish_issue(
     return final
 
 
+def amend_issue(
+    products: str | Path, issue_time: datetime, files: Mapping[str, bytes], update: Mapping[str, Any]
+) -> Path | None:
+    """Add products to a published issue: new files first (each written and synced under a hidden name, then
+    renamed), then ``index.json`` replaced by one rename with ``update`` merged in (``amended`` added).
+
+    A file that is already there is kept as it is (a restarted service amending the same issue again).
+
+    Args:
+        products: the products folder.
+        issue_time: the issue time, UTC.
+        files: new file name -> content (PNG images).
+        update: top-level index entries to set (``products`` is merged kind by kind).
+
+    Returns:
+        The issue folder, or ``None`` when it is not (or no longer) published.
+    """
+    folder = issues_dir(Path(products)) / issue_name(issue_time)
+    index_file = folder / INDEX
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for file, data in files.items():
+        if "/" in file or file.startswith(".") or file == INDEX:
+            raise ValueError(f"bad product file name {file!r}")
+        if not (folder / file).exists():
+            atomic_write(folder / file, lambda tmp, data=data: tmp.write_bytes(data))
+    merged = {**index, **update, "amended": iso(datetime.now(UTC))}
+    merged["products"] = index_products({**index.get("products", {}), **update.get("products", {})})
+    write_text(index_file, json.dumps(jsonable(merged), allow_nan=False, indent=1))
+    return folder
+
+
 def list_issues(products: str | Path) -> list[str]:
     """Names of the published issues, oldest first (hidden partial folders excluded)."""
     root = issues_dir(Path(products))
@@ -270,6 +306,7 @@ __all__ = [
     "PROBABILITY_SCALE",
     "STATUS",
     "ColourScale",
+    "amend_issue",
     "apply_retention",
     "clean_partials",
     "frame_names",

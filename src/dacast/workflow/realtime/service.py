@@ -83,6 +83,11 @@ class Desk:
         if path is not None and path.exists():
             move(path, self.paths.done)
 
+    def amended(self, issue_time: datetime) -> None:
+        """Record that a published issue gained products (the page reloads it when it is the latest)."""
+        self.status.amended(issue_name(issue_time))
+        self.status.save()
+
     def published(self, issue_time: datetime, arrival: float | None) -> float | None:
         """Record an issue just published (``arrival``: the input's arrival, wall s), save the status, apply
         retention; the latency from arrival to the status listing the issue (s)."""

@@ -38,6 +38,7 @@ class ServiceStatus:
     latest_issue: str | None = None
     latest_issue_time: str | None = None
     latest_published_wall: float | None = None
+    latest_revision: int = 0  # how often the latest issue was amended (a slower product added)
 
     @classmethod
     def resume(cls, products: Path, *, mode: str, title: str, cycle_wall_seconds: float) -> ServiceStatus:
@@ -52,6 +53,7 @@ class ServiceStatus:
         status.latencies.extend(float(x) for x in old.get("latency_samples", []))
         for key in ("latest_issue", "latest_issue_time", "latest_published_wall"):
             setattr(status, key, old.get(key))
+        status.latest_revision = int(old.get("latest_revision") or 0)
         return status
 
     def event(self, kind: str, message: str, file: str | None = None) -> None:
@@ -63,8 +65,14 @@ class ServiceStatus:
         self.counts["issues"] += 1
         self.latest_issue, self.latest_issue_time = name, iso(issue_time)
         self.latest_published_wall = time.time()
+        self.latest_revision = 0
         if latency is not None:
             self.latencies.append(latency)
+
+    def amended(self, name: str) -> None:
+        """Record that issue ``name`` gained products; the page reloads the latest issue when it is that one."""
+        if name == self.latest_issue:
+            self.latest_revision += 1
 
     def to_json(self) -> dict[str, Any]:
         """The content of ``status.json``."""
@@ -79,6 +87,7 @@ class ServiceStatus:
             "latest_issue": self.latest_issue,
             "latest_issue_time": self.latest_issue_time,
             "latest_published_wall": self.latest_published_wall,
+            "latest_revision": self.latest_revision,
             "counts": dict(self.counts),
             "latency_s": {
                 "last": float(lat[-1]) if lat.size else None,

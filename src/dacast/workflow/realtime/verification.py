@@ -173,16 +173,22 @@ class Verifier:
         ]
 
 
-def skill_png(scores: dict[str, Any], *, title: str) -> bytes:
-    """A PNG of CSI and FSS against lead time for the forecast and persistence (`Verifier.scores`)."""
+_LINES = (("forecast", "#1f63c8"), ("convlstm", "#e8552a"), ("persistence", "#888888"))
+
+
+def skill_png(scores: dict[str, Any], *, title: str, labels: dict[str, str] | None = None) -> bytes:
+    """A PNG of CSI and FSS against lead time (`Verifier.scores`): the forecast, the ConvLSTM when scored
+    (``convlstm``), persistence; ``labels`` renames them in the legend."""
     fig = new_figure(figsize=(7.0, 3.0))
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.17, top=0.86, wspace=0.25)
     leads = scores["lead_minutes"]
     for k, key in enumerate(("csi", "fss")):
         ax = fig.add_subplot(1, 2, k + 1)
-        for name, colour in (("forecast", "#1f63c8"), ("persistence", "#888888")):
+        for name, colour in _LINES:
+            if name not in scores[key]:
+                continue
             values = [np.nan if v is None else v for v in scores[key][name]]
-            ax.plot(leads, values, marker=".", color=colour, label=name)
+            ax.plot(leads, values, marker=".", color=colour, label=(labels or {}).get(name, name))
         ax.set_xlabel("lead time (min)")
         ax.set_ylabel(key.upper())
         ax.set_ylim(0, 1)

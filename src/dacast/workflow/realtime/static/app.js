@@ -5,12 +5,12 @@
 const POLL_MS = 1000;       // status poll period
 const FRAME_MS = 400;       // animation: one frame per FRAME_MS
 const DWELL_FRAMES = 3;     // ... and the last frame held this many periods longer
-const ANIMATED = new Set(["forecast", "probability"]);
+const ANIMATED = new Set(["forecast", "convlstm", "probability"]);
 const WARN_KINDS = new Set(["rejected", "missing", "late", "skipped", "restart", "diverged"]);
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  status: null, issue: null, index: null, tab: null, frame: 0,
+  status: null, issue: null, revision: 0, index: null, tab: null, frame: 0,
   playing: false, timer: null, dwell: 0, preload: [], listed: -1, listedLatest: null, eventsKey: "",
 };
 
@@ -116,7 +116,10 @@ function toggleEvents() {
 
 function absentReason(kind, index) {
   const flags = index.flags || {};
-  if (kind === "analysis" && index.mode === "nowcast") return "nowcast mode: no analysis (no data assimilation)";
+  if (kind === "analysis" && index.mode === "replay") return "nowcast mode: no analysis (no data assimilation)";
+  if (kind === "probability" && index.mode === "replay") return "nowcast mode: no ensemble, no probability";
+  if (kind === "convlstm") return index.mode === "replay" ? "no ConvLSTM nowcast (none configured, or not ready yet)"
+    : "the ConvLSTM runs in nowcast mode only";
   if (kind === "analysis") return flags.missing_volume ? "no radar volume: forecast only, no analysis" : "no analysis in this issue";
   if (kind === "observation") return "no radar volume for this issue time";
   if (kind === "verification") return "no verification yet: it needs the observations at the forecast's lead times";
@@ -254,18 +257,26 @@ function renderVerification(v) {
   panel.hidden = !v || !v.csi || !Array.isArray(v.lead_minutes);
   if (panel.hidden) return;
   const hasFss = v.fss && Array.isArray(v.fss.forecast);
+  const ml = Array.isArray(v.csi.convlstm);  // the ConvLSTM is scored beside extrapolation (nowcast mode)
+  const methods = [["forecast", ml ? "extr" : "fcst"]];
+  if (ml) methods.push(["convlstm", "ConvLSTM"]);
+  methods.push(["persistence", "pers"]);
+  const scores = hasFss ? ["csi", "fss"] : ["csi"];
   table.append(el("caption", "CSI" + (hasFss ? " and FSS" : "") + " at ≥ " + v.threshold + " " + v.units));
   const head = el("tr");
-  for (const h of ["lead", "CSI fcst", "CSI pers"].concat(hasFss ? ["FSS fcst", "FSS pers"] : [])) {
-    head.append(el("th", h));
-  }
+  head.append(el("th", "lead"));
+  for (const score of scores) for (const [, name] of methods) head.append(el("th", score.toUpperCase() + " " + name));
   table.append(head);
   v.lead_minutes.forEach((lead, i) => {
     const row = el("tr");
-    const f = (v.csi.forecast || [])[i];
-    const p = (v.csi.persistence || [])[i];
-    row.append(el("td", "+" + lead + " min"), el("td", number(f, 2), f > p ? "better" : ""), el("td", number(p, 2)));
-    if (hasFss) row.append(el("td", number(v.fss.forecast[i], 2)), el("td", number((v.fss.persistence || [])[i], 2)));
+    row.append(el("td", "+" + lead + " min"));
+    for (const score of scores) {
+      const p = (v[score].persistence || [])[i];
+      for (const [key] of methods) {
+        const x = (v[score][key] || [])[i];
+        row.append(el("td", number(x, 2), key !== "persistence" && x > p ? "better" : ""));
+      }
+    }
     table.append(row);
   });
 }
@@ -281,7 +292,8 @@ function renderTiming() {
   add("latency", seconds(Number.isFinite(t.latency_s) ? t.latency_s : latest ? lat.last : undefined));
   if (t.arrival) add("input arrived", hms(t.arrival));
   for (const [key, name] of [["seconds_analysis", "analysis"], ["seconds_forecast", "forecast"],
-    ["seconds_nowcast", "nowcast"], ["seconds_extended_forecast", "extended forecast"],
+    ["seconds_nowcast", "nowcast"], ["seconds_convlstm", "ConvLSTM"],
+    ["seconds_extended_forecast", "extended forecast"],
     ["seconds_products", "products"]]) {
     if (Number.isFinite(t[key])) add(name, seconds(t[key]));
   }
@@ -303,10 +315,11 @@ function renderNotes() {
 
 // ---- polling ----------------------------------------------------------------------------------------------
 
-async function loadIssue(name) {
+async function loadIssue(name, revision) {
   const index = await getJSON("/api/issues/" + encodeURIComponent(name));
   const first = state.index === null;
   state.issue = name;
+  state.revision = revision || 0;
   state.index = index;
   $("title").textContent = index.title || "dacast real time";
   const t = index.issue_time || "";
@@ -337,7 +350,9 @@ async function poll() {
     const st = await getJSON("/api/status");
     state.status = st;
     const latest = st.latest_issue || (st.n_issues > 0 ? await latestListed(st.n_issues) : null);
-    if (latest && latest !== state.issue) await loadIssue(latest);
+    // a new issue, or the latest one amended (a slower product such as the ConvLSTM added to it)
+    const revision = latest === st.latest_issue ? st.latest_revision || 0 : 0;
+    if (latest && (latest !== state.issue || revision !== state.revision)) await loadIssue(latest, revision);
     renderBadge(st, true);
     if (state.index) renderTiming();
   } catch (err) {
