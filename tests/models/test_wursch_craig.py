@@ -5,7 +5,15 @@ import math
 import pytest
 import torch
 
-from dacast.models import Model, TriggeredWurschCraig, WurschCraig, WurschCraigConfig, advance, rain_fraction
+from dacast.models import (
+    Model,
+    TriggeredWurschCraig,
+    WurschCraig,
+    WurschCraigConfig,
+    advance,
+    rain_fraction,
+    unstable_step,
+)
 
 
 def _model(n: int = 32, **kw) -> WurschCraig:
@@ -155,3 +163,18 @@ def test_cuda_matches_chunking_and_is_close_to_cpu():
     assert torch.equal(m.forecast(x.cuda(), 600.0, seed=2, chunk_members=1), gpu)
     cpu = m.forecast(x, 600.0, seed=2)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({}, None),
+        ({"dt": 30.0}, "model.dt: gravity waves"),
+        ({"ku": 1e5}, "model.dt: diffusion"),
+        ({"background_u": 600.0}, "model.dt: rain advection"),
+        ({"alpha": 1.0}, "model.alpha: rain removal"),
+    ],
+)
+def test_unstable_step_names_the_limit_broken(change: dict, fragment: str | None) -> None:
+    problem = unstable_step(WurschCraigConfig(**change))
+    assert problem is None if fragment is None else problem is not None and problem.startswith(fragment)

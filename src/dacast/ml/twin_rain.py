@@ -42,7 +42,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from dacast.io.convert import from_dbz
-from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
+from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig, unstable_step
 from dacast.obs.radar import RadarConfig, radar_mask, reflectivity_dbz
 
 __all__ = [
@@ -165,14 +165,8 @@ class TwinRainConfig:
 
     def _check_stability(self) -> None:
         """ValueError for model steps that surely blow up (the limits of ``docs/bda_model.md``, as `BDAConfig`)."""
-        m = self.model
-        courant = math.sqrt(m.g * m.H0) * m.dt / m.dx
-        _require(courant <= 2**-0.5, f"model.dt: gravity waves need sqrt(g H0) dt / dx <= 0.707, got {courant:.3g}")
-        diffusion = max(m.ku, m.kh, m.kr) * m.dt / (m.dx * m.dx)
-        _require(diffusion <= 0.25, f"model.dt: diffusion needs max(ku, kh, kr) dt / dx^2 <= 0.25, got {diffusion:.3g}")
-        wind = max(abs(m.background_u), abs(m.background_v)) * m.dt / m.dx
-        _require(wind <= 1, f"model.dt: rain advection needs |background wind| dt / dx <= 1, got {wind:.3g}")
-        _require(m.alpha * m.dt <= 1, f"model.alpha: rain removal needs alpha dt <= 1, got {m.alpha * m.dt:.3g}")
+        problem = unstable_step(self.model)
+        _require(problem is None, problem or "")
 
     @classmethod
     def from_bda(cls, bda: BDALike, **overrides: Any) -> TwinRainConfig:

@@ -5,7 +5,7 @@ from dacast.models.coupled_lorenz63 import CoupledLorenz63
 from dacast.models.lorenz63 import Lorenz63
 from dacast.models.lorenz96 import Lorenz96
 from dacast.models.registry import MODELS, get_model
-from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig, rain_fraction
+from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig, rain_fraction, unstable_step
 from dacast.models.wursch_craig_noise import TriggeredWurschCraig
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "get_model",
     "integrate",
     "rain_fraction",
+    "unstable_step",
     "rk4_step",
 ]

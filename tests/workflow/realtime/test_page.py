@@ -294,3 +294,37 @@ def test_a_rejected_volume_shows_on_the_badge(
     expect(p.locator("#events")).to_contain_text("reflectivity has NaN")
     expect(p.locator("#events")).to_contain_text("vol_000100.nc")
     assert not problems, problems
+
+
+def test_the_3d_view_shows_the_reflectivity_as_relief(page: tuple[Page, list[str]]) -> None:
+    p, problems = page
+    canvas, toggle = p.locator("#view3d"), p.locator("#toggle3d")
+    p.locator('#tabs [data-tab="forecast"]').click()
+    expect(toggle).to_be_enabled()
+    toggle.click()
+    expect(canvas).to_be_visible()
+    expect(p.locator("#product")).to_be_hidden()
+
+    def colours() -> tuple[bytes, set[tuple[int, int, int]]]:
+        data = p.evaluate(
+            "() => Array.from(document.getElementById('view3d').getContext('2d').getImageData(0, 0, 512, 512).data)"
+        )
+        rgb = np.asarray(data, dtype=np.uint8).reshape(-1, 4)[:, :3]
+        return rgb.tobytes(), {tuple(int(v) for v in c) for c in np.unique(rgb, axis=0)}
+
+    first, seen = colours()
+    palette = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in DBZ_SCALE.colours}
+    assert len(seen & palette) >= 4  # the tops of the columns, in the legend's colours
+    p.locator("#slider").fill("3")  # the cell moves east: another relief
+    expect(p.locator("#product")).to_have_attribute("src", re.compile("/forecast_03.png$"))
+    deadline = time.monotonic() + 5
+    while colours()[0] == first:
+        assert time.monotonic() < deadline, "the 3-D view did not follow the frame"
+        time.sleep(0.05)
+    p.locator('#tabs [data-tab="probability"]').click()  # not reflectivity: the flat image, no 3-D
+    expect(toggle).to_be_disabled()
+    expect(canvas).to_be_hidden()
+    expect(p.locator("#product")).to_be_visible()
+    p.locator('#tabs [data-tab="observation"]').click()  # back on reflectivity: still in 3-D
+    expect(canvas).to_be_visible()
+    assert not problems, problems

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dacast.da.gridded import GriddedLETKFConfig
-from dacast.models.wursch_craig import WurschCraigConfig
+from dacast.models.wursch_craig import WurschCraigConfig, unstable_step
 from dacast.obs.radar import RadarConfig
 from dacast.workflow.bda.presets import bda_presets
 from dacast.workflow.limits import require_fits, require_seed, require_steps
@@ -160,13 +160,8 @@ class BDAConfig:
                 limit = 100.0 if f.name.endswith("_dbz") or f.name == "clear_air_value" else 1e30
                 require(all(abs(v) <= limit for v in numbers), f"{section}.{f.name} must lie within +-{limit:g}")
         m, domain = self.model, self.grid * self.model.dx
-        courant = math.sqrt(m.g * m.H0) * m.dt / m.dx
-        require(courant <= 2**-0.5, f"model.dt: gravity waves need sqrt(g H0) dt / dx <= 0.707, got {courant:.3g}")
-        diffusion = max(m.ku, m.kh, m.kr) * m.dt / (m.dx * m.dx)
-        require(diffusion <= 0.25, f"model.dt: diffusion needs max(ku, kh, kr) dt / dx^2 <= 0.25, got {diffusion:.3g}")
-        wind = max(abs(m.background_u), abs(m.background_v)) * m.dt / m.dx
-        require(wind <= 1, f"model.dt: rain advection needs |background wind| dt / dx <= 1, got {wind:.3g}")
-        require(m.alpha * m.dt <= 1, f"model.alpha: rain removal needs alpha dt <= 1, got {m.alpha * m.dt:.3g}")
+        problem = unstable_step(m)
+        require(problem is None, problem or "")
         kicks = m.noise_rate * domain * domain * m.dt
         require(kicks <= self.grid**2, f"model.noise_rate gives {kicks:.3g} perturbations a step, more than cells")
         require(m.noise_radius <= domain, f"model.noise_radius must be <= the domain ({domain:g} m)")

@@ -7,11 +7,13 @@ const FRAME_MS = 400;       // animation: one frame per FRAME_MS
 const DWELL_FRAMES = 3;     // ... and the last frame held this many periods longer
 const ANIMATED = new Set(["forecast", "convlstm", "probability"]);
 const WARN_KINDS = new Set(["rejected", "missing", "late", "skipped", "restart", "diverged"]);
+const RELIEF = new Set(["observation", "analysis", "forecast", "convlstm"]);  // reflectivity: a 3-D view
+const RELIEF_CELLS = 128;   // the 3-D view samples the field on at most this many cells a side
 
 const $ = (id) => document.getElementById(id);
 const state = {
   status: null, issue: null, revision: 0, index: null, tab: null, frame: 0,
-  playing: false, timer: null, dwell: 0, preload: [], listed: -1, listedLatest: null, eventsKey: "",
+  playing: false, timer: null, dwell: 0, preload: [], listed: -1, listedLatest: null, eventsKey: "", view3d: false,
 };
 
 // ---- formatting -------------------------------------------------------------------------------------------
@@ -154,7 +156,80 @@ function selectTab(kind) {
   state.frame = Math.min(state.frame, Math.max(0, n - 1));
   renderLegend(state.index.scales ? state.index.scales[kind] : null);
   renderVerification(kind === "verification" ? state.index.verification : null);
+  $("toggle3d").disabled = !RELIEF.has(kind);
+  showView();
   showFrame();
+}
+
+// ---- bird's-eye 3-D view ----------------------------------------------------------------------------------
+// The shown reflectivity image as a relief: each cell a column as tall as its colour's level in the legend,
+// seen obliquely from the south, drawn from the back (north) row to the front so that nearer columns cover
+// farther ones. Transparent cells (below the first level) are flat; grey (no data) is drawn flat and grey.
+
+function showView() {
+  const on = state.view3d && RELIEF.has(state.tab);
+  $("product").hidden = on;
+  $("view3d").hidden = !on;
+  $("toggle3d").setAttribute("aria-pressed", String(state.view3d));
+  if (on) renderRelief();
+}
+
+function renderRelief() {
+  const img = $("product");
+  const canvas = $("view3d");
+  const scale = state.index && state.index.scales && state.index.scales[state.tab];
+  if (canvas.hidden || !scale || !img.complete || !img.naturalWidth) return;
+  const nx = Math.min(img.naturalWidth, RELIEF_CELLS);
+  const ny = Math.min(img.naturalHeight, RELIEF_CELLS);
+  const sample = document.createElement("canvas");
+  sample.width = nx;
+  sample.height = ny;
+  const sg = sample.getContext("2d");
+  sg.imageSmoothingEnabled = false;  // nearest cells: keep the palette colours exact
+  sg.drawImage(img, 0, 0, nx, ny);
+  const pixels = sg.getImageData(0, 0, nx, ny).data;
+  const level = new Map(scale.colours.map((c, i) => [c.toLowerCase(), i + 1]));
+  const g = canvas.getContext("2d");
+  const w = canvas.width;
+  const h = canvas.height;
+  const cw = (w * 0.78) / nx;             // cell width on screen
+  const depth = (h * 0.45) / ny;          // screen rows per grid row (the view is oblique)
+  const skew = (w * 0.2) / ny;            // rows further back shift right
+  const rise = (h * 0.3) / scale.colours.length;  // screen pixels per legend level
+  const x0 = w * 0.02;
+  const y0 = h * 0.5;
+  g.fillStyle = "#eef1f4";
+  g.fillRect(0, 0, w, h);
+  g.fillStyle = "#dfe4ea";                // the ground
+  g.beginPath();
+  g.moveTo(x0 + ny * skew, y0);
+  g.lineTo(x0 + ny * skew + nx * cw, y0);
+  g.lineTo(x0 + nx * cw, y0 + ny * depth);
+  g.lineTo(x0, y0 + ny * depth);
+  g.closePath();
+  g.fill();
+  for (let j = 0; j < ny; j++) {          // row 0 of the image is the north (back) edge
+    const back = ny - j;
+    const y = y0 + j * depth;
+    for (let i = 0; i < nx; i++) {
+      const k = 4 * (j * nx + i);
+      if (pixels[k + 3] === 0) continue;  // below the first level
+      const hex = "#" + [0, 1, 2].map((c) => pixels[k + c].toString(16).padStart(2, "0")).join("");
+      const lv = level.get(hex) || 0;
+      const x = x0 + back * skew + i * cw - skew;
+      const top = y - lv * rise;
+      if (lv > 0) {
+        g.fillStyle = shade(pixels[k], pixels[k + 1], pixels[k + 2], 0.7);  // the column's south face
+        g.fillRect(x, top + depth, cw + 0.5, lv * rise);
+      }
+      g.fillStyle = hex;                  // its top
+      g.fillRect(x, top, cw + 0.5, depth + 0.5);
+    }
+  }
+}
+
+function shade(r, g, b, f) {
+  return "rgb(" + Math.round(r * f) + "," + Math.round(g * f) + "," + Math.round(b * f) + ")";
 }
 
 function showFrame() {
@@ -374,6 +449,8 @@ function start() {
     showFrame();
   });
   $("product").addEventListener("error", () => { $("product").alt = "image not available"; });
+  $("product").addEventListener("load", renderRelief);
+  $("toggle3d").addEventListener("click", () => { state.view3d = !state.view3d; showView(); });
   document.addEventListener("keydown", (e) => {
     if (e.target !== document.body || $("animation").hidden) return;
     const n = files().length;
