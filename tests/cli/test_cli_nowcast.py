@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import yaml
 from typer.testing import CliRunner
 
 from dacast.cli import app
+from dacast.ml import ConvLSTMConfig, ConvLSTMNowcaster
 
 runner = CliRunner()
 T0 = "2015-05-15T16:30"
@@ -163,6 +165,7 @@ def test_train_resume_and_convlstm_run(radar_root: Path, tmp_path: Path) -> None
         (["--method", "convlstm", "--checkpoint", "nowhere/best.pt"], "checkpoint not found: nowhere/best.pt"),
         (["--method", "convlstm", "--checkpoint", "garbage.pt"], "invalid checkpoint garbage.pt: not a PyTorch"),
         (["--method", "convlstm", "--checkpoint", "foreign.pt"], "no 'model_config' entry"),
+        (["--method", "convlstm", "--checkpoint", "two.pt"], "reads 2 channel(s) per past frame; radar nowcasts give"),
         (["--checkpoint", "garbage.pt"], "applies to method convlstm only"),
         (["--thresholds", "1,x"], "--thresholds must be comma-separated numbers"),
         (["--root", "no-such-dir"], "radar root no-such-dir is not an existing folder"),
@@ -175,6 +178,8 @@ def test_run_errors_exit_2(
     monkeypatch.chdir(tmp_path)
     Path("garbage.pt").write_text("not a checkpoint")
     torch.save({"weights": torch.zeros(2)}, "foreign.pt")
+    two = ConvLSTMConfig(t_in=2, t_out=3, hidden_channels=(4, 8), in_channels=2)  # another input: 2 channels
+    torch.save({"model_config": dataclasses.asdict(two), "model": ConvLSTMNowcaster(two).state_dict()}, "two.pt")
     base = {"--source": "mch", "--start": T0, "--root": str(radar_root)}
     for key in args[::2]:
         base.pop(key, None)

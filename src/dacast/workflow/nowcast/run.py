@@ -165,7 +165,15 @@ def checkpoint_model(path: Path, motion: str | None = None) -> tuple[Nowcaster, 
         ``(model, extrapolation settings or None, motion or None)``.
     """
     model = load_checkpoint(path)
-    if not model.config.use_extrapolation:
+    mc = model.config
+    channels = (mc.in_channels, mc.extra_channels if mc.use_extrapolation else 1)
+    require(
+        channels == (1, 1),
+        f"checkpoint {path} reads {mc.in_channels} channel(s) per past frame"
+        + (f" and {mc.extra_channels} per extrapolation lead" if mc.use_extrapolation else "")
+        + "; radar nowcasts give it 1 (log rain rate)",
+    )
+    if not mc.use_extrapolation:
         return model, None, None
     saved = read_training_sidecar(path)
     motion = motion or saved.get("motion", "trec")
