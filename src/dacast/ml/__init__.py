@@ -9,9 +9,8 @@ log-rain space ``z = log(1 + R)``, R in mm/h (`rain_to_log`, `log_to_rain`).
 `MultiResNowcaster` is the GSMaP-style generator that emits its forecast at several
 resolutions, with a coarse-to-fine `ProgressiveSchedule` and per-resolution targets
 and losses (`multires_targets`, `multires_generator_loss`), trained by the same loop
-(`train_nowcast`). `twin_rain_sequence`
-makes unlimited rain fields from the radar twin's model for pre-training, with the
-dihedral augmentations (`augment`) and a data-quality mask (`quality_mask`).
+(`train_nowcast`); rain fields of the radar twin to pre-train it on are made by
+`dacast.workflow.nowcast.twin_rain`.
 
 Surrogates (mission §S2): an LSTM over a window of past states and a periodic
 residual CNN (Brajard et al. 2020), both `dacast.models.Model`s, trained on
@@ -58,7 +57,6 @@ from dacast.ml.surrogate_train import (
     train_surrogate,
     windows_from_trajectory,
 )
-from dacast.ml.twin_rain import TwinRainConfig, all_augmentations, augment, quality_mask, twin_rain_sequence
 
 __all__ = [
     "ConvLSTMCell",
@@ -85,9 +83,6 @@ __all__ = [
     "SurrogateTrainResult",
     "TemporalDiscriminator",
     "TrainResult",
-    "TwinRainConfig",
-    "all_augmentations",
-    "augment",
     "build_surrogate",
     "discriminator_adversarial_loss",
     "discriminator_loss",
@@ -102,7 +97,6 @@ __all__ = [
     "multires_targets",
     "nonlocal_loss",
     "pool_log_rain",
-    "quality_mask",
     "predict",
     "rain_to_log",
     "resolve_device",
@@ -110,7 +104,6 @@ __all__ = [
     "split_by_time",
     "train_nowcast",
     "train_surrogate",
-    "twin_rain_sequence",
     "weighted_huber_loss",
     "windows_from_trajectory",
 ]

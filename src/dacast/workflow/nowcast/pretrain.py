@@ -3,10 +3,10 @@
 
 * ``model.kind``: ``convlstm`` (default, a `ConvLSTMConfig`) or ``multires`` (a `MultiResConfig`, which adds
   ``n_outputs``); ``training.schedule`` and ``training.resolution_weights`` apply to ``multires`` only.
-* ``data.twin`` (`TwinData`): rain sequences of the radar twin's model (`dacast.ml.twin_rain_sequence`),
+* ``data.twin`` (`TwinData`): rain sequences of the radar twin's model (`twin_rain_sequence`),
   sequence ``i`` with seed ``seed + i``, 5 min apart like the radar frames, used instead of or besides the
   radar ``train`` ranges. With ``augment`` every sequence is replaced by its eight rotations and mirror
-  images (`dacast.ml.all_augmentations`): eight times the frames in memory (`TwinData.pixels`). Validation
+  images (`all_augmentations`): eight times the frames in memory (`TwinData.pixels`). Validation
   stays on the radar ``validation`` ranges; only a twin-only training (no radar ``train`` ranges) may omit
   them, and then validates on one more, never augmented, twin sequence with seed ``seed + sequences``
   (`TwinData.validation_seed`), which no training sequence uses.
@@ -31,15 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dacast.ml import (
-    ConvLSTMConfig,
-    MultiResConfig,
-    TwinRainConfig,
-    all_augmentations,
-    twin_rain_sequence,
-)
+from dacast.ml import ConvLSTMConfig, MultiResConfig
 from dacast.ml.nowcast_train_config import build_model, model_kind
 from dacast.workflow.limits import INT64_MAX
+from dacast.workflow.nowcast.twin_rain import TwinRainConfig, all_augmentations, twin_rain_sequence
 from dacast.workflow.schema import ConfigError, mapping, parse, require, show
 
 ModelKind = Literal["convlstm", "multires"]
@@ -48,7 +43,7 @@ MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 MULTIRES_KEYS = ("schedule", "resolution_weights")
 #: Minutes between two twin frames: the radar's 5-min step.
 TWIN_FRAME_MINUTES = 5.0
-#: Rotations and mirror images `dacast.ml.all_augmentations` makes of one sequence.
+#: Rotations and mirror images `all_augmentations` makes of one sequence.
 N_DIHEDRAL = 8
 
 
@@ -86,7 +81,7 @@ class TwinData:
     """The ``data.twin`` section: twin rain sequences as training data (see the module docstring).
 
     Attributes:
-        sequences: training sequences; sequence ``i`` is `dacast.ml.twin_rain_sequence` with seed ``seed + i``.
+        sequences: training sequences; sequence ``i`` is `twin_rain_sequence` with seed ``seed + i``.
         frames: frames per sequence, `TWIN_FRAME_MINUTES` apart (at least ``t_in + t_out``).
         grid: points per side of the twin's square domain (500 m apart); at least the crop size.
         seed: seed of the first sequence, in ``[0, 2^63 - 1 - sequences]``.

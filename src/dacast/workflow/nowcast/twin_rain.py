@@ -24,9 +24,8 @@ and the truth of `RadarTwin`), valid at the end of the spin-up and every frame a
 whole sequence (the same transform on every frame, so the motion turns with the
 field); `quality_mask` is the 0/1 valid-pixel mask for the loss.
 
-This module imports nothing from `dacast.workflow` (which imports `dacast.ml`): the
-twin's model settings are repeated in `TWIN_MODEL_DEFAULTS`, and a test checks they
-equal ``dacast.workflow.bda.config.MODEL_DEFAULTS``.
+The twin's model settings and seeds are the BDA application's (`dacast.workflow.bda.config.MODEL_DEFAULTS`,
+`dacast.workflow.bda.forecast.Seeds`).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,11 +43,12 @@ from torch import Tensor
 from dacast.io.convert import from_dbz
 from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig, unstable_step
 from dacast.obs.radar import RadarConfig, radar_mask, reflectivity_dbz
+from dacast.workflow.bda.config import MODEL_DEFAULTS, BDAConfig
+from dacast.workflow.bda.forecast import Seeds
+from dacast.workflow.limits import INT64_MAX
 
 __all__ = [
     "DIHEDRAL",
-    "TWIN_MODEL_DEFAULTS",
-    "BDALike",
     "TwinRainConfig",
     "all_augmentations",
     "augment",
@@ -59,32 +59,8 @@ __all__ = [
     "twin_rain_sequence",
 ]
 
-#: The BDA twin's model settings where they differ from `WurschCraigConfig`'s (a steering wind that
-#: carries the cells, slower rain removal): ``dacast.workflow.bda.config.MODEL_DEFAULTS``, repeated here.
-TWIN_MODEL_DEFAULTS: dict[str, float] = {"background_u": 5.0, "background_v": 2.5, "alpha": 7e-5}
-
 #: The eight ``(k, flip)`` of `augment`, in the order `all_augmentations` yields them.
 DIHEDRAL: tuple[tuple[int, bool], ...] = tuple((k, flip) for flip in (False, True) for k in range(4))
-
-_INT64_MAX = 2**63 - 1
-
-
-class BDALike(Protocol):
-    """What `TwinRainConfig.from_bda` reads from a BDA twin's settings (a ``dacast.workflow.bda.BDAConfig``).
-
-    ``grid`` (points per side), ``spinup_minutes`` (min), ``seed``, ``model`` and ``radar``.
-    """
-
-    @property
-    def grid(self) -> int: ...
-    @property
-    def spinup_minutes(self) -> float: ...
-    @property
-    def seed(self) -> int: ...
-    @property
-    def model(self) -> WurschCraigConfig: ...
-    @property
-    def radar(self) -> RadarConfig: ...
 
 
 def _require(condition: bool, message: str) -> None:
@@ -113,7 +89,7 @@ class TwinRainConfig:
         spinup_minutes: model time from rest to the first frame (min); a whole number of model steps.
         seed: in ``[0, 2^63 - 1]``; the initial perturbations and triggering noise, as the BDA twin's truth.
         model: Würsch-Craig settings (grid spacing ``dx``, step ``dt``, physics); ``ny``/``nx`` follow
-            ``grid``. Default: the BDA twin's (`TWIN_MODEL_DEFAULTS`).
+            ``grid``. Default: the BDA twin's (`MODEL_DEFAULTS`).
         radar: the twin radar; its ``rain_to_rhoqr`` and ``floor_dbz`` give the reflectivity, its
             ``clear_air_dbz`` the default no-echo threshold, its site and range `twin_coverage`.
         zr_a: ``a`` of ``Z = a R^b`` (Z in mm^6 m^-3, R in mm/h); Marshall-Palmer 200.
@@ -127,7 +103,7 @@ class TwinRainConfig:
     frame_minutes: float = 5.0
     spinup_minutes: float = 60.0
     seed: int = 0
-    model: WurschCraigConfig = field(default_factory=lambda: WurschCraigConfig(**TWIN_MODEL_DEFAULTS))
+    model: WurschCraigConfig = field(default_factory=lambda: WurschCraigConfig(**MODEL_DEFAULTS))
     radar: RadarConfig = field(default_factory=RadarConfig)
     zr_a: float = 200.0
     zr_b: float = 1.6
@@ -147,7 +123,7 @@ class TwinRainConfig:
         _require(self.frames >= 1, f"frames must be at least 1, got {self.frames}")
         _require(self.frame_minutes > 0, f"frame_minutes must be positive, got {self.frame_minutes}")
         _require(self.spinup_minutes >= 0, f"spinup_minutes must be >= 0, got {self.spinup_minutes}")
-        _require(0 <= self.seed <= _INT64_MAX, f"seed must be >= 0 and < 2^63, got {self.seed}")
+        _require(0 <= self.seed <= INT64_MAX, f"seed must be >= 0 and < 2^63, got {self.seed}")
         _require(
             self.zr_a > 0 and self.zr_b > 0, f"Z-R coefficients must be positive, got a={self.zr_a}, b={self.zr_b}"
         )
@@ -169,7 +145,7 @@ class TwinRainConfig:
         _require(problem is None, problem or "")
 
     @classmethod
-    def from_bda(cls, bda: BDALike, **overrides: Any) -> TwinRainConfig:
+    def from_bda(cls, bda: BDAConfig, **overrides: Any) -> TwinRainConfig:
         """A config with a BDA twin's grid, model, radar, spin-up and seed, and ``overrides`` (any field) on top.
 
         ``bda`` is e.g. ``get_bda_preset("bda-small").config``; with the same seed the frames are that twin's truth.
@@ -199,11 +175,6 @@ class TwinRainConfig:
     def spinup_steps(self) -> int:
         """Model steps of the spin-up, ``spinup_minutes * 60 / model.dt``."""
         return _steps(self.spinup_minutes, self.model.dt, "spinup_minutes")
-
-
-def _truth_seed(seed: int) -> int:
-    """The seed of the BDA twin's truth for master ``seed`` (``Seeds.of(seed).truth`` of ``workflow/bda``)."""
-    return int(np.random.SeedSequence([seed]).generate_state(3, dtype=np.uint32)[0])
 
 
 def model_rain_rate(rain: Tensor, config: TwinRainConfig) -> Tensor:
@@ -245,7 +216,7 @@ def twin_rain_sequence(config: TwinRainConfig, *, progress: bool = False) -> np.
         `dacast.obs.radar`); the domain is periodic.
     """
     model = WurschCraig(config.model)
-    seed = _truth_seed(config.seed)
+    seed = Seeds.of(config.seed).truth
     dt = config.model.dt
     x = model.initial_state(1, seed=seed, dtype=torch.float32)
     if config.spinup_steps:

@@ -10,9 +10,12 @@ import pytest
 import torch
 
 from dacast.io.convert import from_dbz
-from dacast.ml.twin_rain import (
+from dacast.models import TriggeredWurschCraig, WurschCraig, WurschCraigConfig, advance
+from dacast.obs.radar import RadarConfig
+from dacast.workflow.bda.config import MODEL_DEFAULTS, BDAConfig
+from dacast.workflow.bda.forecast import Seeds, initial_truth, state_dbz
+from dacast.workflow.nowcast.twin_rain import (
     DIHEDRAL,
-    TWIN_MODEL_DEFAULTS,
     TwinRainConfig,
     all_augmentations,
     augment,
@@ -22,10 +25,6 @@ from dacast.ml.twin_rain import (
     twin_coverage,
     twin_rain_sequence,
 )
-from dacast.models import TriggeredWurschCraig, WurschCraig, WurschCraigConfig, advance
-from dacast.obs.radar import RadarConfig
-from dacast.workflow.bda.config import MODEL_DEFAULTS, BDAConfig
-from dacast.workflow.bda.forecast import Seeds, initial_truth, state_dbz
 
 # 24 x 24 cells of 500 m, 20 min spin-up, 6 frames of 5 min: 270 model steps, ~0.2 s on one thread.
 CFG = TwinRainConfig(grid=24, frames=6, spinup_minutes=20.0, seed=0)
@@ -99,7 +98,6 @@ def test_frames_are_the_bda_twins_truth(seq: np.ndarray) -> None:
 
 
 def test_default_model_is_the_bda_twins() -> None:
-    assert TWIN_MODEL_DEFAULTS == MODEL_DEFAULTS
     assert TwinRainConfig().model == dataclasses.replace(BDAConfig(grid=128).model, ny=128, nx=128)
 
 
@@ -114,7 +112,7 @@ def test_same_seed_same_sequence_other_seed_independent(seq: np.ndarray) -> None
 
 def test_frame_spacing_is_honoured(seq: np.ndarray) -> None:
     assert CFG.frame_steps == 30 and CFG.spinup_steps == 120  # 5 min and 20 min of 10-s steps
-    finer = TwinRainConfig(grid=24, model=WurschCraigConfig(dt=5.0, **TWIN_MODEL_DEFAULTS))
+    finer = TwinRainConfig(grid=24, model=WurschCraigConfig(dt=5.0, **MODEL_DEFAULTS))
     assert finer.frame_steps == 60 and finer.spinup_steps == 720
     # 10-minute frames are every second 5-minute frame (the noise depends on the global step only)
     coarse = twin_rain_sequence(dataclasses.replace(CFG, frame_minutes=10.0, frames=3))
