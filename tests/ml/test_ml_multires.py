@@ -9,19 +9,20 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from dacast.ml import moving_blobs, rain_to_log, weighted_huber_loss
+from dacast.ml import NowcastLossConfig, generator_loss, moving_blobs, rain_to_log
 from dacast.ml.multires import (
     MultiResConfig,
     MultiResNowcaster,
     ProgressiveSchedule,
-    multires_generator_loss,
     multires_targets,
     pool_log_rain,
 )
+from dacast.ml.nowcast_steps import multires_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 32
+HUBER_ONLY = NowcastLossConfig(nonlocal_weight=0.0, adversarial_weight=0.0)  # Huber, weight 1
 
 
 def _config(**kw: object) -> MultiResConfig:
@@ -287,14 +288,13 @@ def test_loss_is_weighted_sum_of_per_resolution_losses() -> None:
     targets = multires_targets(truth, 3, mask)
     weights = (1.0, 0.5, 0.25)
     preds = model(past)
-    # weighted_huber_loss (pred, target, weight=None, mask=None) plugs in as it is.
-    total, parts = multires_generator_loss(preds, targets, weights, weighted_huber_loss)
-    per = [weighted_huber_loss(p, t, mask=m) for p, (t, m) in zip(preds, targets, strict=True)]
+    total, parts = multires_loss(preds, targets, weights, HUBER_ONLY)
+    per = [generator_loss(p, t, m, config=HUBER_ONLY)[0] for p, (t, m) in zip(preds, targets, strict=True)]
     assert all(v > 0 for v in per)
     torch.testing.assert_close(total, sum(w * v for w, v in zip(weights, per, strict=True)))
-    assert set(parts) == {"level0", "level1", "level2", "total"}
+    assert {k for k in parts if k.endswith("_total")} == {"level0_total", "level1_total", "level2_total"}
     for k in range(3):
-        assert math.isclose(parts[f"level{k}"], float(per[k].detach()), rel_tol=1e-6)
+        assert math.isclose(parts[f"level{k}_huber"], float(per[k].detach()), rel_tol=1e-6)
     assert math.isclose(parts["total"], float(total.detach()), rel_tol=1e-6)
     total.backward()
     assert model.heads[0].weight.grad is not None
@@ -302,32 +302,16 @@ def test_loss_is_weighted_sum_of_per_resolution_losses() -> None:
     # A progressive stage: the coarsest two preds are matched to the last two targets.
     with torch.no_grad():
         stage_preds = model(past, stage=1)
-        total1, parts1 = multires_generator_loss(stage_preds, targets, weights, weighted_huber_loss)
+        total1, parts1 = multires_loss(stage_preds, targets, weights, HUBER_ONLY)
         expected1 = sum(
-            weights[k] * weighted_huber_loss(stage_preds[k - 1], targets[k][0], mask=targets[k][1]) for k in (1, 2)
+            weights[k] * generator_loss(stage_preds[k - 1], *targets[k], config=HUBER_ONLY)[0] for k in (1, 2)
         )
     torch.testing.assert_close(total1, expected1)
-    assert set(parts1) == {"level1", "level2", "total"}
+    assert {k for k in parts1 if k.endswith("_total")} == {"level1_total", "level2_total"}
     # A zero weight switches a level off.
-    _, parts0 = multires_generator_loss(stage_preds, targets, (1.0, 0.0, 1.0), weighted_huber_loss)
-    assert set(parts0) == {"level2", "total"}
-    assert math.isclose(parts0["total"], parts0["level2"], rel_tol=1e-6)
-
-
-def test_loss_rejects_mismatches() -> None:
-    z = torch.zeros(1, 3, 1, SIZE, SIZE)
-    targets = multires_targets(z, 3)
-    preds = [t for t, _ in targets]
-    with pytest.raises(ValueError, match="one weight per target"):
-        multires_generator_loss(preds, targets, (1.0, 1.0), weighted_huber_loss)
-    with pytest.raises(ValueError, match="weights must be >= 0"):
-        multires_generator_loss(preds, targets, (1.0, -1.0, 1.0), weighted_huber_loss)
-    with pytest.raises(ValueError, match="pred shape"):
-        multires_generator_loss(preds[:2], targets, (1.0, 1.0, 1.0), weighted_huber_loss)
-    with pytest.raises(ValueError, match="only 2 targets"):
-        multires_generator_loss(preds, targets[:2], (1.0, 1.0), weighted_huber_loss)
-    with pytest.raises(ValueError, match="empty"):
-        multires_generator_loss([], targets, (1.0, 1.0, 1.0), weighted_huber_loss)
+    _, parts0 = multires_loss(stage_preds, targets, (1.0, 0.0, 1.0), HUBER_ONLY)
+    assert {k for k in parts0 if k.endswith("_total")} == {"level2_total"}
+    assert math.isclose(parts0["total"], parts0["level2_total"], rel_tol=1e-6)
 
 
 # --------------------------------------------------------------------------- training
@@ -344,12 +328,12 @@ def test_optimiser_steps_on_moving_blobs_decrease_the_loss() -> None:
     losses = []
     for _ in range(6):
         opt.zero_grad()
-        total, _ = multires_generator_loss(model(past), targets, weights, weighted_huber_loss)
+        total, _ = multires_loss(model(past), targets, weights, HUBER_ONLY)
         total.backward()
         opt.step()
         losses.append(float(total.detach()))
     with torch.no_grad():
-        final, _ = multires_generator_loss(model(past), targets, weights, weighted_huber_loss)
+        final, _ = multires_loss(model(past), targets, weights, HUBER_ONLY)
     assert float(final) < 0.7 * losses[0], losses
 
 

@@ -24,7 +24,6 @@ from dacast.ml import (
     load_nowcaster,
     moving_blobs,
     nonlocal_loss,
-    nowcast_steps,
     pool_log_rain,
     predict,
     rain_to_log,
@@ -32,6 +31,7 @@ from dacast.ml import (
     train_nowcast,
 )
 from dacast.ml import nowcast_train as nt
+from dacast.ml.nowcast_losses import nonlocal_fits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -320,7 +320,7 @@ def test_nonlocal_skip_rule_matches_nonlocal_loss(size: int) -> None:
         works = True
     except ValueError:
         works = False
-    assert nowcast_steps.nonlocal_fits(size, size, loss) == works == (size >= 10)
+    assert nonlocal_fits(size, size, loss) == works == (size >= 10)
 
 
 def test_initial_weights_start_a_new_run_but_not_a_resumed_one(blob_sequence: np.ndarray, tmp_path: Path) -> None:

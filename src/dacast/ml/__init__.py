@@ -8,7 +8,7 @@ datasets of radar sequences, and a resumable training loop. Networks work in
 log-rain space ``z = log(1 + R)``, R in mm/h (`rain_to_log`, `log_to_rain`).
 `MultiResNowcaster` is the GSMaP-style generator that emits its forecast at several
 resolutions, with a coarse-to-fine `ProgressiveSchedule` and per-resolution targets
-and losses (`multires_targets`, `multires_generator_loss`), trained by the same loop
+(`multires_targets`) and a loss per resolution (`dacast.ml.nowcast_steps.multires_loss`), trained by the same loop
 (`train_nowcast`); rain fields of the radar twin to pre-train it on are made by
 `dacast.workflow.nowcast.twin_rain`.
 
@@ -23,7 +23,6 @@ from dacast.ml.multires import (
     MultiResConfig,
     MultiResNowcaster,
     ProgressiveSchedule,
-    multires_generator_loss,
     multires_targets,
     pool_log_rain,
 )
@@ -93,7 +92,6 @@ __all__ = [
     "load_surrogate",
     "log_to_rain",
     "moving_blobs",
-    "multires_generator_loss",
     "multires_targets",
     "nonlocal_loss",
     "pool_log_rain",

@@ -35,9 +35,7 @@ with the pooling factor.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -57,8 +55,6 @@ __all__ = [
     "MultiResConfig",
     "MultiResNowcaster",
     "ProgressiveSchedule",
-    "ResolutionLoss",
-    "multires_generator_loss",
     "multires_targets",
     "pool_log_rain",
 ]
@@ -302,65 +298,3 @@ def multires_targets(
     if mask is not None and mask.shape != rain_log.shape:
         raise ValueError(f"mask shape {tuple(mask.shape)} differs from rain_log shape {tuple(rain_log.shape)}")
     return [(pool_log_rain(rain_log, 2**k), None if mask is None else _pool_mask(mask, 2**k)) for k in range(n_outputs)]
-
-
-class ResolutionLoss(Protocol):
-    """A loss at one resolution, called as ``loss_fn(pred, target, mask=mask)``.
-
-    `dacast.ml.weighted_huber_loss` and `dacast.ml.nonlocal_loss` (via
-    ``functools.partial(nonlocal_loss, config=...)``) meet it as they are.
-    """
-
-    def __call__(self, pred: Tensor, target: Tensor, /, *, mask: Tensor | None) -> Tensor:
-        """Scalar loss of ``pred`` against ``target`` (same shape, log-rain) over ``mask`` (None: all valid)."""
-        ...
-
-
-def multires_generator_loss(
-    preds: Sequence[Tensor],
-    targets: Sequence[tuple[Tensor, Tensor | None]],
-    weights: Sequence[float],
-    loss_fn: ResolutionLoss,
-) -> tuple[Tensor, dict[str, float]]:
-    """Weighted sum ``Σ_k w_k · loss_fn(pred_k, target_k, mask=mask_k)`` over the active resolutions.
-
-    ``targets`` and ``weights`` cover all resolutions, finest first (as `multires_targets` returns
-    them); ``preds`` may be just the coarsest ones (a progressive stage), finest first, and is
-    matched to the *last* ``len(preds)`` targets. A weight of 0 switches a resolution off (its loss
-    is not computed).
-
-    Args:
-        preds: forecasts, finest first; entry ``j`` ``(B, T, 1, H_k, W_k)`` log-rain with
-            ``k = len(targets) - len(preds) + j``.
-        targets: ``(target_k, mask_k)`` per resolution, finest first; ``target_k`` the shape of its
-            pred, log-rain; ``mask_k`` the same shape or None.
-        weights: one weight ``>= 0`` per entry of ``targets``.
-        loss_fn: per-resolution loss (see `ResolutionLoss`).
-
-    Returns:
-        The scalar total, and a dict of floats: the unweighted loss of each computed resolution,
-        keyed ``"level{k}"`` (``k`` the index in ``targets``), and ``"total"``.
-    """
-    if not preds:
-        raise ValueError("preds is empty")
-    if len(preds) > len(targets):
-        raise ValueError(f"got {len(preds)} preds but only {len(targets)} targets")
-    if len(weights) != len(targets):
-        raise ValueError(f"need one weight per target resolution ({len(targets)}), got {len(weights)}")
-    if any(wk < 0 for wk in weights):
-        raise ValueError(f"weights must be >= 0, got {tuple(weights)}")
-    offset = len(targets) - len(preds)
-    total = preds[0].new_zeros(())
-    parts: dict[str, float] = {}
-    for j, pred in enumerate(preds):
-        k = offset + j
-        target, mask = targets[k]
-        if pred.shape != target.shape:
-            raise ValueError(f"level {k}: pred shape {tuple(pred.shape)} differs from target {tuple(target.shape)}")
-        if weights[k] == 0:
-            continue
-        loss = loss_fn(pred, target, mask=mask)
-        total = total + weights[k] * loss
-        parts[f"level{k}"] = float(loss.detach())
-    parts["total"] = float(total.detach())
-    return total, parts

@@ -60,6 +60,7 @@ __all__ = [
     "generator_adversarial_loss",
     "generator_loss",
     "intensity_weight",
+    "nonlocal_fits",
     "nonlocal_loss",
     "weighted_huber_loss",
 ]
@@ -237,6 +238,17 @@ def _relative_sq(pred_stats: Tensor, true_stats: Tensor, denom: Tensor, eps: flo
     return ((pred_stats - true_stats) / (denom + eps)) ** 2
 
 
+def _nonlocal_min_size(config: NowcastLossConfig) -> int:
+    """Smallest side (pixels) a field needs at a scale for the Laplacians ``L^{q_max/2}`` plus one pixel."""
+    return 2 * (max(config.laplacian_orders) // 2) + 2
+
+
+def nonlocal_fits(h: int, w: int, config: NowcastLossConfig) -> bool:
+    """Whether `nonlocal_loss` has a scale of ``config.nonlocal_scales`` at which an ``h × w`` field is large
+    enough (else it raises): a multi-resolution loss leaves the term out at such a level."""
+    return any(min(h // s, w // s) >= _nonlocal_min_size(config) for s in config.nonlocal_scales)
+
+
 def nonlocal_loss(
     pred: Tensor, target: Tensor, mask: Tensor | None = None, *, config: NowcastLossConfig | None = None
 ) -> Tensor:
@@ -259,14 +271,14 @@ def nonlocal_loss(
     b, t = y.shape[:2]
     scale = (y.abs() * m).amax(dim=(1, 2, 3), keepdim=True).detach().clamp_min(1e-6)
     x, y = _flush(x / scale), _flush(y / scale)
-    margin = 2 * (max(cfg.laplacian_orders) // 2) + 1
+    need = _nonlocal_min_size(cfg)
     terms: list[Tensor] = []
     for s in cfg.nonlocal_scales:
         xs, ys, ms = x, y, m
         if s > 1:
             xs, ys = F.avg_pool2d(x, s), F.avg_pool2d(y, s)
             ms = -F.max_pool2d(-m, s)  # valid only where every fine pixel is valid
-        if min(xs.shape[-2:]) < margin + 1:
+        if min(xs.shape[-2:]) < need:
             continue
         hs, ws = xs.shape[-2:]
         # Per time step: (B*T, 1, H, W) -> (B, T, S).

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from dacast.ml.convlstm import ConvLSTMConfig, ConvLSTMNowcaster, log_to_rain, rain_to_log
+from dacast.ml.convlstm import ConvLSTMConfig, log_to_rain, rain_to_log
 from dacast.ml.multires import MultiResConfig, MultiResNowcaster
 from dacast.ml.nowcast_train import Nowcaster, resolve_device
+from dacast.ml.nowcast_train_config import build_model
 
 __all__ = ["load_nowcaster", "predict"]
 
@@ -41,13 +42,10 @@ def load_nowcaster(path: str | Path, *, device: str | torch.device = "cpu") -> N
     cfg = dict(ck["model_config"])
     cfg["hidden_channels"] = tuple(cfg["hidden_channels"])
     kind = ck.get("model_kind", "convlstm")
-    model: Nowcaster
-    if kind == "multires":
-        model = MultiResNowcaster(MultiResConfig(**cfg))
-    elif kind == "convlstm":
-        model = ConvLSTMNowcaster(ConvLSTMConfig(**cfg))
-    else:
+    configs = {"convlstm": ConvLSTMConfig, "multires": MultiResConfig}
+    if kind not in configs:
         raise ValueError(f"{p}: unknown model_kind {kind!r}; expected 'convlstm' or 'multires'")
+    model = build_model(configs[kind](**cfg))
     model.load_state_dict(ck["model"])
     return model.to(resolve_device(device)).eval()
 

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset, default_collate
 from dacast.ml.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dacast.ml.multires import MultiResNowcaster, multires_targets
 from dacast.ml.nowcast_data import ExtrapolationFn, RainArray, RainCropDataset
-from dacast.ml.nowcast_losses import NowcastLossConfig, generator_loss
+from dacast.ml.nowcast_losses import NowcastLossConfig, generator_loss, nonlocal_fits
 from dacast.ml.nowcast_train_config import Nowcaster, NowcastTrainConfig
 
 __all__ = [
@@ -27,7 +27,6 @@ __all__ = [
     "as_dataset",
     "batch_of_step",
     "multires_loss",
-    "nonlocal_fits",
     "save_atomic",
     "to_device",
     "validate",
@@ -71,13 +70,6 @@ def batch_of_step(dataset: Dataset[Sample], step: int, batch_size: int, seed: in
 def to_device(batch: Sample, device: torch.device) -> Sample:
     """Every tensor of ``batch`` on ``device``."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-def nonlocal_fits(h: int, w: int, loss: NowcastLossConfig) -> bool:
-    """Whether `dacast.ml.nonlocal_loss` has a scale of ``loss.nonlocal_scales`` at which an ``h × w`` field
-    is large enough for its Laplacians (the test `nonlocal_loss` makes: ``>= 2·(q_max/2) + 2`` pixels)."""
-    need = 2 * (max(loss.laplacian_orders) // 2) + 2
-    return any(min(h // s, w // s) >= need for s in loss.nonlocal_scales)
 
 
 def multires_loss(
