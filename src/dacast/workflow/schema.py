@@ -19,6 +19,7 @@ import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, Union
 
@@ -156,6 +157,8 @@ def _scalar(tp: Any, value: Any, where: str, infinite: bool = False) -> Any:
         if math.isnan(number) or (math.isinf(number) and not infinite):
             raise ConfigError(f"{where} must be a finite number, got {show(value)}")
         return number
+    if tp is str and isinstance(value, datetime | date):
+        return value.isoformat()  # YAML reads an unquoted time (2026-07-01T12:00:00Z) as a timestamp
     if tp in (str, Path) and not isinstance(value, str | Path):
         raise ConfigError(f"{where} must be a string, got {show(value)}")
     if tp is Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from dacast.workflow.realtime.config import (
     RealtimePaths,
     ReplayConfig,
     load_realtime_target,
+    parse_time,
     realtime_config_from_dict,
     realtime_config_to_dict,
 )
@@ -84,7 +86,8 @@ def test_unquoted_yaml_times_are_read(tmp_path: Path) -> None:
     path = tmp_path / "service.yaml"  # YAML reads these as timestamps, not strings
     path.write_text("preset: replay-mch\nstart_time: 2026-07-01T12:00:00Z\nreplay: {start: 2015-05-15 17:25:00}\n")
     config, _ = load_realtime_target(path)
-    assert config.start_time == "2026-07-01T12:00:00+00:00" and config.replay.start == "2015-05-15T17:25:00+00:00"
+    assert parse_time(config.start_time, "start_time") == datetime(2026, 7, 1, 12, tzinfo=UTC)
+    assert parse_time(config.replay.start, "replay.start") == datetime(2015, 5, 15, 17, 25, tzinfo=UTC)
     assert load_realtime_target(Path(__file__).parents[3] / "examples" / "realtime_convlstm.yaml")[0].replay.checkpoint
 
 

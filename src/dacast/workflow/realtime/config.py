@@ -194,23 +194,9 @@ def _bda_section(value: Any, where: str) -> BDAConfig:
         raise ConfigError(f"{where}.{err}" if not str(err).startswith(where) else str(err)) from None
 
 
-def _times_as_text(data: dict[str, Any]) -> dict[str, Any]:
-    """``start_time`` and ``replay.start`` as ISO text where YAML read an unquoted time as a datetime."""
-
-    def text(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-        return value
-
-    out = {**data, "start_time": text(data["start_time"])} if "start_time" in data else dict(data)
-    if isinstance(out.get("replay"), dict) and "start" in out["replay"]:
-        out["replay"] = {**out["replay"], "start": text(out["replay"]["start"])}
-    return out
-
-
 def realtime_config_from_dict(data: Any) -> RealtimeConfig:
     """A validated `RealtimeConfig` from a YAML mapping (see the module docstring); `ConfigError` on bad input."""
-    merged = _times_as_text(with_preset(mapping(data), REALTIME_PRESETS, realtime_config_to_dict))
+    merged = with_preset(mapping(data), REALTIME_PRESETS, realtime_config_to_dict)
     config = parse(RealtimeConfig, merged, hooks={BDAConfig: _bda_section})
     require_seed(config.bda.seed)
     return config
