@@ -312,7 +312,7 @@ class NowcastLoop:
         latency = self.desk.published(t, arrival)  # listed now: the ConvLSTM below does not delay it
         self.say(f"{iso(t)}: published" + ("" if latency is None else f" {latency:.2f} s after arrival"))
         if self.nowcaster is not None:
-            self._add_convlstm(t, observed, {**index, "notes": notes})
+            self._add_convlstm(t, {**index, "notes": notes})
         save_checkpoint(
             {
                 "settings": self._settings(),
@@ -334,7 +334,7 @@ class NowcastLoop:
         pngs = [render_png(to_dbz(f, a, b), DBZ_SCALE, north_up=False) for f in forecast]
         return names, dict(zip(names, pngs, strict=True))
 
-    def _add_convlstm(self, t: datetime, observed: np.ndarray, index: dict) -> None:
+    def _add_convlstm(self, t: datetime, index: dict) -> None:
         """The ConvLSTM nowcast from the frames up to ``t``, added to the issue published with ``index`` and to
         the ConvLSTM's verifier."""
         assert self.nowcaster is not None and self.convlstm_verifier is not None
@@ -350,7 +350,8 @@ class NowcastLoop:
             fc = convlstm_nowcast(nc.model, nc.extrapolation, past, rp.leads, device=nc.device).numpy()
         forecast = np.concatenate([self.frames[-1][None], fc])
         seconds = time.perf_counter() - t0
-        self.convlstm_verifier.add_issue(t, np.nan_to_num(forecast) >= rp.threshold_mm_h, observed)
+        # no observation: persistence is scored once, by the extrapolation's verifier
+        self.convlstm_verifier.add_issue(t, np.nan_to_num(forecast) >= rp.threshold_mm_h, None)
         a, b = self.spec.zr_a, self.spec.zr_b
         names, files = self._frames("convlstm", forecast)
         update = {
