@@ -36,9 +36,8 @@ Numerics: everything is computed in float32 on fields divided by the truth's
 per-sample maximum (detached); every statistic is homogeneous in ``x``, so
 this leaves the ratios unchanged while keeping ``x^10`` finite. p-norms are
 evaluated as ``a · (mean (|v|/a)^p)^(1/p)`` with ``a = max |v|`` (detached),
-which is the same function with bounded intermediate values. ``ε``
-(``nonlocal_eps``) is relative to that maximum (1 % by default), so targets
-that are nearly dry everywhere give large terms: sample crops with rain
+which is the same function with bounded intermediate values. ``ε`` (``nonlocal_eps``) is relative to that
+maximum (1 % by default), so targets that are nearly dry everywhere give large terms: sample crops with rain
 (`dacast.ml.RainCropDataset` does).
 """
 
@@ -239,13 +238,12 @@ def _relative_sq(pred_stats: Tensor, true_stats: Tensor, denom: Tensor, eps: flo
 
 
 def _nonlocal_min_size(config: NowcastLossConfig) -> int:
-    """Smallest side (pixels) a field needs at a scale for the Laplacians ``L^{q_max/2}`` plus one pixel."""
+    """Smallest side (pixels) a field needs at a scale: the Laplacians ``L^{q_max/2}`` plus one pixel."""
     return 2 * (max(config.laplacian_orders) // 2) + 2
 
 
 def nonlocal_fits(h: int, w: int, config: NowcastLossConfig) -> bool:
-    """Whether `nonlocal_loss` has a scale of ``config.nonlocal_scales`` at which an ``h × w`` field is large
-    enough (else it raises): a multi-resolution loss leaves the term out at such a level."""
+    """Whether an ``h × w`` field is large enough at some scale for `nonlocal_loss` (else it raises)."""
     return any(min(h // s, w // s) >= _nonlocal_min_size(config) for s in config.nonlocal_scales)
 
 
