@@ -10,7 +10,8 @@ log-rain space ``z = log(1 + R)``, R in mm/h (`rain_to_log`, `log_to_rain`).
 resolutions, with a coarse-to-fine `ProgressiveSchedule` and per-resolution targets
 (`multires_targets`) and a loss per resolution (`dacast.ml.nowcast_steps.multires_loss`), trained by the same loop
 (`train_nowcast`); rain fields of the radar twin to pre-train it on are made by
-`dacast.workflow.nowcast.twin_rain`.
+`dacast.workflow.nowcast.twin_rain`. With latent noise (``noise_channels``) it is an ensemble
+generator trained with the fair CRPS (`fair_crps_loss`) and run with `predict_ensemble`.
 
 Surrogates (mission §S2): an LSTM over a window of past states and a periodic
 residual CNN (Brajard et al. 2020), both `dacast.models.Model`s, trained on
@@ -44,8 +45,10 @@ from dacast.ml.nowcast_losses import (
     nonlocal_loss,
     weighted_huber_loss,
 )
-from dacast.ml.nowcast_predict import load_nowcaster, predict
+from dacast.ml.nowcast_predict import load_nowcaster, predict, predict_ensemble
+from dacast.ml.nowcast_steps import fair_crps_loss
 from dacast.ml.nowcast_train import Nowcaster, NowcastTrainConfig, TrainResult, resolve_device, train_nowcast
+from dacast.ml.shipped import shipped_model_card, shipped_nowcaster
 from dacast.ml.surrogate import LSTMSurrogate, ResidualCNN, SurrogateNet, SurrogateSpec, build_surrogate
 from dacast.ml.surrogate_train import (
     SurrogateData,
@@ -85,6 +88,7 @@ __all__ = [
     "build_surrogate",
     "discriminator_adversarial_loss",
     "discriminator_loss",
+    "fair_crps_loss",
     "generator_adversarial_loss",
     "generator_loss",
     "intensity_weight",
@@ -96,9 +100,12 @@ __all__ = [
     "nonlocal_loss",
     "pool_log_rain",
     "predict",
+    "predict_ensemble",
     "rain_to_log",
     "resolve_device",
     "save_surrogate",
+    "shipped_model_card",
+    "shipped_nowcaster",
     "split_by_time",
     "train_nowcast",
     "train_surrogate",

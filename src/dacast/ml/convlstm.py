@@ -156,7 +156,7 @@ def _up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2))
 
 
-def add_levels(module: nn.Module, config: ConvLSTMConfig) -> None:
+def add_levels(module: nn.Module, config: ConvLSTMConfig, *, top_extra: int = 0) -> None:
     """Give ``module`` the levels every ConvLSTM nowcaster shares (call it where the weights are seeded).
 
     Adds ``enc_down`` and ``enc_cells`` (encoder), ``ext_down`` (the extrapolation input's encoder, or
@@ -165,6 +165,7 @@ def add_levels(module: nn.Module, config: ConvLSTMConfig) -> None:
     Args:
         module: the network being built.
         config: its settings.
+        top_extra: further input channels of the top (coarsest) forecaster cell (e.g. latent noise).
     """
     hid = config.hidden_channels
     n = len(hid)
@@ -178,7 +179,7 @@ def add_levels(module: nn.Module, config: ConvLSTMConfig) -> None:
         else None
     )
     # Forecaster input at level i: upsampled output of level i+1 (none at the top) + extrapolation features.
-    fc_in = [(hid[i] if i < n - 1 else 0) + (hid[i] if extra else 0) for i in range(n)]
+    fc_in = [(hid[i] if i < n - 1 else top_extra) + (hid[i] if extra else 0) for i in range(n)]
     module.fc_cells = nn.ModuleList(ConvLSTMCell(fc_in[i], hid[i], k) for i in range(n))
     module.fc_up = nn.ModuleList(_up(hid[i], hid[i - 1] if i > 0 else hid[0]) for i in range(n))
 

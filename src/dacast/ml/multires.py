@@ -18,6 +18,12 @@ level ``l`` works at ``H / 2**(l+1)`` and its transposed convolution
 * output ``k = L`` (only when ``n_outputs = L + 1``): a head on the top cell's
   hidden state itself (size ``H / 2**L``).
 
+**Ensembles** (``noise_channels > 0``, as DGMR, Ravuri et al. 2021): a latent noise field
+``(B, noise_channels, H / 2**L, W / 2**L)``, standard normal, joins the input of the top forecaster
+cell at every lead; one draw per ensemble member, so the members differ where the data leave the
+future open. Such a model is trained with an ensemble loss (the fair CRPS, `dacast.ml.fair_crps`)
+and run with `sample_noise`; ``noise = 0`` gives its central member.
+
 Every head ends in a softplus, so each output is ``>= 0`` in log-rain space and
 ``log_to_rain`` of it is a rain rate ``>= 0``. With ``use_extrapolation`` the
 extrapolation nowcast feeds the forecaster cells exactly as in
@@ -68,16 +74,21 @@ class MultiResConfig(ConvLSTMConfig):
     Attributes:
         n_outputs: number of output resolutions, ``1 … len(hidden_channels) + 1``; output ``k``
             is ``H / 2**k`` by ``W / 2**k`` (full, 1/2, 1/4, ...).
+        noise_channels: channels of the latent noise input of the top forecaster cell (0: a
+            deterministic network; > 0: an ensemble generator, see the module docstring).
     """
 
     hidden_channels: tuple[int, ...] = (16, 32, 64)
     n_outputs: int = 3
+    noise_channels: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         n_max = len(self.hidden_channels) + 1
         if not 1 <= self.n_outputs <= n_max:
             raise ValueError(f"n_outputs must be in 1..{n_max} (len(hidden_channels) + 1), got {self.n_outputs}")
+        if self.noise_channels < 0:
+            raise ValueError(f"noise_channels must be >= 0, got {self.noise_channels}")
 
 
 def pool_log_rain(z: Tensor, factor: int) -> Tensor:
@@ -124,7 +135,7 @@ class MultiResNowcaster(nn.Module):
         n = len(hid)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            add_levels(self, config)
+            add_levels(self, config, top_extra=config.noise_channels)
             # Head k reads up_k's output (k < L) or the top cell's hidden state (k = L).
             feat = [hid[n - 1] if j == n else hid[max(j - 1, 0)] for j in range(config.n_outputs)]
             e = config.extra_channels if config.use_extrapolation else 0
@@ -140,6 +151,29 @@ class MultiResNowcaster(nn.Module):
         """Number of output resolutions (and of progressive stages)."""
         return self.config.n_outputs
 
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether the network takes latent noise (``config.noise_channels > 0``)."""
+        return self.config.noise_channels > 0
+
+    def sample_noise(
+        self,
+        batch: int,
+        height: int,
+        width: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Tensor:
+        """Standard-normal latent noise ``(batch, noise_channels, height / 2**L, width / 2**L)`` for inputs of
+        ``height × width`` pixels (multiples of `spatial_multiple`), float32; ``generator`` (a CPU generator)
+        makes it reproducible. One batch entry per ensemble member."""
+        f = self.spatial_multiple
+        if height % f or width % f:
+            raise ValueError(f"H and W must be multiples of {f}, got {height}x{width}")
+        shape = (batch, self.config.noise_channels, height // f, width // f)
+        return torch.randn(shape, generator=generator).to(device)
+
     def forward(
         self,
         past: Tensor,
@@ -148,6 +182,7 @@ class MultiResNowcaster(nn.Module):
         n_leads: int | None = None,
         stage: int | None = None,
         alpha: float = 1.0,
+        noise: Tensor | None = None,
     ) -> list[Tensor]:
         """Forecast at the active resolutions from past frames.
 
@@ -162,6 +197,8 @@ class MultiResNowcaster(nn.Module):
             alpha: fade-in weight in ``[0, 1]`` of the finest active output ``k``, returned as
                 ``alpha · own_k + (1 - alpha) · nearest_up(out_{k+1})`` in log-rain space (nearest
                 up-sampling preserves the coarse output's block means); < 1 needs two active outputs.
+            noise: latent noise ``(B, noise_channels, H / 2**L, W / 2**L)`` (`sample_noise`), required
+                iff ``config.noise_channels > 0``.
 
         Returns:
             The active outputs, finest first, in log-rain space, each ``>= 0``: with ``k0`` the finest
@@ -178,6 +215,13 @@ class MultiResNowcaster(nn.Module):
         if alpha < 1.0 and finest == cfg.n_outputs - 1:
             raise ValueError("alpha < 1 needs a coarser output to fade from (stage >= 1)")
         n = len(cfg.hidden_channels)
+        if (noise is not None) != self.is_ensemble:
+            raise ValueError(f"noise must be {'given' if self.is_ensemble else 'None'} for this model")
+        if noise is not None:
+            b, _, _, h, w = past.shape
+            want = (b, cfg.noise_channels, h // cfg.spatial_multiple, w // cfg.spatial_multiple)
+            if tuple(noise.shape) != want:
+                raise ValueError(f"noise must have shape {want}, got {tuple(noise.shape)}")
 
         states = encode(self, past)  # all levels: every coarse level reads the finer ones
         # Extrapolation features per level (B, T_out, C_i, H_i, W_i) and per active head (B, T_out, C_e, H_k, W_k).
@@ -197,7 +241,8 @@ class MultiResNowcaster(nn.Module):
         for t in range(n_leads):
             up: Tensor | None = None
             for i in reversed(range(lowest, n)):
-                parts = [p for p in (up, ext_feats[i][:, t] if ext_feats else None) if p is not None]
+                top_noise = noise if i == n - 1 else None
+                parts = [p for p in (up, top_noise, ext_feats[i][:, t] if ext_feats else None) if p is not None]
                 states[i] = self.fc_cells[i](torch.cat(parts, dim=1) if parts else None, states[i])
                 if i == n - 1 and n in outs:
                     outs[n].append(head(n, states[i][0], t))

@@ -16,7 +16,7 @@ from dacast.ml.multires import MultiResConfig, MultiResNowcaster
 from dacast.ml.nowcast_train import Nowcaster, resolve_device
 from dacast.ml.nowcast_train_config import build_model
 
-__all__ = ["load_nowcaster", "predict"]
+__all__ = ["load_nowcaster", "predict", "predict_ensemble"]
 
 
 def load_nowcaster(path: str | Path, *, device: str | torch.device = "cpu") -> Nowcaster:
@@ -65,6 +65,7 @@ def predict(
     overlap: int = 32,
     tile_batch: int = 4,
     resolution: int = 0,
+    noise_seed: int | None = None,
 ) -> Tensor:
     """Nowcast full-size frames.
 
@@ -77,7 +78,8 @@ def predict(
     A `MultiResNowcaster` gives its output ``resolution`` (0: the finest, full-size one), run at
     the stage that computes no finer output; output ``k`` is the areal-mean rain over ``2**k × 2**k``
     pixels, and a last coarse row or column that reaches into the padding is kept (its mean includes
-    the repeated edge values).
+    the repeated edge values). A noise-driven (ensemble) `MultiResNowcaster` gives its central member
+    (noise 0), or with ``noise_seed`` the member of that seed's noise (`dacast.ml.predict_ensemble`).
 
     Args:
         model: a trained `ConvLSTMNowcaster` or `MultiResNowcaster`; moved to ``device``.
@@ -90,6 +92,8 @@ def predict(
         tile_batch: tiles per forward pass.
         resolution: output ``k`` of a `MultiResNowcaster` (``0 … n_outputs - 1``); with ``tile``,
             ``overlap`` must be a multiple of ``2**k``. Must be 0 for a `ConvLSTMNowcaster`.
+        noise_seed: seed of the latent noise of an ensemble network (CPU generator; not with ``tile``,
+            which would cut the noise field); None: noise 0. Must be None for other networks.
 
     Returns:
         Nowcast ``(T_out, ceil(H / 2**k), ceil(W / 2**k))`` in mm/h (``k = resolution``; ``(T_out, H, W)``
@@ -102,12 +106,20 @@ def predict(
     if not 0 <= resolution < n_out:
         raise ValueError(f"resolution must be in 0..{n_out - 1} for this model, got {resolution}")
     f = 2**resolution
+    ensemble = isinstance(model, MultiResNowcaster) and model.is_ensemble
+    if noise_seed is not None and (not ensemble or tile is not None):
+        raise ValueError("noise_seed needs an ensemble network (noise_channels > 0) and no tile")
 
     def run(p: Tensor, e: Tensor | None) -> Tensor:
         """Forecast ``(N, T_out, 1, h / f, w / f)`` log-rain of past ``p`` and extrapolation ``e``."""
-        if isinstance(model, MultiResNowcaster):
-            return model(p, e, stage=n_out - 1 - resolution)[0]
-        return model(p, e)
+        if not isinstance(model, MultiResNowcaster):
+            return model(p, e)
+        noise = None
+        if ensemble:
+            gen = None if noise_seed is None else torch.Generator().manual_seed(noise_seed)
+            noise = model.sample_noise(p.shape[0], *p.shape[-2:], generator=gen, device=p.device)
+            noise = noise if gen is not None else torch.zeros_like(noise)
+        return model(p, e, stage=n_out - 1 - resolution, noise=noise)[0]
 
     z = rain_to_log(_as_tensor(past))
     if z.ndim != 3:
@@ -165,3 +177,41 @@ def predict(
             assert out_full is not None
             out = out_full[:, : -(-h // f), : -(-w // f)]
     return log_to_rain(out.float()).cpu()
+
+
+def predict_ensemble(
+    model: MultiResNowcaster,
+    past: Tensor | np.ndarray,
+    extrapolation: Tensor | np.ndarray | None = None,
+    *,
+    members: int,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    resolution: int = 0,
+) -> Tensor:
+    """``members`` nowcasts of an ensemble network, member ``i`` from the noise of seed ``seed + i``.
+
+    Each member is `predict` with that noise on the whole domain; the same ``seed`` gives the same
+    members on any machine (the noise is drawn on the CPU).
+
+    Args:
+        model: a `MultiResNowcaster` with ``noise_channels > 0``.
+        past: past frames ``(T_in, H, W)`` in mm/h, oldest first.
+        extrapolation: extrapolation nowcast ``(T_out, H, W)`` in mm/h (iff the model uses it).
+        members: ensemble size (>= 1).
+        seed: seed of the first member's noise.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a device.
+        resolution: output ``k`` (see `predict`).
+
+    Returns:
+        ``(members, T_out, ceil(H / 2**k), ceil(W / 2**k))`` rain rates in mm/h, ``>= 0``, on the CPU.
+    """
+    if not isinstance(model, MultiResNowcaster) or not model.is_ensemble:
+        raise ValueError("predict_ensemble needs a MultiResNowcaster with noise_channels > 0")
+    if members < 1:
+        raise ValueError(f"members must be >= 1, got {members}")
+    runs = [
+        predict(model, past, extrapolation, device=device, resolution=resolution, noise_seed=seed + i)
+        for i in range(members)
+    ]
+    return torch.stack(runs)

@@ -16,16 +16,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from dacast.ml.convlstm import log_to_rain
 from dacast.ml.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dacast.ml.multires import MultiResNowcaster, multires_targets
 from dacast.ml.nowcast_data import ExtrapolationFn, RainArray, RainCropDataset
-from dacast.ml.nowcast_losses import NowcastLossConfig, generator_loss, nonlocal_fits
+from dacast.ml.nowcast_losses import NowcastLossConfig, generator_loss, intensity_weight, nonlocal_fits
 from dacast.ml.nowcast_train_config import Nowcaster, NowcastTrainConfig
 
 __all__ = [
     "Sample",
     "as_dataset",
     "batch_of_step",
+    "fair_crps_loss",
+    "member_batch",
     "multires_loss",
     "save_atomic",
     "to_device",
@@ -72,6 +75,49 @@ def to_device(batch: Sample, device: torch.device) -> Sample:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def member_batch(model: Nowcaster, batch: Sample, members: int, seed: int) -> tuple[Sample, Tensor | None]:
+    """The batch repeated ``members`` times, member-major (entry ``i·B + b`` is member ``i`` of sample ``b``),
+    and the latent noise of an ensemble network for it, drawn on the CPU from ``seed`` (a pure function of
+    it, so resumed training draws the same noise); ``(batch, None)`` for a deterministic network."""
+    if not (isinstance(model, MultiResNowcaster) and model.is_ensemble):
+        return batch, None
+    rep = {k: v.repeat(members, *([1] * (v.ndim - 1))) for k, v in batch.items()}
+    b, _, _, h, w = rep["past"].shape
+    gen = torch.Generator().manual_seed(seed)
+    return rep, model.sample_noise(b, h, w, generator=gen, device=rep["past"].device)
+
+
+def fair_crps_loss(members: Tensor, target: Tensor, weight: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    """Mean of the fair CRPS (Ferro 2014) times ``weight`` over valid pixels, for ensemble training.
+
+    ``fCRPS = 1/M Σ_i |x_i − y| − 1/(2 M (M − 1)) Σ_{i≠j} |x_i − x_j|`` per pixel. Its expectation is
+    smallest when the members are drawn from the true predictive distribution, so, unlike a Huber or
+    MSE loss on each member (which pulls every member to the mean), it rewards spread where the future
+    is uncertain and no more (as in CRPS-trained ensemble weather models, e.g. Lang et al. 2024).
+
+    Args:
+        members: ``(M, B, ...)`` forecasts, ``M >= 2`` (log-rain).
+        target: ``(B, ...)`` truth (log-rain).
+        weight: pixel weights broadcastable to ``target`` (e.g. `dacast.ml.intensity_weight`); None: 1.
+        mask: valid-data mask broadcastable to ``target``; None: all valid.
+
+    Returns:
+        Scalar loss in log-rain units; 0 when every member equals the truth.
+    """
+    m = members.shape[0]
+    if m < 2 or members.shape[1:] != target.shape:
+        raise ValueError(f"members {tuple(members.shape)} must be (M >= 2, *target.shape), got {tuple(target.shape)}")
+    skill = (members - target).abs().mean(0)
+    spread = (members[:, None] - members[None]).abs().sum((0, 1)) / (2 * m * (m - 1))
+    crps = skill - spread
+    if weight is not None:
+        crps = crps * weight
+    if mask is None:
+        return crps.mean()
+    mk = mask.to(crps.dtype).expand_as(crps)
+    return (crps * mk).sum() / mk.sum().clamp_min(1.0)
+
+
 def multires_loss(
     preds: list[Tensor],
     targets: Targets,
@@ -82,6 +128,7 @@ def multires_loss(
     spatial: SpatialDiscriminator | None = None,
     temporal: TemporalDiscriminator | None = None,
     frame_idx: Tensor | None = None,
+    members: int = 1,
 ) -> tuple[Tensor, dict[str, float]]:
     """``Σ_k w_k · generator_loss_k`` over the active resolutions ``k`` (those with ``w_k > 0``).
 
@@ -99,6 +146,9 @@ def multires_loss(
         spatial: spatial discriminator (None: no adversarial terms).
         temporal: temporal discriminator (None: no adversarial terms).
         frame_idx: frames the spatial discriminator judges ``(k,)``.
+        members: ``M > 1`` for a `member_batch` (batch ``M·B``, member-major): the pixelwise term is then
+            `fair_crps_loss` over the members (weight ``loss.huber_weight``, term ``"crps"``) instead of
+            the Huber loss; the non-local and adversarial terms judge every member.
 
     Returns:
         The weighted scalar total and a dict of floats: each computed resolution's unweighted terms
@@ -119,11 +169,20 @@ def multires_loss(
             cfg = dataclasses.replace(cfg, adversarial_weight=0.0)
         if cfg.nonlocal_weight > 0 and not nonlocal_fits(*target.shape[-2:], cfg):
             cfg = dataclasses.replace(cfg, nonlocal_weight=0.0)
+        if members > 1:
+            cfg = dataclasses.replace(cfg, huber_weight=0.0)
         judged = j == 0 and adversarial
         loss_k, parts_k = generator_loss(
             pred, target, mask, config=cfg, context=context if judged else None,
             spatial=spatial if judged else None, temporal=temporal if judged else None, frame_idx=frame_idx,
         )  # fmt: skip
+        if members > 1 and loss.huber_weight > 0:
+            b = pred.shape[0] // members
+            truth, valid = target[:b], None if mask is None else mask[:b]
+            w = intensity_weight(log_to_rain(truth), max_weight=loss.intensity_weight_max)
+            crps = fair_crps_loss(pred.unflatten(0, (members, b)), truth, w, valid)
+            loss_k = loss_k + loss.huber_weight * crps
+            parts_k = parts_k | {"crps": float(crps.detach()), "total": float(loss_k.detach())}
         total = total + weights[k] * loss_k
         parts.update({f"level{k}_{name}": v for name, v in parts_k.items()})
     parts["total"] = float(total.detach())
@@ -138,7 +197,8 @@ def validate(
     stage: int = 0,
     alpha: float = 1.0,
 ) -> dict[str, float]:
-    """Mean non-adversarial loss terms over the fixed validation batches.
+    """Mean non-adversarial loss terms over the fixed validation batches (an ensemble network: with
+    ``config.members`` members of fixed noise per sample and its CRPS in place of the Huber term).
 
     A `MultiResNowcaster` runs at ``(stage, alpha)``; its ``val_loss`` (and ``val_huber``,
     ``val_nonlocal``) is the unweighted loss of the finest active output ``k0 = n_outputs - 1 - stage``
@@ -156,9 +216,10 @@ def validate(
             idx = [(k * config.batch_size + j) % n_val for j in range(config.batch_size)]
             b = to_device(default_collate([val[i] for i in idx]), device)
             if multires:
-                preds = model(b["past"], b.get("extrapolation"), stage=stage, alpha=alpha)
+                b, noise = member_batch(model, b, config.members, config.seed + 7_919 * k)
+                preds = model(b["past"], b.get("extrapolation"), stage=stage, alpha=alpha, noise=noise)
                 targets = multires_targets(b["future"], config.n_outputs, b["future_mask"])
-                _, levels = multires_loss(preds, targets, (1.0,) * config.n_outputs, loss_cfg)
+                _, levels = multires_loss(preds, targets, (1.0,) * config.n_outputs, loss_cfg, members=config.members)
                 head = f"level{k0}_"  # the judged output's terms are also val_loss, val_huber, ...
                 parts = {key: v for key, v in levels.items() if key != "total"}
                 parts |= {key.removeprefix(head): v for key, v in levels.items() if key.startswith(head)}

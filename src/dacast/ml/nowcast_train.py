@@ -46,6 +46,7 @@ from dacast.ml.nowcast_steps import (
     Sample,
     as_dataset,
     batch_of_step,
+    member_batch,
     multires_loss,
     save_atomic,
     to_device,
@@ -88,7 +89,9 @@ def train_nowcast(
     ``k0`` (the full-resolution one in the last stage); losses of different stages judge different
     resolutions, so the best model and early stopping compare validations of the current stage only
     (the comparison restarts when the stage changes), and early stopping waits for the last stage.
-    History records also hold ``stage``, ``alpha`` and each resolution's terms.
+    History records also hold ``stage``, ``alpha`` and each resolution's terms. An ensemble network
+    (``noise_channels > 0``) runs ``config.members`` members of every sample, each with its own noise
+    (`member_batch`, a pure function of the step), and its pixelwise loss is the fair CRPS over them.
 
     Args:
         config: training settings.
@@ -197,11 +200,12 @@ def train_nowcast(
         task = bar.add_task("", total=config.max_steps, completed=step)
         while step < config.max_steps and not stopped:
             b = to_device(batch_of_step(train_ds, step, config.batch_size, config.seed), device)
+            b, noise = member_batch(model, b, config.members, config.seed * 1_000_003 + step)
             past, future, mask = b["past"], b["future"], b["future_mask"]
             stage, alpha = config.stage_at(step)
             if multires:
                 # Judged by the discriminators: the finest active output k0, its truth and the pooled context.
-                preds = model(past, b.get("extrapolation"), stage=stage, alpha=alpha)
+                preds = model(past, b.get("extrapolation"), stage=stage, alpha=alpha, noise=noise)
                 targets = multires_targets(future, config.n_outputs, mask)
                 k0 = config.n_outputs - 1 - stage
                 pred, (real, real_mask), context = preds[0], targets[k0], pool_log_rain(past, 2**k0)
@@ -229,7 +233,7 @@ def train_nowcast(
                 loss, g_parts = multires_loss(
                     preds, targets, config.weights, config.loss, context=context,
                     spatial=spatial if adversarial else None, temporal=temporal if adversarial else None,
-                    frame_idx=frame_idx,
+                    frame_idx=frame_idx, members=config.members,
                 )  # fmt: skip
             else:
                 loss, g_parts = generator_loss(

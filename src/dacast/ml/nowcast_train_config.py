@@ -63,6 +63,10 @@ class NowcastTrainConfig:
             `MultiResConfig`.
         resolution_weights: loss weight of each output resolution, finest first (``model.n_outputs``
             values ``>= 0``; 0 switches a resolution's loss off); None: all 1. Only with a `MultiResConfig`.
+        ensemble_members: members per sample of an ensemble network (``model.noise_channels > 0``;
+            ``>= 2``), each with its own noise; its pixelwise loss is then the fair CRPS over them
+            (`dacast.ml.fair_crps_loss`, weighted by ``loss.huber_weight``) instead of the Huber loss.
+            Each step costs about this many times a deterministic one. Unused by other networks.
     """
 
     model: ConvLSTMConfig | MultiResConfig = field(default_factory=ConvLSTMConfig)
@@ -87,12 +91,15 @@ class NowcastTrainConfig:
     restore_best: bool = True
     schedule: ProgressiveSchedule | None = None
     resolution_weights: tuple[float, ...] | None = None
+    ensemble_members: int = 2
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_steps < 1 or self.val_every < 1 or self.val_batches < 1:
             raise ValueError("batch_size, max_steps, val_every and val_batches must be >= 1")
         if self.patience < 0 or self.disc_steps < 1 or self.lr <= 0 or self.lr_discriminator <= 0:
             raise ValueError("need patience >= 0, disc_steps >= 1 and positive learning rates")
+        if self.ensemble_members < 2:
+            raise ValueError(f"ensemble_members must be >= 2, got {self.ensemble_members}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         d = self.data_config
@@ -127,6 +134,12 @@ class NowcastTrainConfig:
     def n_outputs(self) -> int:
         """Output resolutions of the model (1 for a `ConvLSTMNowcaster`)."""
         return self.model.n_outputs if isinstance(self.model, MultiResConfig) else 1
+
+    @property
+    def members(self) -> int:
+        """Members per sample in a training step: ``ensemble_members`` for an ensemble network, else 1."""
+        noisy = isinstance(self.model, MultiResConfig) and self.model.noise_channels > 0
+        return self.ensemble_members if noisy else 1
 
     @property
     def weights(self) -> tuple[float, ...]:
