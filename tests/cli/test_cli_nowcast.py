@@ -161,7 +161,9 @@ def test_train_resume_and_convlstm_run(radar_root: Path, tmp_path: Path) -> None
         (["--start", "2015-05-15T15:45"], "missing: 2015-05-15 15:35, 2015-05-15 15:40"),
         (["--start", "2015-05-15T16:31"], "not on the 5-min grid"),
         (["--start", "tomorrow"], "ISO time"),
-        (["--method", "convlstm"], "needs a checkpoint"),
+        (["--method", "convlstm", "--members", "1"], "members must be >= 2 and <= 100, got 1"),
+        (["--method", "convlstm", "--members", "101"], "members must be >= 2 and <= 100, got 101"),
+        (["--members", "4"], "members apply to method convlstm only, not extrapolation"),
         (["--method", "convlstm", "--checkpoint", "nowhere/best.pt"], "checkpoint not found: nowhere/best.pt"),
         (["--method", "convlstm", "--checkpoint", "garbage.pt"], "invalid checkpoint garbage.pt: not a PyTorch"),
         (["--method", "convlstm", "--checkpoint", "foreign.pt"], "no 'model_config' entry"),
@@ -186,6 +188,49 @@ def test_run_errors_exit_2(
     full = ["nowcast", "run", *[x for kv in base.items() for x in kv], *args, "--out", "o", "--no-plots"]
     _one_red_line(runner.invoke(app, full), fragment)
     assert not Path("o").exists()
+
+
+def test_ensemble_members_run_write_probabilities_and_crps(radar_root: Path, tmp_path: Path) -> None:
+    """A tiny ensemble network (latent noise, fair-CRPS training) run with --members; a deterministic one refuses."""
+    ck = tmp_path / "ens"
+    model = {"kind": "multires", "n_outputs": 2, "noise_channels": 2, **TINY_TRAIN["model"]}
+    spec = {**TINY_TRAIN, "model": model, "loss": {"adversarial_weight": 0.0, "nonlocal_scales": [1, 2]}}
+    spec["training"] = {**TINY_TRAIN["training"], "ensemble_members": 2}
+    config = tmp_path / "ens.yaml"
+    config.write_text(
+        yaml.safe_dump({**spec, "data": {**spec["data"], "root": str(radar_root)}, "checkpoint_dir": str(ck)})
+    )
+    _ok(runner.invoke(app, ["nowcast", "train", str(config), "--no-progress"]))
+    out = tmp_path / "run"
+    args = ["nowcast", "run", "--source", "mch", "--start", "2015-05-15T17:30", "--method", "convlstm", "--root"]
+    args += [str(radar_root), "--checkpoint", str(ck), "--device", "cpu", "--no-plots", "--thresholds", "0.5,1"]
+    result = runner.invoke(app, [*args, "--members", "3", "--out", str(out)])
+    _ok(result)
+    with xr.open_dataset(out / "nowcast.nc") as ds:
+        assert ds["members"].shape == (3, 3, 640, 710) and ds.attrs["members"] == 3
+        prob = ds["exceedance_probability"]
+        assert prob.dims == ("threshold", "lead_time", "y", "x") and list(prob["threshold"].values) == [0.5, 1.0]
+        valid = np.isfinite(ds["last_observed"].values)
+        p = prob.values[:, :, valid]
+        assert np.allclose(3 * p, np.round(3 * p), atol=1e-5) and (p[0] >= p[1]).all()  # multiples of 1/3
+        members = ds["members"].values[:, :, valid]
+        assert (members >= 0).all() and np.abs(members[0] - members[1]).max() > 0
+    rows = _csv(out / "scores.csv")
+    assert {"crps_mmh", "spread_skill"} <= set(rows[0]) and float(rows[0]["crps_mmh"]) >= 0
+    # The same network without --members: its central member only.
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "central")])
+    _ok(result)
+    with xr.open_dataset(tmp_path / "central" / "nowcast.nc") as ds:
+        assert "members" not in ds and ds.attrs["deterministic_member"].startswith("central")
+    det = tmp_path / "det"
+    config.write_text(
+        yaml.safe_dump(
+            {**TINY_TRAIN, "data": {**TINY_TRAIN["data"], "root": str(radar_root)}, "checkpoint_dir": str(det)}
+        )
+    )
+    _ok(runner.invoke(app, ["nowcast", "train", str(config), "--no-progress"]))
+    det_args = [str(det) if a == str(ck) else a for a in args]
+    _one_red_line(runner.invoke(app, [*det_args, "--members", "3", "--out", str(tmp_path / "x")]), "not an ensemble")
 
 
 def test_run_needs_source_and_start() -> None:

@@ -226,6 +226,16 @@ def test_examples_pretrain_then_finetune_on_the_first_halves() -> None:
     assert fine.config.lr < pre.config.lr
 
 
+def test_example_ensemble_yaml_is_the_shipped_recipe_on_the_first_halves() -> None:
+    spec = load_train_yaml(EXAMPLES / "nowcast_ensemble.yaml")
+    base = load_train_yaml(EXAMPLES / "nowcast_train.yaml")
+    model = spec.config.model
+    assert isinstance(model, MultiResConfig) and model.noise_channels > 0 and spec.config.members == 2
+    assert (spec.train, spec.validation) == (base.train, base.validation) and spec.extrapolation == base.extrapolation
+    assert spec.config.schedule is not None and spec.config.schedule.total_steps == spec.config.max_steps
+    assert spec.config.loss.adversarial_weight == 0.0 and spec.config.crop_size == 64
+
+
 # ----------------------------------------------------------------------------- pre-training and fine-tuning
 
 

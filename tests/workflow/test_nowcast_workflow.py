@@ -52,7 +52,8 @@ def test_run_config_is_frozen_keyword_only_and_parses_the_time() -> None:
         ({"past_frames": 1}, "too few past frames"),
         ({"start": "2015-05-15T16:32"}, "not on the 5-min grid"),
         ({"start": "noon"}, "ISO time"),
-        ({"method": "convlstm"}, "needs a checkpoint"),
+        ({"method": "convlstm", "members": 1}, "members must be >= 2 and <= 100, got 1"),
+        ({"members": 5}, "members apply to method convlstm only, not extrapolation"),
         ({"checkpoint": Path("x.pt")}, "applies to method convlstm only"),
         ({"method": "persistence", "motion": "dis"}, "does not apply to persistence"),
         ({"thresholds": (0.0,)}, "thresholds must be positive"),
@@ -64,6 +65,20 @@ def test_run_config_errors(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         NowcastRunConfig(**{**base, **kwargs})
     assert fragment in str(err.value)
+
+
+def test_convlstm_without_a_checkpoint_runs_the_shipped_nowcaster(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dacast.ml import shipped_nowcaster
+    from dacast.workflow.nowcast import config as config_module
+
+    assert NowcastRunConfig(source="mch", start="2015-05-15T16:30", method="convlstm").checkpoint == shipped_nowcaster()
+
+    def missing() -> Path:
+        raise FileNotFoundError("the shipped nowcaster is missing from this installation (x/best.pt)")
+
+    monkeypatch.setattr(config_module, "shipped_nowcaster", missing)
+    with pytest.raises(ConfigError, match="missing from this installation .*; give --checkpoint PATH"):
+        NowcastRunConfig(source="mch", start="2015-05-15T16:30", method="convlstm")
 
 
 def test_parse_floats() -> None:

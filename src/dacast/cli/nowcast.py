@@ -59,6 +59,7 @@ def _scores_rich(title: str, scores: xr.Dataset) -> Table:
     """The score table, narrow enough for 80 columns with the default thresholds (the CSV has full names)."""
     header, rows = scores_table(scores)
     labels = {"lead_time_min": "+min", "valid_time": "valid", "n_valid": "pixels", "mae_mmh": "MAE mm/h"}
+    labels |= {"crps_mmh": "CRPS mm/h", "spread_skill": "spread/skill"}
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for name in header:
         label = labels.get(name)
@@ -112,7 +113,14 @@ def run(
     ] = None,
     past_frames: Annotated[int, typer.Option("--past-frames", help="Frames for the extrapolation's motion.")] = 3,
     checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", "-c", help="convlstm: a .pt file or checkpoint folder.")
+        Path | None,
+        typer.Option(
+            "--checkpoint", "-c", help="convlstm: a .pt file or checkpoint folder (default: the shipped one)."
+        ),
+    ] = None,
+    members: Annotated[
+        int | None,
+        typer.Option("--members", help="convlstm ensemble network: also run N members (P(rain > thr), CRPS)."),
     ] = None,
     root: Annotated[Path | None, typer.Option("--root", help="Radar root (default: shared/data/radar).")] = None,
     out: Annotated[
@@ -138,6 +146,7 @@ def run(
             n_leads=leads,
             past_frames=past_frames,
             checkpoint=checkpoint,
+            members=members,
             root=root,
             thresholds=parse_floats(thresholds, "--thresholds"),
             scales_km=parse_floats(scales_km, "--scales-km"),

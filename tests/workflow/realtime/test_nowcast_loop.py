@@ -166,7 +166,7 @@ def test_convlstm_joins_each_issue_after_it_is_published(tmp_path: Path, frames:
         source="mch", start=index["issue_time"].rstrip("Z"), method="convlstm", checkpoint=str(net),
         root=radar_root, device="cpu",
     )  # fmt: skip
-    _past, expected, _info = compute_forecast(batch, radar_root)
+    expected = compute_forecast(batch, radar_root).forecast
     folder = issues_dir(config.paths().products) / read_status(config.paths().products)["latest_issue"]
     for lead in (1, 4):
         png = render_png(to_dbz(expected[lead - 1].numpy(), 316.0, 1.5), DBZ_SCALE, north_up=False)

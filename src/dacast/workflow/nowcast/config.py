@@ -19,7 +19,7 @@ A run comes from Python or from the options of ``dacast nowcast run``. A trainin
       [motion_options]: {}         # fields of TRECConfig / OpticalFlowConfig (not 'method')
       [n_frames]: 3                # and the other fields of dacast.nowcast.ExtrapolationConfig
     [model]: {kind: convlstm, t_in: 4, t_out: 12, hidden_channels: [16, 32, 64], use_extrapolation: true}
-                                   # kind: multires also takes n_outputs: 3
+                                   # multires also: n_outputs: 3, noise_channels: 0 (> 0: ensemble)
     [loss]: {huber_weight: 1.0, nonlocal_weight: 0.1, adversarial_weight: 0.02}
     [discriminator]: {channels: [16, 32, 64], n_frames: 4}
     [samples]: {min_valid_fraction: 0.9, min_rain_fraction: 0.05, samples_per_epoch: 1000}
@@ -45,7 +45,7 @@ import torch
 
 from dacast.io import SOURCES, SPECS, Source, default_radar_root
 from dacast.io.sources import TimeLike, to_datetime64
-from dacast.ml import DiscriminatorConfig, NowcastDataConfig, NowcastLossConfig, NowcastTrainConfig
+from dacast.ml import DiscriminatorConfig, NowcastDataConfig, NowcastLossConfig, NowcastTrainConfig, shipped_nowcaster
 from dacast.nowcast import ExtrapolationConfig
 from dacast.nowcast.registry import MOTION_METHODS, NOWCAST_METHODS
 from dacast.workflow.limits import ConfigError, load_yaml_with, require, require_fits, require_seed, show
@@ -66,6 +66,8 @@ TIMESTEP_MIN = 5
 DEFAULT_LEADS = 12
 #: Most lead times (and past frames) of one nowcast: 24 h of 5-min frames.
 MAX_LEADS = 288
+#: Most ensemble members of one nowcast run.
+MAX_MEMBERS = 100
 #: Most optimiser steps of one training (at about 0.5 s a step, some two months).
 MAX_TRAIN_STEPS = 10**7
 
@@ -126,7 +128,10 @@ class NowcastRunConfig:
             None: ``"trec"``, or for ``convlstm`` the one the checkpoint was trained with.
         n_leads: lead times of 5 min; None: 12, or the checkpoint's ``t_out``.
         past_frames: frames used for the motion of ``extrapolation`` (>= 2).
-        checkpoint: ``convlstm`` only: a ``.pt`` file or checkpoint folder of `dacast.ml.train_nowcast`.
+        checkpoint: ``convlstm`` only: a ``.pt`` file or checkpoint folder of `dacast.ml.train_nowcast`;
+            None: the nowcaster shipped with dacast (`dacast.ml.shipped_nowcaster`).
+        members: ``convlstm`` with an ensemble network only: also run this many members (2 … `MAX_MEMBERS`),
+            written with their exceedance probabilities and scored with the CRPS; None: the central member only.
         root: radar root; None: `dacast.io.default_radar_root`.
         thresholds: score thresholds [mm/h].
         scales_km: FSS windows [km].
@@ -140,6 +145,7 @@ class NowcastRunConfig:
     n_leads: int | None = None
     past_frames: int = 3
     checkpoint: Path | None = None
+    members: int | None = None
     root: Path | None = None
     thresholds: tuple[float, ...] = (1.0, 5.0)
     scales_km: tuple[float, ...] = (10.0,)
@@ -159,9 +165,16 @@ class NowcastRunConfig:
         require(self.past_frames >= 2, f"too few past frames: past_frames must be >= 2, got {self.past_frames}")
         require(self.past_frames <= MAX_LEADS, f"past_frames must be <= {MAX_LEADS} (24 h), got {self.past_frames}")
         if self.method == "convlstm":
-            require(self.checkpoint is not None, "method convlstm needs a checkpoint (--checkpoint PATH)")
+            if self.checkpoint is None:
+                try:
+                    object.__setattr__(self, "checkpoint", shipped_nowcaster())
+                except FileNotFoundError as err:
+                    raise ConfigError(f"{err}; give --checkpoint PATH") from None
         else:
             require(self.checkpoint is None, f"a checkpoint applies to method convlstm only, not {self.method}")
+            require(self.members is None, f"members apply to method convlstm only, not {self.method}")
+        ok = self.members is None or 2 <= self.members <= MAX_MEMBERS
+        require(ok, f"members must be >= 2 and <= {MAX_MEMBERS}, got {self.members}")
         for name in ("thresholds", "scales_km"):
             values = getattr(self, name)
             require(all(0 < v < np.inf for v in values) and bool(values), f"{name} must be positive, got {values}")
@@ -274,13 +287,13 @@ class NowcastTrainSpec:
     def estimated_bytes(self) -> float:
         """Memory of the training (bytes, an estimate, float32): every frame read, and the twin's (`TwinData.pixels`:
         8x with ``augment``); the ConvLSTM's activations for the backward pass (batch x frames x crop^2 x 6
-        channels a level, thrice); validation samples; parameters x 4."""
+        channels a level, thrice; an ensemble network's members each count); validation samples; parameters x 4."""
         config, model = self.config, self.config.model
         frames = sum(float(r.n_frames) * math.prod(SPECS[r.source].grid_shape) for r in (*self.train, *self.validation))
         frames += 0.0 if self.twin is None else self.twin.pixels(validate=not self.validation)
         window, crop2 = float(model.t_in + model.t_out), float(config.data_config.crop_size) ** 2
         levels = sum(6.0 * h / 4.0**i for i, h in enumerate(model.hidden_channels))
-        batch = config.batch_size * window * crop2 * (levels + 2.0)
+        batch = config.batch_size * config.members * window * crop2 * (levels + 2.0)
         inputs = [model.in_channels + model.extra_channels, *model.hidden_channels]
         params = sum(
             4.0 * h * (c + h) * model.kernel_size**2 for c, h in zip(inputs, model.hidden_channels, strict=False)

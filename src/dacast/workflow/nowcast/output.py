@@ -6,9 +6,12 @@ Files of a run (in the output folder):
   same valid times when any was found (NaN for a missing frame),
   ``last_observed`` ``(y, x)``, the frame at the issue time ``t0``; coordinates
   and attributes of the radar frames (projection, attribution, ...) plus the
-  method, motion, issue time and checkpoint;
+  method, motion, issue time and checkpoint; an ensemble run (``--members``) adds
+  ``members`` ``(member, lead_time, y, x)`` [mm/h] and ``exceedance_probability``
+  ``(threshold, lead_time, y, x)``, the fraction of members above each threshold;
 * ``scores.csv`` and ``scores.nc`` (`dacast.verify.score_nowcast` over the
-  pixels valid at ``t0`` and at the valid time), when observations exist;
+  pixels valid at ``t0`` and at the valid time), when observations exist; with
+  members also ``crps`` [mm/h] and ``spread_skill`` (spread / RMSE of the ensemble mean) per lead;
 * ``panel.png`` (observed vs forecast), ``nowcast.gif``, ``skill.png``.
 
 Scores and plots are made from ``nowcast.nc`` alone, so
@@ -29,7 +32,7 @@ import xarray as xr
 
 from dacast import __version__
 from dacast.io import UnreadableFrame
-from dacast.verify import plot_frames, plot_skill, save_nowcast_gif, score_nowcast
+from dacast.verify import crps_ensemble, plot_frames, plot_skill, save_nowcast_gif, score_nowcast, spread_skill
 from dacast.workflow import files
 from dacast.workflow.nowcast.config import TIMESTEP_MIN, hhmm
 from dacast.workflow.schema import ConfigError
@@ -79,6 +82,8 @@ def nowcast_dataset(
     observed: xr.DataArray | None,
     *,
     info: dict[str, str | int],
+    members: torch.Tensor | np.ndarray | None = None,
+    thresholds: Sequence[float] = (1.0, 5.0),
 ) -> xr.Dataset:
     """The Dataset written to ``nowcast.nc`` (see the module docstring).
 
@@ -88,6 +93,8 @@ def nowcast_dataset(
         forecast: forecast rain rate, shape ``(lead, y, x)`` [mm/h], leads every 5 min from ``t0 + 5``.
         observed: observed rain rate at the valid times, shape ``(lead, y, x)`` [mm/h], or None.
         info: method, motion, checkpoint, ... (global attributes).
+        members: ensemble members ``(member, lead, y, x)`` [mm/h], or None.
+        thresholds: rain rates [mm/h] of the members' exceedance probabilities.
     """
     fc = np.asarray(torch.as_tensor(forecast).float().cpu().numpy(), dtype=np.float32)
     n_leads = fc.shape[0]
@@ -114,6 +121,15 @@ def nowcast_dataset(
     }
     if observed is not None:
         data["observed"] = (dims, observed.values.astype(np.float32), {**rate, "long_name": "observed rain rate"})
+    if members is not None:
+        ens = np.asarray(torch.as_tensor(members).float().cpu().numpy(), dtype=np.float32)
+        data["members"] = (("member", *dims), ens, {**rate, "long_name": "ensemble member rain rate"})
+        prob = np.stack([(ens > t).mean(0) for t in thresholds]).astype(np.float32)
+        prob[:, ~np.isfinite(ens[0])] = np.nan
+        about_p = {"long_name": "fraction of members above the threshold", "units": "1"}
+        data["exceedance_probability"] = (("threshold", *dims), prob, about_p)
+        coords["threshold"] = ("threshold", np.asarray(thresholds, float), {"units": RAIN_RATE_UNITS})
+        coords["member"] = ("member", np.arange(ens.shape[0]), {"long_name": "ensemble member"})
     created = datetime.now(UTC).isoformat(timespec="seconds")
     attrs = {
         **about,
@@ -164,6 +180,8 @@ def score_dataset(
         lead_minutes=ds["lead_time"].values,
         mask=None if mask is None else torch.from_numpy(mask),
     )
+    if "members" in ds:
+        scores = scores.assign(_ensemble_scores(ds, mask))
     valid_time = {"long_name": "valid time", "standard_name": "time"}
     scores = scores.assign_coords(valid_time=("lead_time", ds["valid_time"].values, valid_time))
     keep = ("source", "institution", "method", "motion", "issue_time", "checkpoint", "attribution")
@@ -174,14 +192,36 @@ def score_dataset(
     return scores
 
 
+def _ensemble_scores(ds: xr.Dataset, mask: np.ndarray | None) -> dict[str, xr.DataArray]:
+    """CRPS and spread–skill ratio per lead of ``ds.members`` against ``ds.observed``, on the scored pixels."""
+    ens = ds["members"].transpose("member", "lead_time", "y", "x").values
+    obs = ds["observed"].transpose("lead_time", "y", "x").values
+    crps, ratio = [], []
+    for k in range(obs.shape[0]):
+        valid = np.isfinite(obs[k]) & np.isfinite(ens[:, k]).all(0) & (True if mask is None else mask)
+        crps.append(float(crps_ensemble(ens[:, k], obs[k], valid)))
+        ratio.append(spread_skill(ens[:, k], obs[k], valid)[2])
+    about = {"long_name": "continuous ranked probability score of the members", "units": RAIN_RATE_UNITS}
+    return {
+        "crps": xr.DataArray(np.array(crps), dims="lead_time", attrs=about),
+        "spread_skill": xr.DataArray(
+            np.array(ratio), dims="lead_time", attrs={"long_name": "ensemble spread / RMSE of the mean", "units": "1"}
+        ),
+    }
+
+
 def scores_table(scores: xr.Dataset) -> tuple[list[str], list[list[str]]]:
-    """Header and rows (one per lead) of the score table: CSI per threshold, FSS per threshold and scale, MAE."""
+    """Header and rows (one per lead) of the score table: CSI per threshold, FSS per threshold and scale, MAE
+    (and, for an ensemble, CRPS and spread–skill ratio)."""
     thr = [float(t) for t in scores["threshold"].values]
     scl = [float(s) for s in scores["scale"].values]
     header = ["lead_time_min", "valid_time", "n_valid"]
     header += [f"csi_{t:g}mmh" for t in thr]
     header += [f"fss_{t:g}mmh_{s:g}km" for t in thr for s in scl]
     header.append("mae_mmh")
+    ensemble = "crps" in scores
+    if ensemble:
+        header += ["crps_mmh", "spread_skill"]
     rows = []
     for i, lead in enumerate(scores["lead_time"].values):
         row = [f"{lead:g}", hhmm(scores["valid_time"].values[i]) if "valid_time" in scores.coords else ""]
@@ -189,6 +229,8 @@ def scores_table(scores: xr.Dataset) -> tuple[list[str], list[list[str]]]:
         row += [f"{scores['csi'].values[i, j]:.4f}" for j in range(len(thr))]
         row += [f"{scores['fss'].values[i, j, k]:.4f}" for j in range(len(thr)) for k in range(len(scl))]
         row.append(f"{scores['mae'].values[i]:.4f}")
+        if ensemble:
+            row += [f"{scores['crps'].values[i]:.4f}", f"{scores['spread_skill'].values[i]:.3f}"]
         rows.append(row)
     return header, rows
 

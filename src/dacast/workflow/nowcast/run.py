@@ -20,13 +20,14 @@ import json
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import xarray as xr
 
 from dacast.io import RadarReadError, SequenceReadError, UnreadableFrame, load_sequence
-from dacast.ml import Nowcaster, load_nowcaster, predict
+from dacast.ml import MultiResNowcaster, Nowcaster, load_nowcaster, predict, predict_ensemble
 from dacast.nowcast import ExtrapolationConfig, extrapolation_nowcast, persistence
 from dacast.workflow.nowcast.config import (
     DEFAULT_LEADS,
@@ -191,6 +192,7 @@ def convlstm_nowcast(
     n_leads: int,
     *,
     device: str = "auto",
+    extrapolation_input: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The nowcast of a trained ConvLSTM from its ``t_in`` past frames.
 
@@ -200,20 +202,36 @@ def convlstm_nowcast(
         past: ``(t_in, H, W)`` rain rate [mm/h], oldest first, 5 min apart; NaN = no data.
         n_leads: leads to keep (<= ``model.config.t_out``).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        extrapolation_input: the extrapolation nowcast ``(t_out, H, W)`` [mm/h] when already made (else it is
+            made here from ``extrapolation``).
 
     Returns:
         ``(n_leads, H, W)`` [mm/h] float32; NaN where the last past frame has no data.
     """
-    extra = None
-    if extrapolation is not None:
+    extra = extrapolation_input
+    if extrapolation is not None and extra is None:
         extra = extrapolation_nowcast(torch.nan_to_num(past, nan=0.0), model.config.t_out, extrapolation)
     fc = predict(model, past, extra, device=device)[:n_leads]
     return torch.where(torch.isfinite(past[-1]), fc, torch.nan)  # no forecast where t0 has no data
 
 
-def _convlstm_forecast(
-    config: NowcastRunConfig, root: Path, info: dict[str, str | int]
-) -> tuple[xr.DataArray, torch.Tensor, dict[str, str | int]]:
+class Forecast(NamedTuple):
+    """What `compute_forecast` returns.
+
+    Attributes:
+        past: past frames ``(time, y, x)`` [mm/h].
+        forecast: ``(n_leads, H, W)`` [mm/h] float32 (NaN where there is no forecast).
+        info: attributes describing the method.
+        members: ``(members, n_leads, H, W)`` [mm/h] of an ensemble run (``config.members``), else None.
+    """
+
+    past: xr.DataArray
+    forecast: torch.Tensor
+    info: dict[str, str | int]
+    members: torch.Tensor | None = None
+
+
+def _convlstm_forecast(config: NowcastRunConfig, root: Path, info: dict[str, str | int]) -> Forecast:
     model, ext, motion = checkpoint_model(Path(config.checkpoint), config.motion)  # type: ignore[arg-type]
     mcfg = model.config
     require(ext is None or mcfg.t_in >= 2, f"checkpoint {config.checkpoint}: an extrapolation input needs t_in >= 2")
@@ -222,34 +240,45 @@ def _convlstm_forecast(
         n_leads <= mcfg.t_out,
         f"leads {n_leads} exceeds the {mcfg.t_out} leads the checkpoint {config.checkpoint} forecasts",
     )
+    ensemble = isinstance(model, MultiResNowcaster) and model.is_ensemble
+    require(
+        config.members is None or ensemble,
+        f"checkpoint {config.checkpoint} is not an ensemble network (noise_channels = 0); leave out --members",
+    )
     check_device(config.device)
     past = load_past(config.source, config.start, mcfg.t_in, root, purpose=f"convlstm (t_in = {mcfg.t_in})")
-    fc = convlstm_nowcast(model, ext, torch.from_numpy(past.values), n_leads, device=config.device)
+    frames = torch.from_numpy(past.values)
+    extra = None
     if ext is not None:
+        extra = extrapolation_nowcast(torch.nan_to_num(frames, nan=0.0), mcfg.t_out, ext)
         info["motion"] = str(motion)
+    fc = convlstm_nowcast(model, ext, frames, n_leads, device=config.device, extrapolation_input=extra)
+    members = None
+    if config.members is not None:
+        assert isinstance(model, MultiResNowcaster)
+        ens = predict_ensemble(model, frames, extra, members=config.members, seed=0, device=config.device)
+        members = torch.where(torch.isfinite(frames[-1]), ens[:, :n_leads], torch.nan)
+        info["members"] = config.members
     info.update(checkpoint=str(config.checkpoint), t_in=mcfg.t_in, use_extrapolation=int(mcfg.use_extrapolation))
-    return past, fc, info
+    if ensemble:
+        info["deterministic_member"] = "central (latent noise 0)"
+    return Forecast(past, fc, info, members)
 
 
-def compute_forecast(config: NowcastRunConfig, root: Path) -> tuple[xr.DataArray, torch.Tensor, dict[str, str | int]]:
-    """Past frames and the forecast of ``config.method``.
-
-    Returns:
-        ``(past, forecast, info)``: past ``(time, y, x)`` [mm/h]; forecast ``(n_leads, H, W)``
-        [mm/h] float32 (NaN where there is no forecast); attributes describing the method.
-    """
+def compute_forecast(config: NowcastRunConfig, root: Path) -> Forecast:
+    """Past frames and the forecast of ``config.method`` (and its ensemble members with ``config.members``)."""
     info: dict[str, str | int] = {"method": config.method}
     if config.method == "persistence":
         n_leads = config.n_leads or DEFAULT_LEADS
         past = load_past(config.source, config.start, 1, root, purpose="persistence")
-        return past, persistence(torch.from_numpy(past.values[-1]), n_leads), info
+        return Forecast(past, persistence(torch.from_numpy(past.values[-1]), n_leads), info)
     if config.method == "extrapolation":
         n_leads = config.n_leads or DEFAULT_LEADS
         motion = config.motion or "trec"
         ext = extrapolation_config({"motion": motion, "n_frames": config.past_frames}, "extrapolation")
         past = load_past(config.source, config.start, config.past_frames, root, purpose="extrapolation")
         fc = extrapolation_nowcast(torch.from_numpy(past.values), n_leads, ext)
-        return past, fc.float(), {**info, "motion": motion, "past_frames": config.past_frames}
+        return Forecast(past, fc.float(), {**info, "motion": motion, "past_frames": config.past_frames})
     return _convlstm_forecast(config, root, info)
 
 
@@ -261,9 +290,9 @@ def make_nowcast(config: NowcastRunConfig) -> tuple[xr.Dataset, tuple[np.datetim
     `unreadable_observed`), so ``nowcast.nc`` keeps them for `verify_nowcast`.
     """
     root = radar_root(config.root)
-    past, fc, info = compute_forecast(config, root)
+    past, fc, info, members = compute_forecast(config, root)
     observed, missing, unreadable = load_observed(config.source, config.start, fc.shape[0], root, like=past)
-    ds = nowcast_dataset(past, fc, observed, info=info)
+    ds = nowcast_dataset(past, fc, observed, info=info, members=members, thresholds=config.thresholds)
     if unreadable:
         ds.attrs[UNREADABLE_ATTR] = _encode_unreadable(unreadable)
     return ds, tuple(sorted([*missing, *(u.time for u in unreadable)]))
@@ -343,6 +372,7 @@ def verify_nowcast(
 
 
 __all__ = [
+    "Forecast",
     "checkpoint_model",
     "compute_forecast",
     "convlstm_nowcast",
