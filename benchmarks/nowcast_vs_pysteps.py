@@ -9,7 +9,10 @@ hour of observations after them; leads 5-60 min. Methods:
 * ``pysteps-sprog``: S-PROG, 8 cascade levels, on the same motion
 * ``dacast-extrapolation``: DIS optical flow (OpenCV) + semi-Lagrangian extrapolation
 * ``dacast-trec``: TREC block matching (RIKEN's conventional motion) + the same extrapolation
-* ``dacast-convlstm``: a trained ConvLSTM (``--checkpoint``), with its extrapolation input when it uses one
+* ``dacast-convlstm``: a trained ConvLSTM (``--checkpoint``; default: the nowcaster shipped with dacast), with
+  its extrapolation input when it uses one; an ensemble network gives its central member (latent noise 0)
+* ``dacast-convlstm-ens``: ``--members`` members of that ensemble network (`dacast.ml.predict_ensemble`)
+* ``pysteps-steps``: the STEPS ensemble, ``--members`` members, on the same motion and cascade as S-PROG
 
 Every method reads the same rain-rate arrays (``dacast.io``, which reproduces
 pysteps' importers to 1e-13 mm/h) and is scored the same way
@@ -20,6 +23,11 @@ forecast for one issue time. ``spectrum_err`` is the mean absolute log10 ratio
 of the forecast's radially averaged power spectrum to the observed one
 (wavelengths 4-64 km): larger means more blur or more noise.
 
+``crps`` (mm/h) is `dacast.verify.crps_ensemble` of an ensemble, and the MAE (the CRPS of a one-member
+ensemble) of a deterministic nowcast, so both compare; ensembles also get ``spread_skill`` (spread over
+the RMSE of their mean: 1 when calibrated) and reliability counts of P(R > 1 mm/h) (``--reliability PNG``
+draws the diagram). Their CSI/FSS/spectrum columns are left empty: they are not single forecasts.
+
 An issue time is ``held_out`` when its input and target frames all lie in the
 second half of its event: the ConvLSTM training example
 (``examples/nowcast_train.yaml``) only sees first halves.
@@ -28,11 +36,15 @@ second half of its event: the ConvLSTM training example
     python benchmarks/nowcast_vs_pysteps.py --json nowcast.json --plot skill.png
     python benchmarks/nowcast_vs_pysteps.py --events mch-201505151545 --methods persistence,dacast-extrapolation
     python benchmarks/nowcast_vs_pysteps.py --checkpoint runs/nowcast-train/best.pt --held-out-only
+    python benchmarks/nowcast_vs_pysteps.py --held-out-only --interval 15 \
+        --methods pysteps-sprog,pysteps-steps,dacast-convlstm,dacast-convlstm-ens --members 20 --reliability rel.png
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import sys
@@ -49,7 +61,14 @@ from rich.table import Table
 
 from dacast.io import RadarReadError, default_radar_root, list_events, load_sequence
 from dacast.nowcast import ExtrapolationConfig, OpticalFlowConfig, extrapolation_nowcast, persistence
-from dacast.verify import radial_power_spectrum, score_nowcast
+from dacast.verify import (
+    crps_ensemble,
+    exceedance_probability,
+    radial_power_spectrum,
+    reliability,
+    score_nowcast,
+    spread_skill,
+)
 
 ALL_METHODS = (
     "persistence",
@@ -58,8 +77,12 @@ ALL_METHODS = (
     "dacast-extrapolation",
     "dacast-trec",
     "dacast-convlstm",
+    "dacast-convlstm-ens",
+    "pysteps-steps",
 )
+ENSEMBLES = ("dacast-convlstm-ens", "pysteps-steps")
 N_LEADS = 12
+N_BINS = 10  # reliability bins of P(R > 1 mm/h)
 
 
 @dataclass
@@ -74,6 +97,10 @@ class Row:
     fss_10km_1: float
     seconds: float
     spectrum_err: float
+    crps: float = float("nan")
+    spread_skill: float = float("nan")
+    members: int = 1
+    reliability_1: list[list[float]] | None = None  # [count, observed events] per probability bin
 
 
 def event_id(source: str, start: np.datetime64) -> str:
@@ -114,7 +141,7 @@ class PystepsMethods:
 
     def sprog_nowcast(self, past: np.ndarray) -> np.ndarray:
         db, v = self._motion(past[-3:])
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # S-PROG prints its progress
             warnings.simplefilter("ignore")
             out = self.sprog(db, v, N_LEADS, n_cascade_levels=8, precip_thr=-10.0, decomp_method="fft",
                              bandpass_filter_method="gaussian", probmatching_method="mean")
@@ -122,8 +149,23 @@ class PystepsMethods:
         rain[out < -10.0] = 0.0
         return rain
 
+    def steps_nowcast(self, past: np.ndarray, members: int, seed: int = 0) -> np.ndarray:
+        """STEPS (pysteps' defaults: nonparametric noise, motion perturbations) with S-PROG's cascade."""
+        from pysteps import nowcasts
 
-def make_methods(names: list[str], checkpoint: str | None) -> tuple[dict, int]:
+        db, v = self._motion(past[-3:])
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # STEPS prints its progress
+            warnings.simplefilter("ignore")
+            out = nowcasts.get_method("steps")(
+                db, v, N_LEADS, n_ens_members=members, n_cascade_levels=8, precip_thr=-10.0, kmperpixel=1.0,
+                timestep=5, decomp_method="fft", bandpass_filter_method="gaussian", seed=seed,
+            )
+        rain = 10.0 ** (out / 10.0)
+        rain[~(out >= -10.0)] = 0.0
+        return rain
+
+
+def make_methods(names: list[str], checkpoint: str | None, members: int = 20) -> tuple[dict, int]:
     """Callables ``past (T, H, W) mm/h -> (12, H, W) mm/h`` and the number of past frames they need."""
     methods: dict = {}
     n_past = 3
@@ -143,33 +185,58 @@ def make_methods(names: list[str], checkpoint: str | None) -> tuple[dict, int]:
             methods[name] = pysteps.extrapolation
         elif name == "pysteps-sprog":
             methods[name] = pysteps.sprog_nowcast
+        elif name == "pysteps-steps":
+            methods[name] = lambda past: pysteps.steps_nowcast(past, members)
         elif name == "dacast-extrapolation":
             methods[name] = dacast_extrapolation
         elif name == "dacast-trec":
             methods[name] = lambda past: dacast_extrapolation(past, trec_cfg)
-        elif name == "dacast-convlstm":
-            from dacast.ml import load_nowcaster, predict
-            from dacast.workflow.nowcast.train import extrapolation_config, read_training_sidecar
-
-            model = load_nowcaster(checkpoint, device="auto")
-            t_in = model.config.t_in
+        elif name in ("dacast-convlstm", "dacast-convlstm-ens"):
+            fn, t_in = convlstm_method(checkpoint, members if name == "dacast-convlstm-ens" else None)
             n_past = max(n_past, t_in)
-            # The extrapolation input is made exactly as in training (settings saved beside the checkpoint).
-            ext_cfg = (
-                extrapolation_config(read_training_sidecar(Path(checkpoint)), "checkpoint")
-                if model.config.use_extrapolation
-                else None
-            )
-
-            def convlstm(past: np.ndarray, model=model, t_in=t_in, ext_cfg=ext_cfg) -> np.ndarray:
-                x = torch.from_numpy(past[-t_in:])
-                extra = None
-                if ext_cfg is not None:
-                    extra = extrapolation_nowcast(torch.nan_to_num(x, nan=0.0), model.config.t_out, ext_cfg)
-                return predict(model, x, extra).numpy()[:N_LEADS]
-
-            methods[name] = convlstm
+            methods[name] = fn
     return methods, n_past
+
+
+def convlstm_method(checkpoint: str | None, members: int | None) -> tuple:
+    """``(past -> nowcast, t_in)`` of a trained nowcaster (None: the shipped one); with ``members``, an ensemble."""
+    from dacast.ml import MultiResNowcaster, load_nowcaster, predict, predict_ensemble, shipped_nowcaster
+    from dacast.workflow.nowcast.train import extrapolation_config, read_training_sidecar
+
+    path = Path(checkpoint) if checkpoint else shipped_nowcaster()
+    model = load_nowcaster(path, device="auto")
+    if members is not None and not (isinstance(model, MultiResNowcaster) and model.is_ensemble):
+        raise ValueError(f"{path} is not an ensemble network: dacast-convlstm-ens needs one")
+    t_in = model.config.t_in
+    # The extrapolation input is made exactly as in training (settings saved beside the checkpoint).
+    ext_cfg = None
+    if model.config.use_extrapolation:
+        ext_cfg = extrapolation_config(read_training_sidecar(path), "checkpoint")
+
+    def convlstm(past: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(past[-t_in:])
+        extra = None
+        if ext_cfg is not None:
+            extra = extrapolation_nowcast(torch.nan_to_num(x, nan=0.0), model.config.t_out, ext_cfg)
+        if members is None:
+            return predict(model, x, extra).numpy()[:N_LEADS]
+        return predict_ensemble(model, x, extra, members=members, seed=0).numpy()[:, :N_LEADS]
+
+    return convlstm, t_in
+
+
+def ensemble_scores(ens: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> list[tuple[float, float, list]]:
+    """Per lead: CRPS, spread-skill ratio and reliability counts of P(R > 1 mm/h), on valid pixels."""
+    out = []
+    for lead in range(observed.shape[0]):
+        valid = mask & np.isfinite(observed[lead])
+        crps = float(crps_ensemble(ens[:, lead], observed[lead], valid))
+        ratio = spread_skill(ens[:, lead], observed[lead], valid)[2]
+        prob = exceedance_probability(ens[:, lead], 1.0)
+        _, freq, count = reliability(prob, observed[lead], 1.0, valid, n_bins=N_BINS)
+        events = torch.nan_to_num(freq) * count
+        out.append((crps, ratio, [count.tolist(), events.tolist()]))
+    return out
 
 
 def run_event(source: str, start: np.datetime64, end: np.datetime64, root: Path, methods: dict, n_past: int,
@@ -197,15 +264,25 @@ def run_event(source: str, start: np.datetime64, end: np.datetime64, root: Path,
             t0 = time.perf_counter()
             forecast = np.asarray(fn(past), dtype=np.float64)
             seconds = time.perf_counter() - t0
+            common = {"event": event_id(source, start), "method": name, "issue_time": str(times[i])[:16],
+                      "held_out": held_out, "seconds": seconds}
+            if forecast.ndim == 4:  # (members, leads, y, x)
+                nan = float("nan")
+                for lead, (crps, ratio, rel) in enumerate(ensemble_scores(forecast, observed, mask)):
+                    rows.append(Row(**common, lead_min=5 * (lead + 1), csi_1=nan, csi_5=nan, fss_10km_1=nan,
+                                    spectrum_err=nan, crps=crps, spread_skill=ratio, members=forecast.shape[0],
+                                    reliability_1=rel))
+                continue
             scores = score_nowcast(forecast, observed, thresholds=(1.0, 5.0), scales_km=(10.0,), mask=mask)
             for lead in range(N_LEADS):
+                valid = mask & np.isfinite(observed[lead]) & np.isfinite(forecast[lead])
                 rows.append(Row(
-                    event=event_id(source, start), method=name, issue_time=str(times[i])[:16], held_out=held_out,
-                    lead_min=5 * (lead + 1),
+                    **common, lead_min=5 * (lead + 1),
                     csi_1=float(scores.csi[lead, 0]), csi_5=float(scores.csi[lead, 1]),
-                    fss_10km_1=float(scores.fss[lead, 0, 0]), seconds=seconds,
+                    fss_10km_1=float(scores.fss[lead, 0, 0]),
                     spectrum_err=spectrum_error(np.where(mask, forecast[lead], 0.0),
                                                 np.where(mask, observed[lead], 0.0)),
+                    crps=float(np.abs(forecast[lead] - observed[lead])[valid].mean()),
                 ))
     return rows
 
@@ -216,7 +293,7 @@ def summarise(rows: list[Row], console: Console, title: str) -> None:
         groups[r.method].append(r)
     table = Table(title=title)
     for col in ("method", "issues", "CSI 1 mm/h", "CSI 5 mm/h", "FSS 10 km", "CSI 1 +30", "CSI 1 +60",
-                "spectrum err", "seconds"):
+                "spectrum err", "CRPS mm/h", "spread/skill", "seconds"):
         table.add_column(col, justify="right")
     for method, rs in groups.items():
         def mean(attr: str, lead: int | None = None, rs=rs) -> float:
@@ -224,9 +301,11 @@ def summarise(rows: list[Row], console: Console, title: str) -> None:
             return float(np.nanmean(vals)) if vals else float("nan")
 
         issues = len({(r.event, r.issue_time) for r in rs})
-        table.add_row(method, str(issues), f"{mean('csi_1'):.3f}", f"{mean('csi_5'):.3f}", f"{mean('fss_10km_1'):.3f}",
-                      f"{mean('csi_1', 30):.3f}", f"{mean('csi_1', 60):.3f}", f"{mean('spectrum_err'):.3f}",
-                      f"{mean('seconds'):.2f}")
+        label = method + (f" ({rs[0].members})" if rs[0].members > 1 else "")
+        cells = [f"{mean('csi_1'):.3f}", f"{mean('csi_5'):.3f}", f"{mean('fss_10km_1'):.3f}",
+                 f"{mean('csi_1', 30):.3f}", f"{mean('csi_1', 60):.3f}", f"{mean('spectrum_err'):.3f}",
+                 f"{mean('crps'):.3f}", f"{mean('spread_skill'):.2f}", f"{mean('seconds'):.2f}"]
+        table.add_row(label, str(issues), *[("-" if c == "nan" else c) for c in cells])
     console.print(table)
 
 
@@ -260,7 +339,7 @@ def plot(rows: list[Row], path: Path) -> None:
 
     leads = np.arange(5, 5 * N_LEADS + 1, 5, dtype=float)
     results = {}
-    for method in dict.fromkeys(r.method for r in rows):
+    for method in dict.fromkeys(r.method for r in rows if r.members == 1):
         rs = [r for r in rows if r.method == method]
 
         def mean(attr: str, lead: float, rs=rs) -> float:
@@ -275,6 +354,25 @@ def plot(rows: list[Row], path: Path) -> None:
     plot_skill(results, path)
 
 
+def plot_reliability(rows: list[Row], path: Path) -> None:
+    """Reliability diagram of P(R > 1 mm/h) per ensemble method, pooled over issue times and leads."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 4.4))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfect reliability")
+    for method in dict.fromkeys(r.method for r in rows if r.reliability_1):
+        counts = np.sum([r.reliability_1[0] for r in rows if r.method == method and r.reliability_1], axis=0)
+        events = np.sum([r.reliability_1[1] for r in rows if r.method == method and r.reliability_1], axis=0)
+        centres = (np.arange(N_BINS) + 0.5) / N_BINS
+        used = counts > 0
+        ax.plot(centres[used], events[used] / counts[used], marker="o", label=method)
+    ax.set(xlabel="forecast probability of R > 1 mm/h", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
+           title="reliability, leads 5-60 min")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+
+
 def rows_from_json(path: Path) -> list[Row]:
     """Rows written by ``--json`` (to re-plot or re-summarise without re-running)."""
     return [Row(**r) for r in json.loads(Path(path).read_text())]
@@ -286,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", help="comma-separated event ids (e.g. mch-201505151545); default: all found")
     parser.add_argument("--methods", default=",".join(m for m in ALL_METHODS if m != "dacast-convlstm"),
                         help=f"comma-separated, from {', '.join(ALL_METHODS)}")
-    parser.add_argument("--checkpoint", help="ConvLSTM checkpoint (.pt or folder) for dacast-convlstm")
+    parser.add_argument("--checkpoint", help="nowcaster checkpoint (.pt or folder) for dacast-convlstm[-ens]; "
+                        "default: the shipped one")
+    parser.add_argument("--members", type=int, default=20, help="members of the ensemble methods")
+    parser.add_argument("--reliability", metavar="PNG", help="draw the reliability diagram of the ensembles")
     parser.add_argument("--interval", type=int, default=30, help="minutes between issue times")
     parser.add_argument("--held-out-only", action="store_true", help="only issue times unseen in training")
     parser.add_argument("--json", metavar="PATH", help="write the rows as JSON")
@@ -302,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in names if m not in ALL_METHODS]
     if unknown:
         return fail(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
-    if "dacast-convlstm" in names and not args.checkpoint:
-        return fail("dacast-convlstm needs --checkpoint")
+    if not 2 <= args.members <= 100:
+        return fail("--members must be in 2..100")
     if args.interval <= 0 or args.interval % 5:
         return fail("--interval must be a positive multiple of 5 minutes")
     try:
@@ -320,11 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     if not events:
         return fail(f"no radar events found under {root}")
     try:
-        methods, n_past = make_methods(names, args.checkpoint)
+        methods, n_past = make_methods(names, args.checkpoint, args.members)
     except ImportError as err:
         return fail(f"{err}; install the bench extra: pip install -e '.[bench]'")
     except (OSError, ValueError, RuntimeError) as err:
-        return fail(f"cannot load the checkpoint: {err}")
+        return fail(f"cannot load the nowcaster: {err}")
     rows: list[Row] = []
     for ev in events:
         console.log(f"{event_id(ev.source, ev.start)}: {ev.n_frames} frames")
@@ -341,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=1))
     if args.plot:
         plot(rows, Path(args.plot))
+    if args.reliability:
+        plot_reliability(rows, Path(args.reliability))
     return 0
 
 
