@@ -21,7 +21,7 @@ level ``l`` works at ``H / 2**(l+1)`` and its transposed convolution
 **Ensembles** (``noise_channels > 0``, as DGMR, Ravuri et al. 2021): a latent noise field
 ``(B, noise_channels, H / 2**L, W / 2**L)``, standard normal, joins the input of the top forecaster
 cell at every lead; one draw per ensemble member, so the members differ where the data leave the
-future open. Such a model is trained with an ensemble loss (the fair CRPS, `dacast.ml.fair_crps`)
+future open. Such a model is trained with an ensemble loss (the fair CRPS, `dacast.ml.fair_crps_loss`)
 and run with `sample_noise`; ``noise = 0`` gives its central member.
 
 Every head ends in a softplus, so each output is ``>= 0`` in log-rain space and
