@@ -58,8 +58,9 @@ app = typer.Typer(
 def _scores_rich(title: str, scores: xr.Dataset) -> Table:
     """The score table, narrow enough for 80 columns with the default thresholds (the CSV has full names)."""
     header, rows = scores_table(scores)
+    n_det = header.index("mae_mmh") + 1  # an ensemble's CRPS and spread/skill go in a table of their own
+    header, rows = header[:n_det], [r[:n_det] for r in rows]
     labels = {"lead_time_min": "+min", "valid_time": "valid", "n_valid": "pixels", "mae_mmh": "MAE mm/h"}
-    labels |= {"crps_mmh": "CRPS mm/h", "spread_skill": "spread/skill"}
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for name in header:
         label = labels.get(name)
@@ -73,9 +74,21 @@ def _scores_rich(title: str, scores: xr.Dataset) -> Table:
     return table
 
 
+def _ensemble_rich(scores: xr.Dataset) -> Table:
+    """CRPS and spread/skill per lead of an ensemble nowcast."""
+    table = Table(title="ensemble members", box=box.SIMPLE_HEAD)
+    for label in ("+min", "CRPS mm/h", "spread/skill"):
+        table.add_column(label, justify="right")
+    for i, lead in enumerate(scores["lead_time"].values):
+        table.add_row(f"{lead:g}", f"{scores['crps'].values[i]:.4f}", f"{scores['spread_skill'].values[i]:.3f}")
+    return table
+
+
 def _report(result: NowcastResult, title: str) -> None:
     if result.scores is not None:
         stdout.print(_scores_rich(title, result.scores))
+        if "crps" in result.scores:
+            stdout.print(_ensemble_rich(result.scores))
     else:
         stdout.print(f"[bold]{title}[/]", highlight=False)
         stdout.print("[yellow]no observed frames after the issue time: the nowcast is not scored[/]", highlight=False)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +189,7 @@ def predict_ensemble(
     seed: int = 0,
     device: str | torch.device = "auto",
     resolution: int = 0,
+    on_member: Callable[[int], None] | None = None,
 ) -> Tensor:
     """``members`` nowcasts of an ensemble network, member ``i`` from the noise of seed ``seed + i``.
 
@@ -202,6 +204,7 @@ def predict_ensemble(
         seed: seed of the first member's noise.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a device.
         resolution: output ``k`` (see `predict`).
+        on_member: called with the number of members done after each one (e.g. a progress bar).
 
     Returns:
         ``(members, T_out, ceil(H / 2**k), ceil(W / 2**k))`` rain rates in mm/h, ``>= 0``, on the CPU.
@@ -210,8 +213,9 @@ def predict_ensemble(
         raise ValueError("predict_ensemble needs a MultiResNowcaster with noise_channels > 0")
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
-    runs = [
-        predict(model, past, extrapolation, device=device, resolution=resolution, noise_seed=seed + i)
-        for i in range(members)
-    ]
+    runs = []
+    for i in range(members):
+        runs.append(predict(model, past, extrapolation, device=device, resolution=resolution, noise_seed=seed + i))
+        if on_member is not None:
+            on_member(i + 1)
     return torch.stack(runs)

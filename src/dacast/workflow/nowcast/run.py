@@ -49,6 +49,7 @@ from dacast.workflow.nowcast.output import (
     write_skill_plot,
 )
 from dacast.workflow.nowcast.train import read_training_sidecar
+from dacast.workflow.runtime import progress as progress_bar
 from dacast.workflow.schema import ConfigError, require
 
 UNREADABLE_ATTR = "unreadable_observed"
@@ -256,7 +257,10 @@ def _convlstm_forecast(config: NowcastRunConfig, root: Path, info: dict[str, str
     members = None
     if config.members is not None:
         assert isinstance(model, MultiResNowcaster)
-        ens = predict_ensemble(model, frames, extra, members=config.members, seed=0, device=config.device)
+        with progress_bar("members", config.members) as update:
+            ens = predict_ensemble(
+                model, frames, extra, members=config.members, seed=0, device=config.device, on_member=update
+            )
         members = torch.where(torch.isfinite(frames[-1]), ens[:, :n_leads], torch.nan)
         info["members"] = config.members
     info.update(checkpoint=str(config.checkpoint), t_in=mcfg.t_in, use_extrapolation=int(mcfg.use_extrapolation))
