@@ -37,8 +37,7 @@ per-sample maximum (detached); every statistic is homogeneous in ``x``, so
 this leaves the ratios unchanged while keeping ``x^10`` finite. p-norms are
 evaluated as ``a · (mean (|v|/a)^p)^(1/p)`` with ``a = max |v|`` (detached),
 which is the same function with bounded intermediate values. ``ε`` (``nonlocal_eps``) is relative to that
-maximum (1 % by default), so targets that are nearly dry everywhere give large terms: sample crops with rain
-(`dacast.ml.RainCropDataset` does).
+maximum (1 %), so nearly dry targets give large terms: sample crops with rain (`dacast.ml.RainCropDataset`).
 """
 
 from __future__ import annotations
@@ -62,6 +61,7 @@ __all__ = [
     "nonlocal_fits",
     "nonlocal_loss",
     "weighted_huber_loss",
+    "weighted_mean",
 ]
 
 _TINY = 1e-30
@@ -143,25 +143,25 @@ def intensity_weight(rain: Tensor, *, max_weight: float = 30.0) -> Tensor:
 def weighted_huber_loss(
     pred: Tensor, target: Tensor, weight: Tensor | None = None, mask: Tensor | None = None, *, delta: float = 1.0
 ) -> Tensor:
-    """Mean of ``Huber_δ(pred, target) · weight`` over valid pixels.
+    """Mean of ``Huber_δ(pred, target) · weight`` over valid pixels (`weighted_mean`).
 
     Args:
-        pred: prediction, any shape (log-rain).
-        target: truth, same shape (log-rain).
-        weight: pixel weights, broadcastable (e.g. `intensity_weight`); None: 1.
-        mask: valid-data mask, broadcastable; None: all valid.
+        pred: prediction, any shape (log-rain); target: truth, same shape (log-rain).
+        weight: pixel weights, broadcastable (e.g. `intensity_weight`); mask: valid-data mask; None: 1, all valid.
         delta: Huber threshold in the units of ``pred``.
 
-    Returns:
-        Scalar loss, 0 iff ``pred == target`` on valid pixels with positive weight.
+    Returns: scalar loss, 0 iff ``pred == target`` on valid pixels with positive weight.
     """
-    h = F.huber_loss(pred, target, reduction="none", delta=delta)
-    if weight is not None:
-        h = h * weight
+    return weighted_mean(F.huber_loss(pred, target, reduction="none", delta=delta), weight, mask)
+
+
+def weighted_mean(values: Tensor, weight: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    """Mean of ``values · weight`` (any shape; weight and mask broadcastable, None: 1) over valid pixels."""
+    v = values if weight is None else values * weight
     if mask is None:
-        return h.mean()
-    m = mask.to(h.dtype).expand_as(h)
-    return (h * m).sum() / m.sum().clamp_min(1.0)
+        return v.mean()
+    m = mask.to(v.dtype).expand_as(v)
+    return (v * m).sum() / m.sum().clamp_min(1.0)
 
 
 # --------------------------------------------------------------------------- adversarial

@@ -117,9 +117,10 @@ def predict(
             return model(p, e)
         noise = None
         if ensemble:
-            gen = None if noise_seed is None else torch.Generator().manual_seed(noise_seed)
+            gen = torch.Generator().manual_seed(0 if noise_seed is None else noise_seed)
             noise = model.sample_noise(p.shape[0], *p.shape[-2:], generator=gen, device=p.device)
-            noise = noise if gen is not None else torch.zeros_like(noise)
+            if noise_seed is None:  # the central member
+                noise.zero_()
         return model(p, e, stage=n_out - 1 - resolution, noise=noise)[0]
 
     z = rain_to_log(_as_tensor(past))

@@ -20,7 +20,13 @@ from dacast.ml.convlstm import log_to_rain
 from dacast.ml.discriminators import SpatialDiscriminator, TemporalDiscriminator
 from dacast.ml.multires import MultiResNowcaster, multires_targets
 from dacast.ml.nowcast_data import ExtrapolationFn, RainArray, RainCropDataset
-from dacast.ml.nowcast_losses import NowcastLossConfig, generator_loss, intensity_weight, nonlocal_fits
+from dacast.ml.nowcast_losses import (
+    NowcastLossConfig,
+    generator_loss,
+    intensity_weight,
+    nonlocal_fits,
+    weighted_mean,
+)
 from dacast.ml.nowcast_train_config import Nowcaster, NowcastTrainConfig
 
 __all__ = [
@@ -109,13 +115,7 @@ def fair_crps_loss(members: Tensor, target: Tensor, weight: Tensor | None = None
         raise ValueError(f"members {tuple(members.shape)} must be (M >= 2, *target.shape), got {tuple(target.shape)}")
     skill = (members - target).abs().mean(0)
     spread = (members[:, None] - members[None]).abs().sum((0, 1)) / (2 * m * (m - 1))
-    crps = skill - spread
-    if weight is not None:
-        crps = crps * weight
-    if mask is None:
-        return crps.mean()
-    mk = mask.to(crps.dtype).expand_as(crps)
-    return (crps * mk).sum() / mk.sum().clamp_min(1.0)
+    return weighted_mean(skill - spread, weight, mask)
 
 
 def multires_loss(

@@ -32,7 +32,15 @@ import xarray as xr
 
 from dacast import __version__
 from dacast.io import UnreadableFrame
-from dacast.verify import crps_ensemble, plot_frames, plot_skill, save_nowcast_gif, score_nowcast, spread_skill
+from dacast.verify import (
+    crps_ensemble,
+    exceedance_probability,
+    plot_frames,
+    plot_skill,
+    save_nowcast_gif,
+    score_nowcast,
+    spread_skill,
+)
 from dacast.workflow import files
 from dacast.workflow.nowcast.config import TIMESTEP_MIN, hhmm
 from dacast.workflow.schema import ConfigError
@@ -124,7 +132,7 @@ def nowcast_dataset(
     if members is not None:
         ens = np.asarray(torch.as_tensor(members).float().cpu().numpy(), dtype=np.float32)
         data["members"] = (("member", *dims), ens, {**rate, "long_name": "ensemble member rain rate"})
-        prob = np.stack([(ens > t).mean(0) for t in thresholds]).astype(np.float32)
+        prob = np.stack([exceedance_probability(ens, t).numpy() for t in thresholds]).astype(np.float32)
         prob[:, ~np.isfinite(ens[0])] = np.nan
         about_p = {"long_name": "fraction of members above the threshold", "units": "1"}
         data["exceedance_probability"] = (("threshold", *dims), prob, about_p)
