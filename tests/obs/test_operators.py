@@ -104,3 +104,21 @@ def test_bad_error_std_raises(error_std: object) -> None:
         subset(10, [1, 2, 3], error_std)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="error_std|positive"):
         matrix(torch.eye(3, 10, dtype=torch.float64), error_std)  # type: ignore[arg-type]
+
+
+def test_stacked_operator_concatenates_parts():
+    from dacast.obs import SquareObs, StackedObs, stacked
+
+    a = every_kth(10, 2, 0.5)
+    b = SquareObs(subset(10, [1, 3], 2.0), scale=2.0)
+    op = stacked(a, b)
+    assert isinstance(op, StackedObs) and isinstance(op, ObsOperator)
+    x = torch.arange(20.0, dtype=torch.float64).reshape(2, 10)
+    assert torch.equal(op(x), torch.cat([a(x), b(x)], dim=-1))
+    assert op.n_obs == 7 and op.error_std.tolist() == [0.5] * 5 + [2.0, 2.0]
+    assert op.locations.shape == (7, 1)
+    assert [s.stop - s.start for s in op.slices()] == [5, 2]
+    with pytest.raises(ValueError, match="different lengths"):
+        stacked(a, every_kth(12, 2, 0.5))
+    with pytest.raises(ValueError, match="at least one"):
+        stacked()

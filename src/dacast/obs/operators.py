@@ -192,3 +192,59 @@ class SquareObs:
     def __call__(self, x: Tensor) -> Tensor:
         """``(*batch, n_state)`` -> ``(*batch, n_obs)``."""
         return self.base(x) ** 2 / self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class StackedObs:
+    """Several operators on the same state as one: ``y = concat(part(x) for part in parts)``.
+
+    How an observing system of several instruments (radiosondes and a satellite)
+    reaches a filter in one analysis. Build with `stacked`.
+    """
+
+    parts: tuple[ObsOperator, ...]
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise ValueError("stacked needs at least one operator")
+        sizes = {int(p.n_state) for p in self.parts}
+        if len(sizes) != 1:
+            raise ValueError(f"stacked operators read states of different lengths: {sorted(sizes)}")
+        dims = {int(p.locations.shape[1]) for p in self.parts}
+        if len(dims) != 1:
+            raise ValueError(f"stacked operators have locations of different dimensions: {sorted(dims)}")
+
+    @property
+    def n_state(self) -> int:
+        return int(self.parts[0].n_state)
+
+    @property
+    def locations(self) -> Tensor:
+        return torch.cat([p.locations.to(torch.float64) for p in self.parts])
+
+    @property
+    def error_std(self) -> Tensor:
+        return torch.cat([p.error_std.to(torch.float64) for p in self.parts])
+
+    @property
+    def n_obs(self) -> int:
+        """Number of observations of all parts."""
+        return int(sum(p.error_std.numel() for p in self.parts))
+
+    def slices(self) -> tuple[slice, ...]:
+        """Where each part's observations sit in ``y``, in the order of `parts`."""
+        out, start = [], 0
+        for p in self.parts:
+            n = int(p.error_std.numel())
+            out.append(slice(start, start + n))
+            start += n
+        return tuple(out)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``(*batch, n_state)`` -> ``(*batch, n_obs)``, the parts' observations one after the other."""
+        return torch.cat([p(x) for p in self.parts], dim=-1)
+
+
+def stacked(*parts: ObsOperator) -> StackedObs:
+    """One operator observing what every one of ``parts`` observes, in that order (see `StackedObs`)."""
+    return StackedObs(parts=tuple(parts))
