@@ -48,6 +48,20 @@ from dacast.ml.nowcast_losses import (
 from dacast.ml.nowcast_predict import load_nowcaster, predict, predict_ensemble
 from dacast.ml.nowcast_steps import fair_crps_loss
 from dacast.ml.nowcast_train import Nowcaster, NowcastTrainConfig, TrainResult, resolve_device, train_nowcast
+from dacast.ml.obsop import (
+    AMSU_CHANNELS,
+    LearnedRadianceOperator,
+    RadianceNetwork,
+    feature_names,
+    radiance_features,
+)
+from dacast.ml.obsop_train import (
+    RadianceTrainConfig,
+    load_radiance_network,
+    save_radiance_network,
+    train_radiance_network,
+    training_data_sha256,
+)
 from dacast.ml.shipped import shipped_model_card, shipped_nowcaster
 from dacast.ml.surrogate import LSTMSurrogate, ResidualCNN, SurrogateNet, SurrogateSpec, build_surrogate
 from dacast.ml.surrogate_train import (
@@ -61,11 +75,13 @@ from dacast.ml.surrogate_train import (
 )
 
 __all__ = [
+    "AMSU_CHANNELS",
     "ConvLSTMCell",
     "ConvLSTMConfig",
     "ConvLSTMNowcaster",
     "DiscriminatorConfig",
     "ExtrapolationFn",
+    "LearnedRadianceOperator",
     "LSTMSurrogate",
     "MultiResConfig",
     "MultiResNowcaster",
@@ -74,6 +90,8 @@ __all__ = [
     "NowcastLossConfig",
     "NowcastTrainConfig",
     "ProgressiveSchedule",
+    "RadianceNetwork",
+    "RadianceTrainConfig",
     "RainArray",
     "RainCropDataset",
     "ResidualCNN",
@@ -89,10 +107,12 @@ __all__ = [
     "discriminator_adversarial_loss",
     "discriminator_loss",
     "fair_crps_loss",
+    "feature_names",
     "generator_adversarial_loss",
     "generator_loss",
     "intensity_weight",
     "load_nowcaster",
+    "load_radiance_network",
     "load_surrogate",
     "log_to_rain",
     "moving_blobs",
@@ -101,14 +121,18 @@ __all__ = [
     "pool_log_rain",
     "predict",
     "predict_ensemble",
+    "radiance_features",
     "rain_to_log",
     "resolve_device",
+    "save_radiance_network",
     "save_surrogate",
     "shipped_model_card",
     "shipped_nowcaster",
     "split_by_time",
     "train_nowcast",
+    "train_radiance_network",
     "train_surrogate",
+    "training_data_sha256",
     "weighted_huber_loss",
     "windows_from_trajectory",
 ]
