@@ -29,3 +29,9 @@ def test_bring_your_own_model_letkf_beats_free_run_and_observations() -> None:
     result = load_example("01_bring_your_own_model.py").main(["--quick"])
     assert result["analysis_rmse"] < 0.5 * result["free_rmse"], result
     assert result["analysis_rmse"] < result["obs_error_std"], result
+
+
+def test_bring_your_own_operator_letkf_beats_free_run() -> None:
+    result = load_example("02_bring_your_own_operator.py").main(["--quick"])
+    assert result["analysis_rmse"] < 0.3 * result["free_rmse"], result
+    assert result["analysis_rmse"] < result["obs_error_std"], result

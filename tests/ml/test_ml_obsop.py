@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import pytest
@@ -385,3 +386,34 @@ def test_cuda_training_and_operator(
     torch.testing.assert_close(y, cpu_op(ens), rtol=1e-4, atol=1e-3)
     y_cuda = gpu_op(ens.cuda())
     assert y_cuda.device.type == "cuda"
+
+
+def test_humidity_on_the_lower_levels_only(
+    tmp_path: Path, data: tuple[Tensor, Tensor], model: ColumnAtmosphere
+) -> None:
+    """The paper feeds humidity on the lower 40 of 78 levels: ``humidity_levels`` keeps the lowest Lq."""
+    n_q = 4
+    t = torch.full((2, L), 250.0, dtype=torch.float64)
+    q = torch.arange(1.0, L + 1, dtype=torch.float64).expand(2, L)
+    f = radiance_features(t, q, torch.zeros(2), torch.zeros(2), torch.zeros(2), n_q)
+    assert f.shape == (2, L + n_q + 3)
+    assert torch.allclose(f[0, L : L + n_q], torch.log(q[0, :n_q]))
+    assert feature_names(L, n_q)[L + n_q - 1] == "lnq_03"
+    with pytest.raises(ValueError, match="humidity_levels"):
+        feature_names(L, L + 1)
+    features = torch.cat([data[0][:, : L + n_q], data[0][:, 2 * L :]], dim=1)
+    net, history = train_radiance_network(features, data[1], dataclasses_replace(SMALL, epochs=3), humidity_levels=n_q)
+    assert net.n_levels == L and net.humidity_levels == n_q
+    save_radiance_network(tmp_path / "ck", net, _meta(history, model))
+    loaded, meta = load_radiance_network(tmp_path / "ck", pressure=model.pressure)
+    assert meta["humidity_levels"] == n_q and torch.equal(loaded(features[:5].float()), net(features[:5].float()))
+    op = LearnedRadianceOperator(
+        model=model,
+        network=loaded,
+        columns=torch.tensor([0, 3]),
+        scan_deg=torch.zeros(2),
+        zenith_deg=torch.zeros(2),
+        error_std=torch.tensor(0.3),
+        locations=torch.zeros(6, 2),
+    )
+    assert op(model.climatology()).shape == (6,)

@@ -31,6 +31,7 @@ from dacast.cli.console import (
 )
 from dacast.cli.console import out as stdout
 from dacast.cli.nowcast import app as nowcast_app
+from dacast.cli.obsop import app as obsop_app
 from dacast.cli.realtime import app as realtime_app
 from dacast.cli.surrogate import app as surrogate_app
 from dacast.workflow import PRESETS, ConfigError, config_to_dict, load_target, run_experiment
@@ -49,6 +50,7 @@ app.add_typer(nowcast_app, name="nowcast")
 app.add_typer(bda_app, name="bda")
 app.add_typer(surrogate_app, name="surrogate")
 app.add_typer(realtime_app, name="realtime")
+app.add_typer(obsop_app, name="obsop")
 
 
 def _version(value: bool) -> None:

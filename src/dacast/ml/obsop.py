@@ -44,31 +44,49 @@ Q_TINY = 1e-6
 GEOMETRY_FEATURES: tuple[str, ...] = ("scan_deg", "zenith_deg", "lat_deg")
 
 
-def feature_names(n_levels: int) -> list[str]:
-    """Names of the ``2 n_levels + 3`` features of `radiance_features`, in order.
+def feature_names(n_levels: int, humidity_levels: int | None = None) -> list[str]:
+    """Names of the ``L + Lq + 3`` features of `radiance_features`, in order.
 
-    ``T_00 ... T_{L-1}`` (K, level 0 = bottom), ``lnq_00 ...`` (ln of g/kg), then
-    ``scan_deg``, ``zenith_deg``, ``lat_deg``.
+    ``T_00 ... T_{L-1}`` (K, level 0 = bottom), ``lnq_00 ... lnq_{Lq-1}`` (ln of g/kg;
+    ``Lq = humidity_levels``, default all ``L``), then ``scan_deg``, ``zenith_deg``, ``lat_deg``.
     """
-    if n_levels < 1:
-        raise ValueError(f"n_levels must be >= 1, got {n_levels}")
+    n_q = check_humidity_levels(n_levels, humidity_levels)
     width = max(2, len(str(n_levels - 1)))
     levels = [f"{k:0{width}d}" for k in range(n_levels)]
-    return [*(f"T_{k}" for k in levels), *(f"lnq_{k}" for k in levels), *GEOMETRY_FEATURES]
+    return [*(f"T_{k}" for k in levels), *(f"lnq_{k}" for k in levels[:n_q]), *GEOMETRY_FEATURES]
 
 
-def radiance_features(t: Tensor, q: Tensor, scan_deg: Tensor, zenith_deg: Tensor, lat_deg: Tensor) -> Tensor:
+def check_humidity_levels(n_levels: int, humidity_levels: int | None) -> int:
+    """``Lq``, the humidity levels among the features (``humidity_levels``, default all ``n_levels``)."""
+    if n_levels < 1:
+        raise ValueError(f"n_levels must be >= 1, got {n_levels}")
+    n_q = n_levels if humidity_levels is None else int(humidity_levels)
+    if not 0 <= n_q <= n_levels:
+        raise ValueError(f"humidity_levels must lie in [0, {n_levels}], got {humidity_levels}")
+    return n_q
+
+
+def radiance_features(
+    t: Tensor,
+    q: Tensor,
+    scan_deg: Tensor,
+    zenith_deg: Tensor,
+    lat_deg: Tensor,
+    humidity_levels: int | None = None,
+) -> Tensor:
     """Network inputs from a column and its viewing geometry.
 
     Args:
         t: temperature, shape ``(*batch, L)`` (K), bottom level first.
-        q: specific humidity, shape ``(*batch, L)`` (g/kg); enters as ``ln(max(q, Q_TINY))``.
+        q: specific humidity, shape ``(*batch, L)`` (g/kg); its lowest ``humidity_levels``
+            levels (default all) enter as ``ln(max(q, Q_TINY))``, as the paper feeds humidity on
+            the lower 40 of its 78 levels only.
         scan_deg: scan angle, shape ``(*batch,)`` or broadcastable to it (deg).
         zenith_deg: satellite zenith angle, shape ``(*batch,)`` or broadcastable (deg).
         lat_deg: latitude, shape ``(*batch,)`` or broadcastable (deg north).
 
     Returns:
-        Features ``(*batch, 2L + 3)`` in ``t``'s dtype and device, ordered as `feature_names`.
+        Features ``(*batch, L + Lq + 3)`` in ``t``'s dtype and device, ordered as `feature_names`.
     """
     if t.shape != q.shape or t.ndim < 1:
         raise ValueError(f"t and q must have the same shape (*batch, L), got {tuple(t.shape)} and {tuple(q.shape)}")
@@ -81,7 +99,8 @@ def radiance_features(t: Tensor, q: Tensor, scan_deg: Tensor, zenith_deg: Tensor
         raise ValueError(
             f"scan/zenith/latitude shapes {shapes} do not broadcast to the batch shape {tuple(batch)}"
         ) from None
-    lnq = torch.log(q.to(**kw).clamp_min(Q_TINY))
+    n_q = check_humidity_levels(t.shape[-1], humidity_levels)
+    lnq = torch.log(q[..., :n_q].to(**kw).clamp_min(Q_TINY))
     return torch.cat([t, lnq, torch.stack(geometry, dim=-1)], dim=-1)
 
 
@@ -101,7 +120,7 @@ class RadianceNetwork(nn.Module):
     construction; move it with ``.to(device, dtype)``.
 
     Args:
-        n_inputs: F, features per sample (``2L + 3`` for `radiance_features`).
+        n_inputs: F, features per sample (``L + Lq + 3`` for `radiance_features`).
         channels: channel numbers, one network each (``C`` of them, distinct).
         hidden: units per hidden layer.
         depth: hidden layers per channel (>= 1).
@@ -109,6 +128,7 @@ class RadianceNetwork(nn.Module):
             default 0 and 1. A (near-)constant feature's std is replaced by 1.
         output_mean, output_std: target statistics, shape ``(C,)`` (K); default 0 and 1.
         generator: source of the initial weights; default a generator seeded with 0.
+        humidity_levels: Lq, the humidity levels among the features (``None``: all, ``F = 2L + 3``).
     """
 
     def __init__(
@@ -123,6 +143,7 @@ class RadianceNetwork(nn.Module):
         output_mean: Tensor | None = None,
         output_std: Tensor | None = None,
         generator: torch.Generator | None = None,
+        humidity_levels: int | None = None,
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -131,6 +152,9 @@ class RadianceNetwork(nn.Module):
         if not channels or len(set(channels)) != len(channels):
             raise ValueError(f"channels must be distinct and at least one, got {channels}")
         self.n_inputs, self.channels, self.hidden, self.depth = n_inputs, channels, hidden, depth
+        self.humidity_levels = humidity_levels
+        if humidity_levels is not None and not 0 <= humidity_levels <= n_inputs - len(GEOMETRY_FEATURES) - 1:
+            raise ValueError(f"humidity_levels {humidity_levels} does not fit {n_inputs} features")
         c = len(channels)
 
         def stat(value: Tensor | None, n: int, default: float, name: str) -> Tensor:
@@ -172,8 +196,9 @@ class RadianceNetwork(nn.Module):
 
     @property
     def n_levels(self) -> int:
-        """L, the profile levels the features hold (``(F - 3) / 2``)."""
-        return (self.n_inputs - len(GEOMETRY_FEATURES)) // 2
+        """L, the temperature levels the features hold (``F - 3 - Lq``; ``(F - 3) / 2`` with all humidity levels)."""
+        profile = self.n_inputs - len(GEOMETRY_FEATURES)
+        return profile // 2 if self.humidity_levels is None else profile - self.humidity_levels
 
     @property
     def n_channels(self) -> int:
@@ -234,10 +259,10 @@ class LearnedRadianceOperator:
             if value.shape != (n_fov,):
                 raise ValueError(f"{name} must have shape ({n_fov},) (one per column), got {tuple(value.shape)}")
             object.__setattr__(self, name, value)
-        if self.network.n_inputs != 2 * self.model.n_levels + len(GEOMETRY_FEATURES):
+        if self.network.n_levels != self.model.n_levels:
             raise ValueError(
                 f"the network reads {self.network.n_inputs} features ({self.network.n_levels} levels), "
-                f"the model has {self.model.n_levels} levels ({2 * self.model.n_levels + 3} features)"
+                f"the model has {self.model.n_levels} levels"
             )
         n_obs = self.n_obs
         std = torch.as_tensor(self.error_std, dtype=torch.float64)
@@ -283,7 +308,8 @@ class LearnedRadianceOperator:
             t, q = self.model.profiles(x, self.columns)  # (*batch, n_fov, L)
             lat = self.model.latitude[self.columns]
             geometry = [g.to(**kw) for g in (self.scan_deg, self.zenith_deg, lat)]
-            tb = self.network(radiance_features(t.to(**kw), q.to(**kw), *geometry))  # (*batch, n_fov, C)
+            features = radiance_features(t.to(**kw), q.to(**kw), *geometry, self.network.humidity_levels)
+            tb = self.network(features)  # (*batch, n_fov, C)
         return tb.reshape(*x.shape[:-1], self.n_obs).to(dtype=x.dtype, device=x.device)
 
 
@@ -293,6 +319,7 @@ __all__ = [
     "Q_TINY",
     "LearnedRadianceOperator",
     "RadianceNetwork",
+    "check_humidity_levels",
     "feature_names",
     "radiance_features",
 ]

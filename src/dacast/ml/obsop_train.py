@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from dacast._device import resolve_device
-from dacast.ml.obsop import AMSU_CHANNELS, RadianceNetwork, feature_names
+from dacast.ml.obsop import AMSU_CHANNELS, RadianceNetwork, check_humidity_levels, feature_names
 
 Device = Literal["auto", "cpu", "cuda"]
 LrSchedule = Literal["cosine", "plateau", "none"]
@@ -52,13 +52,10 @@ class RadianceTrainConfig:
     Attributes:
         hidden: ReLU units per hidden layer (paper: 300).
         depth: hidden layers per channel (paper: 4).
-        lr: Adam learning rate. The paper used 1e-6 with the optimiser and long
-            training of its own set-up on a month of global observations (many
-            steps per epoch). The twin's data sets are thousands of rows (a few
-            dozen steps per epoch), and Adam moves each weight by about ``lr``
-            per step whatever the gradient scale: at 1e-6 the network would
-            hardly leave its initialisation in a few hundred epochs. 1e-3 with
-            a decay (``lr_schedule``) and early stopping is the usual choice here.
+        lr: Adam learning rate. The paper used 1e-6 on a month of global observations
+            (many steps per epoch); Adam moves each weight by about ``lr`` per step, so on
+            the twin's tens of thousands of rows 1e-6 would hardly leave the initialisation.
+            1e-3 with a decay (``lr_schedule``) and early stopping is used here.
         epochs: maximum passes over the training rows.
         batch_size: rows per step.
         weight_decay: Adam (L2) weight decay.
@@ -87,9 +84,9 @@ class RadianceTrainConfig:
     device: Device = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "depth", "epochs", "batch_size", "patience"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name, value in ((k, getattr(self, k)) for k in ("hidden", "depth", "epochs", "batch_size", "patience")):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if not 0 < self.val_fraction <= 0.5:
@@ -129,8 +126,7 @@ def _check_data(features: Tensor, targets: Tensor, channels: tuple[int, ...]) ->
         raise ValueError(f"need at least 2 rows to train and validate, got {features.shape[0]}")
 
 
-def _std(a: Tensor) -> Tensor:
-    """Column standard deviations of ``a (n, k)``; ones for a single row."""
+def _std(a: Tensor) -> Tensor:  # column standard deviations of (n, k); ones for a single row
     return a.std(0) if a.shape[0] > 1 else torch.ones(a.shape[1], dtype=a.dtype)
 
 
@@ -140,6 +136,7 @@ def train_radiance_network(
     config: RadianceTrainConfig,
     *,
     channels: Sequence[int] = AMSU_CHANNELS,
+    humidity_levels: int | None = None,
     progress: ProgressFn | None = None,
 ) -> tuple[RadianceNetwork, dict[str, Any]]:
     """Fit a `RadianceNetwork` to feature/brightness-temperature pairs.
@@ -149,6 +146,7 @@ def train_radiance_network(
         targets: brightness temperatures, shape ``(n, C)`` (K), finite, columns in ``channels`` order.
         config: training settings.
         channels: the channel number of each target column.
+        humidity_levels: Lq of the features (``radiance_features(..., humidity_levels)``); ``None``: all levels.
         progress: called after every epoch as ``progress(epoch, n_epochs, val_rmse)``.
 
     Returns:
@@ -174,7 +172,8 @@ def train_radiance_network(
     x64, y64 = features.detach().cpu().double(), targets.detach().cpu().double()
     xt, yt = x64[train_idx], y64[train_idx]
     stats = {"input_mean": xt.mean(0), "input_std": _std(xt), "output_mean": yt.mean(0), "output_std": _std(yt)}
-    net = RadianceNetwork(features.shape[1], channels, config.hidden, config.depth, **stats, generator=gen).to(device)
+    shape = {"n_inputs": features.shape[1], "channels": channels, "hidden": config.hidden, "depth": config.depth}
+    net = RadianceNetwork(**shape, **stats, generator=gen, humidity_levels=humidity_levels).to(device)
     x_tr, x_va = (x64[i].to(device, torch.float32) for i in (train_idx, val_idx))
     y_tr, y_va = (y64[i].to(device, torch.float32) for i in (train_idx, val_idx))
     z_tr = (y_tr - net.output_mean) / net.output_std
@@ -190,8 +189,7 @@ def train_radiance_network(
     n_train = n - n_val
     out_var = net.output_std.pow(2)
     best, best_epoch, best_state, waited = math.inf, 0, None, 0
-    train_rmse: list[float] = []
-    val_rmse: list[float] = []
+    train_rmse, val_rmse = [], []
     for epoch in range(config.epochs):
         net.train()
         order = torch.randperm(n_train, generator=gen).to(device)
@@ -283,8 +281,9 @@ def save_radiance_network(folder: str | Path, network: RadianceNetwork, meta: di
     if missing:
         raise ValueError(f"meta lacks {', '.join(missing)} (needs {', '.join(REQUIRED_META)})")
     n_levels = network.n_levels
-    if network.n_inputs != 2 * n_levels + 3:
-        raise ValueError(f"the network reads {network.n_inputs} features, not the 2L + 3 of radiance_features")
+    n_q = check_humidity_levels(n_levels, network.humidity_levels)
+    if network.n_inputs != n_levels + n_q + 3:
+        raise ValueError(f"the network reads {network.n_inputs} features, not the L + Lq + 3 of radiance_features")
     pressure = [float(p) for p in torch.as_tensor(meta["pressure_hpa"]).reshape(-1).tolist()]
     if len(pressure) != n_levels:
         raise ValueError(f"meta pressure_hpa has {len(pressure)} levels, the network reads {n_levels}")
@@ -298,7 +297,8 @@ def save_radiance_network(folder: str | Path, network: RadianceNetwork, meta: di
         "channels": list(network.channels),
         "n_levels": n_levels,
         "pressure_hpa": pressure,
-        "feature_names": feature_names(n_levels),
+        "humidity_levels": n_q,
+        "feature_names": feature_names(n_levels, n_q),
         "n_inputs": network.n_inputs,
         "hidden": network.hidden,
         "depth": network.depth,
@@ -371,11 +371,16 @@ def load_radiance_network(
     saved_channels = tuple(int(c) for c in doc["channels"])
     if channels is not None and tuple(int(c) for c in channels) != saved_channels:
         raise ValueError(f"checkpoint {folder} was trained for channels {saved_channels}, asked for {tuple(channels)}")
-    if list(doc["feature_names"]) != feature_names(n_levels) or int(doc["n_inputs"]) != 2 * n_levels + 3:
+    n_q = int(doc.get("humidity_levels", n_levels))
+    if not 0 <= n_q <= n_levels:
+        raise ValueError(f"checkpoint {folder}: humidity_levels {n_q} does not fit {n_levels} levels")
+    if list(doc["feature_names"]) != feature_names(n_levels, n_q) or int(doc["n_inputs"]) != n_levels + n_q + 3:
         raise ValueError(f"checkpoint {folder} uses another feature set than radiance_features for {n_levels} levels")
     try:
         state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
-        net = RadianceNetwork(int(doc["n_inputs"]), saved_channels, int(doc["hidden"]), int(doc["depth"]))
+        net = RadianceNetwork(
+            int(doc["n_inputs"]), saved_channels, int(doc["hidden"]), int(doc["depth"]), humidity_levels=n_q
+        )
         net.load_state_dict(state)
     except Exception as err:  # a corrupt pickle or a state_dict of another shape
         raise ValueError(f"checkpoint {folder}: {WEIGHTS} cannot be loaded ({_one_line(err)})") from None
