@@ -51,15 +51,17 @@ def _seeds(text: str | None) -> list[int] | None:
 
 
 def print_table(result: RadianceRun) -> None:
-    """The headline table: analysis RMSE of T and q per experiment (mean and range over seeds)."""
+    """The headline table: analysis RMSE of T and q per experiment (mean and max - min over seeds)."""
     s = result.summary
-    table = Table(title=f"{result.config.name}: analysis RMSE after spin-up ({len(result.config.seeds)} seed(s))")
-    for col in ("experiment", "T (K)", "T seeds range", "q (g/kg)", "q seeds range", "T spread"):
+    n = len(result.config.seeds)
+    table = Table(title=f"{result.config.name}: analysis RMSE after spin-up, mean of {n} seed(s)")
+    for col in ("experiment", "T (K)", "T range", "q (g/kg)", "q range", "T spread"):
         table.add_column(col, justify="left" if col == "experiment" else "right")
     for name, e in s["experiments"].items():
-        diverged = [c for c in e["diverged_cycles"] if c >= 0]
+        diverged = [(c, seed) for c, seed in zip(e["diverged_cycles"], result.config.seeds, strict=True) if c >= 0]
         if diverged:
-            table.add_row(name, f"diverged (cycle {min(diverged)})", "", "", "", "")
+            cycle, seed = min(diverged)
+            table.add_row(name, "diverged", f"cycle {cycle}", f"seed {seed}", f"({len(diverged)}/{n})", "")
             continue
         table.add_row(
             name,
@@ -72,9 +74,9 @@ def print_table(result: RadianceRun) -> None:
     stdout.print(table)
     for key, o in s["ordering"].items():
         verdict = "holds" if o["holds"] else "does NOT hold"
-        margin = "larger" if o["gap_exceeds_spread"] else "not larger"
+        margin = "above" if o["gap_exceeds_spread"] else "within"
         stdout.print(
-            f"{key}: {verdict} (gap {o['gap']:+.4f}, {margin} than the seed spread {o['seed_spread']:.4f})",
+            f"{key}: {verdict} (gap {o['gap']:+.4f}, {margin} the seed range {o['seed_spread']:.4f})",
             highlight=False,
         )
 

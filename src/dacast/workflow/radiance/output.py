@@ -66,6 +66,7 @@ def experiment_scores(config: RadianceConfig, results: dict) -> dict[str, dict[s
         diverged = [int(results[(e, seed)]["diverged_cycle"]) for seed in config.seeds]
         entry["diverged_cycles"] = diverged  # per seed, -1: never
         entry["diverged_reasons"] = [str(results[(e, seed)]["diverged_reason"]) for seed in config.seeds]
+        entry["seconds_per_seed"] = float(np.mean([results[(e, seed)].get("seconds", np.nan) for seed in config.seeds]))
         entry["humidity_resets_per_cycle"] = float(
             np.mean([results[(e, seed)]["resets"].mean() for seed in config.seeds])
         )
@@ -117,6 +118,11 @@ def _dataset(config: RadianceConfig, model: ColumnAtmosphere, results: dict) -> 
         )
     for key, label in (("omb_raw", "O-B, uncorrected"), ("omb", "O-B, as assimilated"), ("oma", "O-A, as assimilated")):
         variables[key] = (dims_o, stack(key), {"units": "K", "long_name": f"brightness temperature {label}"})
+    variables["diverged_cycle"] = (
+        ("experiment", "seed"),
+        np.array([[int(results[(e, s)]["diverged_cycle"]) for s in seeds] for e in exps]),
+        {"units": "1", "long_name": "cycle at which the filter diverged (-1: never); later rows are NaN"},
+    )
     variables["bias_coefficients"] = (
         ("experiment", "seed", "cycle", "channel", "predictor"),
         stack("bias_coefficients"),
@@ -127,7 +133,10 @@ def _dataset(config: RadianceConfig, model: ColumnAtmosphere, results: dict) -> 
     variables["weighting_function"] = (
         ("channel", "level"),
         wf.mean(0).numpy(),
-        {"units": "1", "long_name": "weighting function d(transmittance)/d(ln p), climatological columns, nadir"},
+        {
+            "units": "1",
+            "long_name": "weighting function -d(transmittance to space)/d(ln p), climatological columns, nadir",
+        },
     )
     variables["true_bias_coefficients"] = (
         ("channel", "predictor"),
@@ -175,7 +184,7 @@ def write_radiance_outputs(
         "cycles": config.cycles,
         "spinup_cycles": config.spinup_cycles,
         "seeds": list(config.seeds),
-        "wall_time_s": wall_time_s,
+        "wall_time_s": wall_time_s,  # this session (a resumed run reuses saved experiments and networks)
     }
     write_text(paths["summary"], json.dumps(jsonable(summary), indent=1) + "\n")
     if plots:

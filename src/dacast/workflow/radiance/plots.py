@@ -24,13 +24,22 @@ def _after_spinup(da: xr.DataArray, spinup: int) -> xr.DataArray:
 
 
 def plot_rmse_by_level(ds: xr.Dataset, config: RadianceConfig, path: Path) -> Path:
-    """Analysis RMSE of T and q by pressure level, one line per experiment (mean over seeds and time)."""
+    """Analysis RMSE of T and q by pressure level, one line per experiment (mean over seeds and time).
+
+    Seeds whose filter diverged are left out (their last cycles are far off); an
+    experiment that diverged with every seed is named in the legend only.
+    """
     fig = new_figure(figsize=(9, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
     p = ds["pressure"].values
     for ax, var, unit in ((axes[0], "t", "K"), (axes[1], "q", "g/kg")):
         for e in ds["experiment"].values:
-            rmse = _after_spinup(ds[f"rmse_{var}_a"].sel(experiment=e), config.spinup_cycles).mean(("seed", "cycle"))
+            kept = ds["diverged_cycle"].sel(experiment=e).values < 0
+            if not kept.any():
+                ax.plot([], [], label=f"{e} (diverged)", color=COLOURS.get(str(e)), ls=":")
+                continue
+            rmse = ds[f"rmse_{var}_a"].sel(experiment=e).isel(seed=np.flatnonzero(kept))
+            rmse = _after_spinup(rmse, config.spinup_cycles).mean(("seed", "cycle"))
             ax.plot(rmse.values, p, label=str(e), color=COLOURS.get(str(e)))
         ax.set(xlabel=f"analysis RMSE of {var.upper()} ({unit})", yscale="log")
         ax.grid(alpha=0.3)
@@ -93,7 +102,9 @@ def plot_weighting_functions(ds: xr.Dataset, path: Path) -> Path:
     p = ds["pressure"].values
     for ch in ds["channel"].values:
         ax.plot(ds["weighting_function"].sel(channel=ch).values, p, label=f"channel {ch}")
-    ax.set(xlabel="dτ/d ln p", ylabel="pressure (hPa)", yscale="log", ylim=(p.max(), p.min()))
+    ax.set(
+        xlabel="−dΓ/d ln p (Γ: transmittance to space)", ylabel="pressure (hPa)", yscale="log", ylim=(p.max(), p.min())
+    )
     ax.set_title("AMSU-A weighting functions", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()

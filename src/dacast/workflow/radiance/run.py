@@ -180,6 +180,7 @@ def run_radiance(
                     if data is None:
                         data = observe_truth(model, config, make_truth(model, config, seed, config.cycles), seed)
                     factory = operator_factory(model, config, experiment, networks)
+                    t0 = time.perf_counter()
                     arrays = run_experiment(
                         model,
                         config,
@@ -190,6 +191,7 @@ def run_radiance(
                         monitor=factory or (lambda view: physical_operator(model, config, view)),
                         progress=lambda i, n, d=done, e=experiment, s=seed: update(d + i, f"{e} seed {s}"),
                     )
+                    arrays["seconds"] = np.array(time.perf_counter() - t0)
                     _save_npz(path, arrays)
                     results[(experiment, seed)] = arrays
                     done += config.cycles
