@@ -105,7 +105,7 @@ def run(
     with run_errors(out_dir):
         try:
             result = run_radiance(config, out_dir, resume=resume, progress=progress, plots=plots)
-        except RuntimeError as err:
+        except ValueError as err:  # a bad observation, or a saved operator that does not fit (one line)
             raise fail(str(err)) from None
     print_table(result)
     stdout.print(f"wall time {result.wall_time_s:.1f} s; summary: {result.paths['summary']}", highlight=False)

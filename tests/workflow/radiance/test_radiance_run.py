@@ -91,3 +91,14 @@ def test_run_outputs_resume_and_refusals(make_tiny, tmp_path):
         run_radiance(config, out)
     with pytest.raises(ConfigError, match="other settings"):
         run_radiance(dataclasses.replace(config, members=6), out, resume=True)
+
+
+def test_a_nan_radiance_is_bad_input_not_a_divergence(make_tiny):
+    from dacast.workflow.radiance.assimilation import BadObservation
+
+    config = make_tiny(cycles=4, spinup_cycles=1)
+    model, data, ens = _twin(config)
+    data.radiances[2, 3, 1] = float("nan")
+    phys = lambda view: physical_operator(model, config, view)  # noqa: E731
+    with pytest.raises(BadObservation, match=r"cycle 2: the radiance of field of view 3 .*channel 7 is nan"):
+        run_experiment(model, config, data, ens, radiance_operator=phys)

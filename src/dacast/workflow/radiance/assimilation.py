@@ -45,6 +45,21 @@ OperatorFactory = Callable[[Swath], ObsOperator]
 Progress = Callable[[int, int], None]
 
 
+class BadObservation(ValueError):
+    """An observation that cannot be assimilated (NaN or infinite): bad input, not a filter divergence."""
+
+
+def check_radiances(y: Tensor, view: Swath, channels: tuple[int, ...], cycle_index: int) -> None:
+    """Raise `BadObservation` naming the first non-finite radiance of ``y`` ``(n_fov, C)`` (K)."""
+    bad = ~torch.isfinite(y)
+    if bool(bad.any()):
+        fov, ch = (int(i) for i in bad.nonzero()[0])
+        raise BadObservation(
+            f"cycle {cycle_index}: the radiance of field of view {fov} (model column {int(view.columns[fov])}), "
+            f"channel {channels[ch]} is {float(y[fov, ch])}"
+        )
+
+
 @dataclass(frozen=True)
 class RadianceObservation(Observation):
     """An `Observation` that knows which of its entries are radiances and what the satellite saw.
@@ -146,6 +161,7 @@ def observation_stream(
         rad, view = None, None
         if radiance_operator is not None:
             view = swath(config, c)
+            check_radiances(data.radiances[c], view, config.satellite.channels, c)
             ops.append(radiance_operator(view))
             start = sum(int(v.numel()) for v in ys)
             ys.append(data.radiances[c].reshape(-1))
@@ -232,6 +248,7 @@ def run_experiment(
     A filter that diverges (a non-finite analysis, or a state outside what the
     operators accept, e.g. 350 K at the surface) ends the experiment: the rows
     from that cycle on stay NaN and ``diverged_cycle``/``diverged_reason`` say why.
+    A non-finite radiance observation raises `BadObservation` (bad input) instead.
 
     Args:
         radiance_operator: ``view -> ObsOperator`` for the radiances, ``None`` for radiosondes only.
@@ -273,6 +290,8 @@ def run_experiment(
             done += 1
             if progress is not None:
                 progress(done, config.cycles)
+    except BadObservation:
+        raise
     except ValueError as err:  # a state the operators refuse, or a non-finite analysis: the filter diverged
         for key in ("rmse_t_a", "rmse_q_a", "rmse_t_b", "rmse_q_b", "spread_t_a", "spread_q_a"):
             out[key][done:] = np.nan
@@ -282,6 +301,7 @@ def run_experiment(
 
 
 __all__ = [
+    "BadObservation",
     "RadianceAnalyser",
     "RadianceObservation",
     "letkf_config",
