@@ -137,7 +137,8 @@ def learned_method(folder: str, repeats: int = 5) -> Callable[[Profiles], tuple[
 
         def once() -> torch.Tensor:
             with torch.no_grad():
-                feats = radiance_features(profiles.t, profiles.q, scan, profiles.zenith_deg, profiles.lat_deg)
+                geometry = (scan, profiles.zenith_deg, profiles.lat_deg)
+                feats = radiance_features(profiles.t, profiles.q, *geometry, network.humidity_levels)
                 return network(feats.float())
 
         tb = once()

@@ -20,7 +20,7 @@ def radiance_presets() -> tuple[Preset[RadianceConfig], ...]:
     from dacast.workflow.radiance.config import MLSpec, RadianceConfig
 
     # 1200 training cycles after the spin-up give 36 000 columns: with 10 800 the learned operator's
-    # validation error was 0.05 K higher and the DA with it 0.4 K worse in T (docs/obs_operator.md).
+    # validation error was 0.03-0.05 K higher and the DA with it 0.47 K worse in T (docs/obs_operator.md).
     full = RadianceConfig(
         name="amsua",
         experiments=("conv", "physical", "physical-nobc", "ml", "ml-truth"),
