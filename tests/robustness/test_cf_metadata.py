@@ -1,7 +1,7 @@
 """Every netCDF file dacast writes follows CF-1.10: global attributes, units and long names, one quantity per variable.
 
 Each file is produced through the real code path with tiny settings (twin, Big Data
-Assimilation, surrogate cycle, radar nowcast and its re-verification) and read back
+Assimilation, surrogate cycle, radar nowcast and its re-verification, radiance experiments) and read back
 with `xarray.open_dataset` without decoding times, so the attributes on disk are checked.
 Units are checked against UDUNITS syntax for the symbols dacast uses (``cf_units`` is
 not a dependency): a product of symbols with integer exponents, ``1``, or
@@ -34,7 +34,7 @@ from dacast.workflow.twin.config import ModelSpec, ObsSpec
 from dacast.workflow.twin.plots import make_plots
 
 #: Unit symbols dacast writes (UDUNITS names); a unit is a space-separated product of them with integer exponents.
-SYMBOLS = ("1", "m", "km", "mm", "s", "min", "h", "kg")
+SYMBOLS = ("1", "m", "km", "mm", "s", "min", "h", "kg", "g", "K", "hPa")
 _TERM = rf"(?:{'|'.join(SYMBOLS)})(?:-?[1-9])?"
 UNIT = re.compile(rf"^{_TERM}(?: {_TERM})*$")
 SINCE = re.compile(r"^(?:days|hours|minutes|seconds|milliseconds|microseconds|nanoseconds) since \d{4}-\d{2}-\d{2}")
@@ -50,6 +50,7 @@ STANDARD_UNITS = {
     "eastward_wind": {"m s-1"},
     "northward_wind": {"m s-1"},
     "rainfall_rate": {"kg m-2 s-1"},
+    "air_pressure": {"hPa"},
 }
 
 BDA_UNITS = {"u": "m s-1", "v": "m s-1", "h": "m", "r": "1"}
@@ -190,10 +191,32 @@ def nowcast_files(tmp_path_factory: pytest.TempPathFactory, radar_root: Path) ->
     )
 
 
+@pytest.fixture(scope="module")
+def radiance_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
+    from dacast.workflow.radiance.config import ColumnSpec, ConventionalSpec, MLSpec, RadianceConfig, SatelliteSpec
+    from dacast.workflow.radiance.run import run_radiance
+
+    config = RadianceConfig(
+        experiments=("conv", "physical", "ml"),
+        seeds=(1,),
+        model=ColumnSpec(n_columns=12, n_levels=14),
+        conventional=ConventionalSpec(stations=3),
+        satellite=SatelliteSpec(fovs=6, step=5),
+        members=5,
+        cycles=4,
+        spinup_cycles=1,
+        training_cycles=12,
+        truth_samples=100,
+        ml=MLSpec(hidden=8, depth=1, epochs=1, patience=1),
+    )
+    run = run_radiance(config, tmp_path_factory.mktemp("radiance") / "run", plots=False)
+    return Files({"radiance_run.nc": run.paths["dataset"]})
+
+
 # ----------------------------------------------------------------------------- the checks
 
 
-@pytest.mark.parametrize("app", ["twin_files", "bda_files", "surrogate_files", "nowcast_files"])
+@pytest.mark.parametrize("app", ["twin_files", "bda_files", "surrogate_files", "nowcast_files", "radiance_files"])
 def test_every_file_is_cf(app: str, request: pytest.FixtureRequest) -> None:
     files: Files = request.getfixturevalue(app)
     for name, path in files.paths.items():

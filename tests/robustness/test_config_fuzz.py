@@ -1,8 +1,8 @@
 """Malformed configurations never end in a traceback: exit 0, or exit 2 with one ``error:`` line on stderr.
 
 For every application that reads a configuration file (``dacast run``, ``dacast bda run``,
-``dacast surrogate run``, ``dacast nowcast train``, ``dacast realtime run``), Hypothesis starts from a valid
-configuration (a preset's settings or an example YAML file) and breaks it: a value of the
+``dacast surrogate run``, ``dacast nowcast train``, ``dacast realtime run``, ``dacast obsop run``),
+Hypothesis starts from a valid configuration (a preset's settings or an example YAML file) and breaks it: a value of the
 wrong type, a missing or unknown key at any depth, NaN and infinities, zero, negative and
 huge numbers (10^12, 2^63, 2^70), strings where numbers go, deep nesting, repeated keys,
 non-UTF-8 bytes, an empty file, a folder, binary garbage, hostile YAML tags, aliases that
@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 from dacast.cli import app
 from dacast.workflow import PRESETS, config_to_dict
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict
+from dacast.workflow.radiance.config import RADIANCE_PRESETS, radiance_config_to_dict
 from dacast.workflow.realtime.config import REALTIME_PRESETS, realtime_config_to_dict
 from dacast.workflow.surrogate.config import SURROGATE_PRESET_REGISTRY, surrogate_config_to_dict
 
@@ -75,6 +76,11 @@ BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
         [_json(realtime_config_to_dict(p.config)) for p in REALTIME_PRESETS.values()]
         + [{"preset": "bda-tiny", "speed": 10, "bda": {"members": 12}}],
     ),
+    "dacast obsop run": (
+        ["obsop", "run"],
+        [_json(radiance_config_to_dict(c)) for c in RADIANCE_PRESETS.values()]
+        + [{"preset": "amsua-quick", "cycles": 30}],
+    ),
 }
 #: Entry point -> its command-line options that take a value (besides ``--out``).
 OPTIONS: dict[str, tuple[str, ...]] = {
@@ -83,6 +89,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "dacast surrogate run": ("--iterations", "--device"),
     "dacast nowcast train": ("--device", "--max-steps"),
     "dacast realtime run": ("--speed", "--folder", "--max-issues"),
+    "dacast obsop run": ("--cycles", "--seeds"),
 }
 
 HUGE = (10**12, 2**63 - 1, 2**63, 2**70, -(2**70), 10**400)

@@ -80,7 +80,7 @@ def test_run_outputs_resume_and_refusals(make_tiny, tmp_path):
     ds = xr.open_dataset(out / "radiance_run.nc")
     assert ds.attrs["Conventions"] == "CF-1.10"
     assert ds["rmse_t_a"].dims == ("experiment", "seed", "cycle", "level") and ds["rmse_t_a"].attrs["units"] == "K"
-    assert list(ds["experiment"].values) == ["conv", "physical", "ml"]
+    assert list(ds["experiment_name"].values) == ["conv", "physical", "ml"]
     ds.close()
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["experiments"]) == {"conv", "physical", "ml"}

@@ -3,7 +3,7 @@
 `run_experiment` hands `dacast.workflow.cycle.cycle` the column model's
 forecast, an observation stream of radiosondes (every ``conventional.every``
 cycles) and the swath's radiances through the experiment's operator, and
-`RadianceAnalyser`, which adds to the gridded LETKF what radiances need:
+`RadianceAnalyser`, which adds to the LETKF (`dacast.da.letkf`, on the column grid) what radiances need:
 
 1. the bias correction (``physical`` only): radiances are corrected with the
    current VarBC coefficients, the predictors taken from the background mean,

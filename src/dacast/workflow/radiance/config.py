@@ -55,6 +55,7 @@ from typing import Any, Literal
 from torch import Tensor
 
 from dacast.models.column import ColumnAtmosphere
+from dacast.obs.microwave import AMSUA_CHANNELS
 from dacast.workflow.limits import require_seed
 from dacast.workflow.radiance.presets import radiance_presets
 from dacast.workflow.schema import (
@@ -133,6 +134,11 @@ class SatelliteSpec:
 
     def __post_init__(self) -> None:
         require(len(self.channels) >= 1, "satellite.channels must name at least one channel")
+        require(
+            all(c in AMSUA_CHANNELS for c in self.channels),
+            f"satellite.channels must be among the tabulated AMSU-A channels {sorted(AMSUA_CHANNELS)}, "
+            f"got {list(self.channels)}",
+        )
         require(len(set(self.channels)) == len(self.channels), "satellite.channels must not repeat a channel")
         require(
             len(self.error_std) == len(self.channels),
@@ -217,6 +223,11 @@ class RadianceConfig:
         require(0 <= self.ml_humidity_top_hpa <= 1100, "ml_humidity_top_hpa must lie in [0, 1100] hPa")
         require(self.truth_samples >= 100, f"truth_samples must be >= 100, got {self.truth_samples}")
         require(self.threads is None or 1 <= self.threads <= 1024, f"threads must lie in [1, 1024], got {self.threads}")
+        require(
+            self.conventional.stations <= self.model.n_columns,
+            f"conventional.stations ({self.conventional.stations}) cannot exceed "
+            f"model.n_columns ({self.model.n_columns})",
+        )
         levels = self.model.build().pressure
         require(
             float(levels[-1]) <= 50.0,

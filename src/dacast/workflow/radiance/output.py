@@ -10,6 +10,7 @@ experiments' max − min across seeds).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+import dacast
 from dacast.models.column import ColumnAtmosphere
 from dacast.obs.microwave import weighting_functions
 from dacast.obs.satellite import PREDICTORS, amsua_true_bias
@@ -143,19 +145,28 @@ def _dataset(config: RadianceConfig, model: ColumnAtmosphere, results: dict) -> 
         amsua_true_bias(config.satellite.channels).coefficients.numpy(),
         {"units": "K", "long_name": "bias coefficients of the simulated observations"},
     )
+    variables["experiment_name"] = ("experiment", np.array(exps), {"long_name": "experiment (observing system)"})
+    variables["predictor_name"] = ("predictor", np.array(PREDICTORS), {"long_name": "bias predictor"})
     coords = {
-        "experiment": exps,
-        "seed": seeds,
-        "cycle": ("cycle", np.arange(1, config.cycles + 1), {"long_name": "analysis time (6 h each)"}),
-        "pressure": ("level", model.pressure.numpy(), {"units": "hPa", "standard_name": "air_pressure"}),
-        "channel": list(config.satellite.channels),
-        "predictor": list(PREDICTORS),
+        "experiment": ("experiment", np.arange(len(exps)), {"units": "1", "long_name": "experiment index"}),
+        "seed": ("seed", np.array(seeds), {"units": "1", "long_name": "seed of truth and observations"}),
+        "cycle": ("cycle", np.arange(1, config.cycles + 1), {"units": "1", "long_name": "analysis time (6 h each)"}),
+        "pressure": (
+            "level",
+            model.pressure.numpy(),
+            {"units": "hPa", "standard_name": "air_pressure", "long_name": "pressure of the model level"},
+        ),
+        "level": ("level", np.arange(model.n_levels), {"units": "1", "long_name": "model level (0: bottom)"}),
+        "fov": ("fov", np.arange(config.satellite.fovs), {"units": "1", "long_name": "AMSU-A field of view"}),
+        "channel": ("channel", np.array(config.satellite.channels), {"units": "1", "long_name": "AMSU-A channel"}),
+        "predictor": ("predictor", np.arange(len(PREDICTORS)), {"units": "1", "long_name": "bias predictor index"}),
     }
     ds = xr.Dataset(variables, coords=coords)
     ds.attrs = {
         "Conventions": "CF-1.10",
         "title": "dacast radiance experiments (CONV vs AMSU-A physical vs learned operator)",
         "source": "dacast obsop run",
+        "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} written by dacast {dacast.__version__}",
         "configuration": json.dumps(radiance_config_to_dict(config)),
     }
     return ds

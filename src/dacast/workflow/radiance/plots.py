@@ -113,6 +113,7 @@ def plot_weighting_functions(ds: xr.Dataset, path: Path) -> Path:
 
 def plot_radiance_run(ds: xr.Dataset, config: RadianceConfig, out: Path) -> dict[str, Path]:
     """All figures of a run into ``out``; returns ``name -> path``."""
+    ds = ds.assign_coords(experiment=[str(e) for e in ds["experiment_name"].values])  # select by name
     return {
         "rmse_by_level": plot_rmse_by_level(ds, config, out / "rmse_by_level.png"),
         "rmse_time": plot_rmse_time(ds, config, out / "rmse_time.png"),
