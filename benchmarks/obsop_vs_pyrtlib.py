@@ -104,6 +104,17 @@ def run_pyrtlib(profiles: Profiles) -> tuple[np.ndarray, float]:
     return tb, (time.perf_counter() - t0) / profiles.t.shape[0]
 
 
+def best_of(once: Callable[[], torch.Tensor], n_profiles: int, repeats: int) -> tuple[np.ndarray, float]:
+    """``once()`` after a warm-up, timed ``repeats`` times: its result ``(n, C)`` and the best seconds per profile."""
+    tb = once()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        tb = once()
+        best = min(best, time.perf_counter() - t0)
+    return tb.double().cpu().numpy(), best / n_profiles
+
+
 def dacast_method(device: str, dtype: torch.dtype, repeats: int = 5) -> Callable[[Profiles], tuple[np.ndarray, float]]:
     """dacast's batched operator on ``device`` in ``dtype``: best of ``repeats`` runs after a warm-up."""
 
@@ -116,13 +127,7 @@ def dacast_method(device: str, dtype: torch.dtype, repeats: int = 5) -> Callable
                 torch.cuda.synchronize()
             return tb
 
-        tb = once()
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            tb = once()
-            best = min(best, time.perf_counter() - t0)
-        return tb.double().cpu().numpy(), best / t.shape[0]
+        return best_of(once, t.shape[0], repeats)
 
     return run
 
@@ -141,13 +146,7 @@ def learned_method(folder: str, repeats: int = 5) -> Callable[[Profiles], tuple[
                 feats = radiance_features(profiles.t, profiles.q, *geometry, network.humidity_levels)
                 return network(feats.float())
 
-        tb = once()
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            tb = once()
-            best = min(best, time.perf_counter() - t0)
-        return tb.double().numpy(), best / profiles.t.shape[0]
+        return best_of(once, profiles.t.shape[0], repeats)
 
     return run
 
