@@ -79,7 +79,7 @@ BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
     "dacast obsop run": (
         ["obsop", "run"],
         [_json(radiance_config_to_dict(c)) for c in RADIANCE_PRESETS.values()]
-        + [{"preset": "amsua-quick", "cycles": 30}],
+        + [{"preset": "amsua-quick", "cycles": 80}],
     ),
 }
 #: Entry point -> its command-line options that take a value (besides ``--out``).

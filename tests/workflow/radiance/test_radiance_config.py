@@ -24,9 +24,9 @@ def test_presets_and_round_trip():
 
 def test_yaml_preset_with_overrides(tmp_path):
     path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump({"preset": "amsua-quick", "cycles": 30, "satellite": {"fovs": 10}}))
+    path.write_text(yaml.safe_dump({"preset": "amsua-quick", "cycles": 80, "satellite": {"fovs": 10}}))
     config = load_radiance_yaml(path)
-    assert config.cycles == 30 and config.satellite.fovs == 10 and config.satellite.channels == (6, 7, 8)
+    assert config.cycles == 80 and config.satellite.fovs == 10 and config.satellite.channels == (6, 7, 8)
     assert config.ml == RADIANCE_PRESETS["amsua-quick"].ml
 
 

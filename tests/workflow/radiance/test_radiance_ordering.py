@@ -1,9 +1,10 @@
-"""The paper's three experiments, shortened (``amsua-quick``: 1 seed, 100 cycles, smaller networks): about 80 s.
+"""The paper's three experiments, shortened (``amsua-quick``: 1 seed, 160 cycles, 100 scored): about 70 s.
 
-Liang et al. (2023) found physical > learned > radiosondes only. In this twin both
-radiance experiments beat radiosondes by far, and the learned operator ties with
-the physical one (docs/obs_operator.md: 0.838 vs 0.833 K over 3 seeds x 60 days,
-within the seed range): the test asserts what the twin reproduces, on a fixed seed.
+Liang et al. (2023) found physical > learned > radiosondes only, with the network trained
+on one month of first guesses. The twin reproduces it in temperature (docs/obs_operator.md:
+0.833 < 1.049 < 1.698 K over 3 seeds x 60 days); the test asserts it on a fixed seed, with
+the bias removed by VarBC and learned by the network. (Trained on ten months, the learned
+operator ties with the physical one: that is in the docs, not asserted here.)
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from dacast.workflow.radiance.run import run_radiance
 
 
 @pytest.mark.slow
-def test_radiances_beat_radiosondes_and_the_learned_operator_learns_the_bias(tmp_path):
+def test_physical_beats_learned_beats_radiosondes_in_temperature(tmp_path):
     config = dataclasses.replace(RADIANCE_PRESETS["amsua-quick"], experiments=("conv", "physical", "ml"))
     result = run_radiance(config, tmp_path / "run", plots=False)
     e = result.summary["experiments"]
     t = {k: v["rmse_t_a"] for k, v in e.items()}
-    assert t["physical"] < 0.75 * t["conv"], t
-    assert t["ml"] < 0.75 * t["conv"], t
-    assert abs(t["ml"] - t["physical"]) < 0.15 * t["physical"], t  # the tie of docs/obs_operator.md
+    assert t["physical"] < 0.9 * t["ml"], t  # measured 0.823 < 1.130 < 1.735 K
+    assert t["ml"] < 0.8 * t["conv"], t
     assert e["physical"]["rmse_q_a"] < e["conv"]["rmse_q_a"]
     phys, ml = e["physical"]["departures"], e["ml"]["departures"]
     raw = np.array([phys[c]["omb_raw_mean"] for c in ("6", "7", "8")])

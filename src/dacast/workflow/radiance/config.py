@@ -33,9 +33,10 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [vertical_localization]: 1.0    # the same taper's length in scale heights (ln p)
     [inflation]: 1.0                # multiplicative anomaly inflation
     [rtps]: 0.7                     # relaxation to prior spread
-    [training_cycles]: 1240         # cycles of the separate DA run whose backgrounds train the ML operator
+    [training_cycles]: 164          # cycles of the separate DA run whose backgrounds train the ML operator
+                                    # (after spinup_cycles: one month, as the paper)
     [training_system]: physical     # conv | physical: what that DA run assimilated
-    [truth_samples]: 36000         # truth profiles for the ml-truth operator
+    [truth_samples]: 3720           # truth profiles for the ml-truth operator
     [ml]: {hidden: 300, depth: 4, epochs: 150, lr: 0.001, batch_size: 256, patience: 20}
     [ml_error]: validation          # validation: R of a learned operator counts its validation error; nominal: not
     [ml_humidity_top_hpa]: 300.0    # humidity enters the learned operators up to this level (the paper: the lower
@@ -189,9 +190,9 @@ class RadianceConfig:
     vertical_localization: float = 1.0
     inflation: float = 1.0
     rtps: float = 0.7
-    training_cycles: int = 1240
+    training_cycles: int = 164
     training_system: Literal["conv", "physical"] = "physical"
-    truth_samples: int = 36000
+    truth_samples: int = 3720
     ml: MLSpec = field(default_factory=MLSpec)
     ml_error: Literal["validation", "nominal"] = "validation"
     ml_humidity_top_hpa: float = 300.0
