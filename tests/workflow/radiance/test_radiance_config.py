@@ -38,6 +38,8 @@ def test_yaml_preset_with_overrides(tmp_path):
         ({"satellite": {"error_std": [0.3]}}, "one value per channel"),
         ({"seeds": [1, 1]}, "must not repeat a seed"),
         ({"seed": 1}, "must differ from the experiment seeds"),
+        ({"seed": 0}, "must differ from the experiment seeds"),
+        ({"seeds": [2**62]}, "2^62"),
         ({"spinup_cycles": 500}, "spinup_cycles"),
         ({"model": {"p_top": 100.0}}, "model.p_top"),
         ({"conventional": {"levels_hpa": [2000.0]}}, "levels_hpa"),

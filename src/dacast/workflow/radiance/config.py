@@ -41,7 +41,7 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [ml_error]: validation          # validation: R of a learned operator counts its validation error; nominal: not
     [ml_humidity_top_hpa]: 300.0    # humidity enters the learned operators up to this level (the paper: the lower
                                     # 40 of 78 levels); 0 for every level
-    [seed]: 1000                    # training truth and networks
+    [seed]: 1000                    # training truths (seed, seed + 1) and networks; every seed in [0, 2^62)
     [threads]: 1
 """
 
@@ -57,7 +57,6 @@ from torch import Tensor
 
 from dacast.models.column import ColumnAtmosphere
 from dacast.obs.microwave import AMSUA_CHANNELS
-from dacast.workflow.limits import require_seed
 from dacast.workflow.radiance.presets import radiance_presets
 from dacast.workflow.schema import (
     Presets,
@@ -205,8 +204,11 @@ class RadianceConfig:
         require(len(self.seeds) >= 1, "seeds must name at least one seed")
         require(len(set(self.seeds)) == len(self.seeds), "seeds must not repeat a seed")
         for s in (*self.seeds, self.seed):
-            require_seed(s)
-        require(self.seed not in self.seeds, f"seed {self.seed} (training) must differ from the experiment seeds")
+            require(0 <= s < 2**62, f"seeds must lie in [0, 2^62) (offsets are added to them), got {s}")
+        require(
+            self.seed not in self.seeds and self.seed + 1 not in self.seeds,
+            f"seed {self.seed} and {self.seed + 1} (the training truths) must differ from the experiment seeds",
+        )
         require(2 <= self.members <= 10_000, f"members must lie in [2, 10000], got {self.members}")
         require(1 <= self.cycles <= 1_000_000, f"cycles must lie in [1, 10^6], got {self.cycles}")
         require(

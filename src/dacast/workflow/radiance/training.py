@@ -49,7 +49,10 @@ from dacast.workflow.runtime import progress as progress_bar
 
 
 def swath_features(model: ColumnAtmosphere, config: RadianceConfig, x: Tensor, cycle: int) -> Tensor:
-    """Network inputs ``(n_fov, 2L + 3)`` of the columns the swath of ``cycle`` sees in state ``x`` ``(n_state,)``."""
+    """Network inputs ``(n_fov, L + Lq + 3)`` of the swath's columns of ``cycle`` in state ``x`` ``(n_state,)``.
+
+    ``Lq``: the levels at or below ``config.ml_humidity_top_hpa``.
+    """
     view = swath(config, cycle)
     t, q = model.profiles(x, view.columns)
     lat = model.latitude[view.columns]
@@ -62,7 +65,10 @@ def background_pairs(
     """Features of background means and the raw observed radiances from a separate DA run.
 
     Returns:
-        ``(features (n, 2L + 3), targets (n, C) K)`` with ``n = (training_cycles − spinup_cycles) · fovs``.
+        ``(features (n, L + Lq + 3), targets (n, C) K)`` with ``n = (training_cycles − spinup_cycles) · fovs``.
+
+    Raises:
+        ValueError: the training DA run diverged before it produced any pair.
     """
     seed = config.seed
     truth = make_truth(model, config, seed, config.training_cycles)
@@ -86,6 +92,10 @@ def background_pairs(
         progress=progress,
         on_step=collect,
     )
+    if not features:
+        raise ValueError(
+            f"the training DA run (seed {seed}) produced no background after its {config.spinup_cycles} spin-up cycles"
+        )
     return torch.cat(features), torch.cat(targets)
 
 
@@ -93,7 +103,7 @@ def truth_pairs(model: ColumnAtmosphere, config: RadianceConfig) -> tuple[Tensor
     """Features of truth columns under the swath and their unbiased, noiseless physical radiances.
 
     Returns:
-        ``(features (n, 2L + 3), targets (n, C) K)`` with ``n`` about ``truth_samples``.
+        ``(features (n, L + Lq + 3), targets (n, C) K)`` with ``n`` about ``truth_samples``.
     """
     cycles = max(1, -(-config.truth_samples // config.satellite.fovs))
     truth = make_truth(model, config, config.seed + 1, cycles)
