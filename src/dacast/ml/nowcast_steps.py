@@ -28,6 +28,7 @@ from dacast.ml.nowcast_losses import (
     weighted_mean,
 )
 from dacast.ml.nowcast_train_config import Nowcaster, NowcastTrainConfig
+from dacast.verify.probabilistic import crps_members
 
 __all__ = [
     "Sample",
@@ -110,12 +111,9 @@ def fair_crps_loss(members: Tensor, target: Tensor, weight: Tensor | None = None
     Returns:
         Scalar loss in log-rain units; 0 when every member equals the truth.
     """
-    m = members.shape[0]
-    if m < 2 or members.shape[1:] != target.shape:
+    if members.shape[0] < 2 or members.shape[1:] != target.shape:
         raise ValueError(f"members {tuple(members.shape)} must be (M >= 2, *target.shape), got {tuple(target.shape)}")
-    skill = (members - target).abs().mean(0)
-    spread = (members[:, None] - members[None]).abs().sum((0, 1)) / (2 * m * (m - 1))
-    return weighted_mean(skill - spread, weight, mask)
+    return weighted_mean(crps_members(members, target, fair=True), weight, mask)
 
 
 def multires_loss(

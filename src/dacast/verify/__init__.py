@@ -10,7 +10,7 @@ two axes ``(y, x)``; leading axes (lead time, member, ...) are kept.
 from dacast.verify.categorical import Contingency, contingency, csi, far, frequency_bias, pod
 from dacast.verify.continuous import mae
 from dacast.verify.plots import plot_frames, plot_skill, save_nowcast_gif
-from dacast.verify.probabilistic import crps_ensemble, exceedance_probability, reliability, spread_skill
+from dacast.verify.probabilistic import crps_ensemble, crps_members, exceedance_probability, reliability, spread_skill
 from dacast.verify.scores import score_nowcast
 from dacast.verify.spatial import fractions, fss
 from dacast.verify.spectrum import radial_power_spectrum
@@ -20,6 +20,7 @@ __all__ = [
     "Contingency",
     "contingency",
     "crps_ensemble",
+    "crps_members",
     "csi",
     "ensemble_spread",
     "exceedance_probability",

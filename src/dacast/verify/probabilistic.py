@@ -12,7 +12,7 @@ from torch import Tensor
 
 from dacast.verify._arrays import Array, as_float, as_mask
 
-__all__ = ["crps_ensemble", "exceedance_probability", "reliability", "spread_skill"]
+__all__ = ["crps_ensemble", "crps_members", "exceedance_probability", "reliability", "spread_skill"]
 
 
 def _ensemble_and_mask(ensemble: Array, observed: Array, mask: Array | None) -> tuple[Tensor, Tensor, Tensor]:
@@ -25,6 +25,32 @@ def _ensemble_and_mask(ensemble: Array, observed: Array, mask: Array | None) -> 
     if mask is not None:
         valid = valid & as_mask(mask, obs)
     return ens, torch.nan_to_num(obs), valid
+
+
+def crps_members(ensemble: Tensor, observed: Tensor, *, fair: bool = False) -> Tensor:
+    """Pointwise CRPS of an ensemble, ``mean_i |X_i − y| − 1/(2 M²) Σ_ij |X_i − X_j|`` (see `crps_ensemble`).
+
+    The pair sum comes from the sorted members, ``Σ_ij |X_i − X_j| = 2 Σ_i (2i − M + 1) X_(i)``
+    (``O(M log M)``, no ``M × M`` tensor); differentiable, in the dtype and on the device of the input,
+    so training losses use it too (`dacast.ml.fair_crps_loss`).
+
+    Args:
+        ensemble: ``(M, ...)`` members, in the units of ``observed``.
+        observed: ``(...)`` observation.
+        fair: divide the pair sum by ``2 M (M − 1)`` (Ferro 2014); needs ``M >= 2``.
+
+    Returns:
+        ``(...)`` CRPS per point (units of the data).
+    """
+    m = ensemble.shape[0]
+    if fair and m < 2:
+        raise ValueError("the fair CRPS needs at least 2 members")
+    skill = (ensemble - observed).abs().mean(0)
+    coef = (2 * torch.arange(m, dtype=ensemble.dtype, device=ensemble.device) - m + 1).reshape(
+        -1, *([1] * observed.ndim)
+    )
+    pair_sum = 2 * (coef * ensemble.sort(dim=0).values).sum(0)
+    return skill - pair_sum / (2 * m * (m - 1) if fair else 2 * m * m)
 
 
 def crps_ensemble(ensemble: Array, observed: Array, mask: Array | None = None, *, fair: bool = False) -> Tensor:
@@ -46,16 +72,7 @@ def crps_ensemble(ensemble: Array, observed: Array, mask: Array | None = None, *
         Scalar CRPS (units of the data), NaN when no point is valid; 0 for a perfect deterministic forecast.
     """
     ens, obs, valid = _ensemble_and_mask(ensemble, observed, mask)
-    m = ens.shape[0]
-    if fair and m < 2:
-        raise ValueError("the fair CRPS needs at least 2 members")
-    skill = (ens - obs).abs().mean(0)
-    # Σ_ij |X_i − X_j| from the sorted members: Σ_i (2i − M + 1) X_(i), i = 0 … M−1.
-    srt = ens.sort(dim=0).values
-    coef = (2 * torch.arange(m, dtype=ens.dtype) - m + 1).reshape(-1, *([1] * obs.ndim))
-    pair_sum = 2 * (coef * srt).sum(0)
-    spread = pair_sum / (2 * m * (m - 1)) if fair else pair_sum / (2 * m * m)
-    crps = skill - spread
+    crps = crps_members(ens, obs, fair=fair)
     return crps[valid].mean() if valid.any() else crps.new_tensor(float("nan"))
 
 
