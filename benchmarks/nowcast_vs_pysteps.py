@@ -200,18 +200,15 @@ def make_methods(names: list[str], checkpoint: str | None, members: int = 20) ->
 
 def convlstm_method(checkpoint: str | None, members: int | None) -> tuple:
     """``(past -> nowcast, t_in)`` of a trained nowcaster (None: the shipped one); with ``members``, an ensemble."""
-    from dacast.ml import MultiResNowcaster, load_nowcaster, predict, predict_ensemble, shipped_nowcaster
-    from dacast.workflow.nowcast.train import extrapolation_config, read_training_sidecar
+    from dacast.ml import MultiResNowcaster, predict, predict_ensemble, shipped_nowcaster
+    from dacast.workflow.nowcast.run import checkpoint_model
 
     path = Path(checkpoint) if checkpoint else shipped_nowcaster()
-    model = load_nowcaster(path, device="auto")
+    # The extrapolation input is made exactly as in training (settings saved beside the checkpoint).
+    model, ext_cfg, _ = checkpoint_model(path)
     if members is not None and not (isinstance(model, MultiResNowcaster) and model.is_ensemble):
         raise ValueError(f"{path} is not an ensemble network: dacast-convlstm-ens needs one")
     t_in = model.config.t_in
-    # The extrapolation input is made exactly as in training (settings saved beside the checkpoint).
-    ext_cfg = None
-    if model.config.use_extrapolation:
-        ext_cfg = extrapolation_config(read_training_sidecar(path), "checkpoint")
 
     def convlstm(past: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(past[-t_in:])
@@ -275,14 +272,13 @@ def run_event(source: str, start: np.datetime64, end: np.datetime64, root: Path,
                 continue
             scores = score_nowcast(forecast, observed, thresholds=(1.0, 5.0), scales_km=(10.0,), mask=mask)
             for lead in range(N_LEADS):
-                valid = mask & np.isfinite(observed[lead]) & np.isfinite(forecast[lead])
                 rows.append(Row(
                     **common, lead_min=5 * (lead + 1),
                     csi_1=float(scores.csi[lead, 0]), csi_5=float(scores.csi[lead, 1]),
                     fss_10km_1=float(scores.fss[lead, 0, 0]),
                     spectrum_err=spectrum_error(np.where(mask, forecast[lead], 0.0),
                                                 np.where(mask, observed[lead], 0.0)),
-                    crps=float(np.abs(forecast[lead] - observed[lead])[valid].mean()),
+                    crps=float(scores.mae[lead]),  # the CRPS of a one-member ensemble
                 ))
     return rows
 
