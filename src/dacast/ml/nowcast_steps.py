@@ -7,7 +7,6 @@ sees the same data as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from torch.utils.data import Dataset, default_collate
 
 from dacast.ml.convlstm import log_to_rain
 from dacast.ml.discriminators import SpatialDiscriminator, TemporalDiscriminator
+from dacast.ml.files import write_atomic
 from dacast.ml.multires import MultiResNowcaster, multires_targets
 from dacast.ml.nowcast_data import ExtrapolationFn, RainArray, RainCropDataset
 from dacast.ml.nowcast_losses import (
@@ -232,8 +232,4 @@ def validate(
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """``torch.save`` through a temporary file, synced to disk before the rename: never a half-written checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))

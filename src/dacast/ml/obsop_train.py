@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from torch import Tensor
 
 from dacast._device import resolve_device
+from dacast.ml.files import write_atomic
 from dacast.ml.obsop import AMSU_CHANNELS, RadianceNetwork, check_humidity_levels, feature_names
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -250,19 +250,6 @@ def _evaluate(net: RadianceNetwork, x: Tensor, y: Tensor) -> tuple[float, Tensor
     return float((mse_k / net.output_std.double().pow(2)).mean()), mse_k.sqrt().cpu()
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)`` beside ``path``, fsync, then `os.replace` (the temporary file is removed on failure)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def save_radiance_network(folder: str | Path, network: RadianceNetwork, meta: dict[str, Any]) -> None:
     """Write ``folder/weights.pt`` (``state_dict`` only) and ``folder/metadata.json``, each atomically.
 
@@ -289,7 +276,7 @@ def save_radiance_network(folder: str | Path, network: RadianceNetwork, meta: di
         raise ValueError(f"meta pressure_hpa has {len(pressure)} levels, the network reads {n_levels}")
     state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic(folder / WEIGHTS, lambda p: torch.save(state, p))
+    write_atomic(folder / WEIGHTS, lambda p: torch.save(state, p))
     doc = {
         **meta,
         "format": FORMAT,
@@ -308,7 +295,7 @@ def save_radiance_network(folder: str | Path, network: RadianceNetwork, meta: di
         "weights_sha256": hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest(),
     }
     text = json.dumps(doc, indent=2, default=str) + "\n"
-    _atomic(folder / METADATA, lambda p: p.write_text(text, encoding="utf-8"))
+    write_atomic(folder / METADATA, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def _one_line(err: BaseException) -> str:
