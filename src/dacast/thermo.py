@@ -17,8 +17,6 @@ from torch import Tensor
 EPSILON = 0.622
 #: Gas constant of dry air (J kg-1 K-1).
 R_DRY = 287.04
-#: Gas constant of water vapour (J kg-1 K-1).
-R_VAPOUR = 461.52
 #: Standard gravity (m s-2).
 GRAVITY = 9.80665
 
@@ -109,7 +107,6 @@ __all__ = [
     "EPSILON",
     "GRAVITY",
     "R_DRY",
-    "R_VAPOUR",
     "heights",
     "relative_humidity",
     "saturation_specific_humidity",

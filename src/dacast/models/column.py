@@ -52,8 +52,6 @@ from dacast.thermo import saturation_specific_humidity
 L96_MEAN, L96_STD = 2.34, 3.63
 #: Anchor latitudes (deg) of the AFGL profiles in the base state.
 TROPICS, MIDLATITUDE, SUBARCTIC = 15.0, 45.0, 70.0
-#: Time units per day (0.05 = 6 h).
-UNITS_PER_DAY = 0.2
 
 
 @cache
@@ -257,4 +255,4 @@ class ColumnAtmosphere:
         return torch.log(self.p_bottom / pressure)
 
 
-__all__ = ["L96_MEAN", "L96_STD", "UNITS_PER_DAY", "ColumnAtmosphere", "afgl_profiles", "base_state"]
+__all__ = ["L96_MEAN", "L96_STD", "ColumnAtmosphere", "afgl_profiles", "base_state"]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from dacast.obs.microwave_tables import AMSUA_CHANNELS
-from dacast.thermo import heights, saturation_vapour_pressure, vapour_pressure
+from dacast.thermo import heights, relative_humidity
 
 
 def pyrtlib_brightness_temperature(
@@ -57,7 +57,7 @@ def pyrtlib_brightness_temperature(
     pp = torch.as_tensor(p, dtype=torch.float64)
     zen = torch.broadcast_to(torch.as_tensor(zenith_deg, dtype=torch.float64), tt.shape[:1])
     z = heights(pp, tt, qq).numpy()
-    rh = (vapour_pressure(qq, pp) / saturation_vapour_pressure(tt)).numpy()
+    rh = relative_humidity(tt, qq, pp).numpy()
     frq = np.array([AMSUA_CHANNELS[c] for c in channels], dtype=np.float64)
     out = np.empty((tt.shape[0], len(channels)))
     for i in range(tt.shape[0]):

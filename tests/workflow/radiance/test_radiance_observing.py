@@ -14,7 +14,7 @@ from dacast.workflow.radiance.observing import (
     make_truth,
     nearest_levels,
     observe_truth,
-    physical_operator,
+    physical_factory,
     radiance_locations,
     swath,
 )
@@ -75,8 +75,8 @@ def test_radiance_locations_follow_the_weighting_functions(make_tiny):
     heights = channel_heights(model, config)
     assert bool(heights[0] < heights[1] < heights[2])  # channel 6 lowest, 8 highest
     view = swath(config, 2)
-    loc = radiance_locations(model, config, view)
+    loc = radiance_locations(view, heights)
     assert loc.shape == (config.satellite.fovs * 3, 2)
     assert torch.equal(loc[:3, 0], view.columns[0].to(torch.float64).repeat(3))
-    op = physical_operator(model, config, view)
+    op = physical_factory(model, config)(view)
     assert op(initial_ensemble(model, config, 1)).shape == (config.members, config.satellite.fovs * 3)

@@ -12,7 +12,7 @@ import xarray as xr
 
 from dacast.thermo import saturation_specific_humidity
 from dacast.workflow.radiance.assimilation import reset_humidity, run_experiment
-from dacast.workflow.radiance.observing import initial_ensemble, make_truth, observe_truth, physical_operator
+from dacast.workflow.radiance.observing import initial_ensemble, make_truth, observe_truth, physical_factory
 from dacast.workflow.radiance.run import run_radiance
 from dacast.workflow.schema import ConfigError
 
@@ -26,7 +26,7 @@ def _twin(config, seed=1):
 def test_varbc_learns_the_bias_and_radiances_beat_radiosondes(make_tiny):
     config = make_tiny(cycles=50, spinup_cycles=10)
     model, data, ens = _twin(config)
-    phys = lambda view: physical_operator(model, config, view)  # noqa: E731
+    phys = physical_factory(model, config)
     conv = run_experiment(model, config, data, ens, monitor=phys)
     with_bc = run_experiment(model, config, data, ens, radiance_operator=phys, bias_correction=True)
     s = config.spinup_cycles
@@ -45,7 +45,7 @@ def test_a_failing_operator_is_a_recorded_divergence(make_tiny):
 
     class Broken:
         def __init__(self, view):
-            self.inner = physical_operator(model, config, view)
+            self.inner = physical_factory(model, config)(view)
             self.n_state, self.locations, self.error_std = model.n_state, self.inner.locations, self.inner.error_std
 
         def __call__(self, x):
@@ -99,6 +99,6 @@ def test_a_nan_radiance_is_bad_input_not_a_divergence(make_tiny):
     config = make_tiny(cycles=4, spinup_cycles=1)
     model, data, ens = _twin(config)
     data.radiances[2, 3, 1] = float("nan")
-    phys = lambda view: physical_operator(model, config, view)  # noqa: E731
+    phys = physical_factory(model, config)
     with pytest.raises(BadObservation, match=r"cycle 2: the radiance of field of view 3 .*channel 7 is nan"):
         run_experiment(model, config, data, ens, radiance_operator=phys)

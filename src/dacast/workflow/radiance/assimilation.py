@@ -102,8 +102,8 @@ class RadianceAnalyser:
         model: the column model (layout, humidity bounds).
         config: the experiment settings.
         bias: the VarBC state, ``None`` without bias correction.
-        diagnostics: per analysed cycle: ``cycle``, ``omb_raw``/``omb`` (uncorrected/used
-            departures of the background mean, ``(n_fov, C)`` K), ``resets``.
+        diagnostics: per analysed cycle: ``cycle``, ``y_used`` (the radiances as assimilated, bias-corrected
+            with VarBC, ``(n_fov, C)`` K) and ``resets`` (humidity values reset).
     """
 
     model: ColumnAtmosphere
@@ -124,16 +124,13 @@ class RadianceAnalyser:
             assert isinstance(obs, RadianceObservation) and obs.view is not None
             op = obs.operator.parts[-1] if isinstance(obs.operator, StackedObs) else obs.operator
             n_c = len(self.config.satellite.channels)
-            hx_rad = op(prior)  # (members, n_fov * C)
-            raw = y[rad].reshape(-1, n_c)
-            omb_raw = raw - hx_rad.mean(0).reshape(-1, n_c)
-            record["omb_raw"] = omb_raw
             if self.bias is not None:
+                hx_rad = op(prior).reshape(prior.shape[0], -1, n_c)  # (members, n_fov, C)
+                raw = y[rad].reshape(-1, n_c).clone()  # y is corrected in place below
                 pred = profiles_predictors(self.model, prior.mean(0), obs.view)
                 y[rad] = self.bias.correct(raw, pred).reshape(-1)
-                variance = op.error_std.reshape(-1, n_c) ** 2 + hx_rad.var(0).reshape(-1, n_c)
-                self.bias = self.bias.update(pred, omb_raw, variance)
-            record["omb"] = y[rad].reshape(-1, n_c) - hx_rad.mean(0).reshape(-1, n_c)
+                variance = op.error_std.reshape(-1, n_c) ** 2 + hx_rad.var(0)
+                self.bias = self.bias.update(pred, raw - hx_rad.mean(0), variance)
             record["y_used"] = y[rad].reshape(-1, n_c)
         local = local_neighbours(self.grid, obs.operator, self.letkf.localization)
         result = analyse(self.letkf, prior, y, obs.operator, grid=self.grid, local=local)
@@ -158,17 +155,17 @@ def observation_stream(
         if c % config.conventional.every == 0:
             ops.append(conv)
             ys.append(data.conventional[c])
-        rad, view = None, None
+        view = None
         if radiance_operator is not None:
             view = swath(config, c)
             check_radiances(data.radiances[c], view, config.satellite.channels, c)
             ops.append(radiance_operator(view))
-            start = sum(int(v.numel()) for v in ys)
             ys.append(data.radiances[c].reshape(-1))
-            rad = slice(start, start + int(ys[-1].numel()))
         if not ops:
             return None
-        return RadianceObservation(y=torch.cat(ys), operator=stacked(*ops), radiance=rad, view=view)
+        operator = stacked(*ops)
+        rad = operator.slices()[-1] if view is not None else None  # the radiances are the last part
+        return RadianceObservation(y=torch.cat(ys), operator=operator, radiance=rad, view=view)
 
     return stream
 

@@ -89,7 +89,10 @@ class ColumnSpec:
     def __post_init__(self) -> None:
         require(4 <= self.n_columns <= 4096, f"model.n_columns must lie in [4, 4096], got {self.n_columns}")
         require(4 <= self.n_levels <= 200, f"model.n_levels must lie in [4, 200], got {self.n_levels}")
-        require(1.0 <= self.p_top <= 50.0, f"model.p_top must lie in [1, 50] hPa, got {self.p_top}")
+        require(
+            1.0 <= self.p_top <= 50.0,
+            f"model.p_top must lie in [1, 50] hPa (the bias predictors read up to 50 hPa), got {self.p_top}",
+        )
         for name in ("vertical_coupling", "moisture_coupling"):
             require(0 <= getattr(self, name) <= 50, f"model.{name} must lie in [0, 50], got {getattr(self, name)}")
         for name in ("t_std", "lnq_std"):
@@ -231,11 +234,6 @@ class RadianceConfig:
             f"conventional.stations ({self.conventional.stations}) cannot exceed "
             f"model.n_columns ({self.model.n_columns})",
         )
-        levels = self.model.build().pressure
-        require(
-            float(levels[-1]) <= 50.0,
-            f"model.p_top must be <= 50 hPa for the bias predictors, got {self.model.p_top}",
-        )
 
     @property
     def vertical_scale(self) -> float:
@@ -245,11 +243,6 @@ class RadianceConfig:
     def humidity_levels(self, pressure: Tensor) -> int:
         """Levels of ``pressure`` ``(L,)`` (hPa, bottom first) whose humidity the learned operators read."""
         return int((pressure >= self.ml_humidity_top_hpa - 1e-9).sum())
-
-    @property
-    def needs_training(self) -> bool:
-        """Whether an experiment uses a learned operator."""
-        return any(e in LEARNED for e in self.experiments)
 
 
 def radiance_config_to_dict(config: RadianceConfig) -> dict[str, Any]:

@@ -14,6 +14,7 @@ as operational LETKFs place radiances for vertical localization.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -111,9 +112,13 @@ def channel_heights(model: ColumnAtmosphere, config: RadianceConfig) -> Tensor:
     return config.vertical_scale * peak
 
 
-def radiance_locations(model: ColumnAtmosphere, config: RadianceConfig, view: Swath) -> Tensor:
-    """``(n_fov · C, 2)`` locations, FOV-major and channel-minor like the operators' output."""
-    heights = channel_heights(model, config)
+def radiance_locations(view: Swath, heights: Tensor) -> Tensor:
+    """``(n_fov · C, 2)`` locations, FOV-major and channel-minor like the operators' output.
+
+    Args:
+        view: the swath.
+        heights: each channel's vertical coordinate, shape ``(C,)`` (`channel_heights`).
+    """
     n_c = heights.numel()
     col = view.columns.to(torch.float64).repeat_interleave(n_c)
     return torch.stack([col, heights.repeat(view.columns.numel())], dim=-1)
@@ -124,16 +129,21 @@ def radiance_errors(config: RadianceConfig, n_fov: int) -> Tensor:
     return torch.tensor(config.satellite.error_std, dtype=torch.float64).repeat(n_fov)
 
 
-def physical_operator(model: ColumnAtmosphere, config: RadianceConfig, view: Swath) -> MicrowaveOperator:
-    """The torch radiative-transfer operator for this swath."""
-    return MicrowaveOperator(
-        model=model,
-        columns=view.columns,
-        zenith_deg=view.zenith_deg,
-        channels=config.satellite.channels,
-        error_std=radiance_errors(config, view.columns.numel()),
-        locations=radiance_locations(model, config, view),
-    )
+def physical_factory(model: ColumnAtmosphere, config: RadianceConfig) -> Callable[[Swath], MicrowaveOperator]:
+    """``view -> MicrowaveOperator``: the torch radiative-transfer operator of a swath (channel heights found once)."""
+    heights = channel_heights(model, config)
+
+    def operator(view: Swath) -> MicrowaveOperator:
+        return MicrowaveOperator(
+            model=model,
+            columns=view.columns,
+            zenith_deg=view.zenith_deg,
+            channels=config.satellite.channels,
+            error_std=radiance_errors(config, view.columns.numel()),
+            locations=radiance_locations(view, heights),
+        )
+
+    return operator
 
 
 def profiles_predictors(model: ColumnAtmosphere, x: Tensor, view: Swath) -> Tensor:
@@ -190,7 +200,7 @@ __all__ = [
     "make_truth",
     "nearest_levels",
     "observe_truth",
-    "physical_operator",
+    "physical_factory",
     "profiles_predictors",
     "radiance_errors",
     "radiance_locations",

@@ -33,10 +33,11 @@ from dacast.workflow.radiance.assimilation import OperatorFactory, run_experimen
 from dacast.workflow.radiance.config import LEARNED, RadianceConfig, radiance_config_to_dict
 from dacast.workflow.radiance.observing import (
     Swath,
+    channel_heights,
     initial_ensemble,
     make_truth,
     observe_truth,
-    physical_operator,
+    physical_factory,
     radiance_locations,
 )
 from dacast.workflow.radiance.output import write_radiance_outputs
@@ -100,8 +101,9 @@ def operator_factory(
     if experiment == "conv":
         return None
     if experiment in ("physical", "physical-nobc"):
-        return lambda view: physical_operator(model, config, view)
+        return physical_factory(model, config)
     network, errors = networks[experiment]
+    heights = channel_heights(model, config)
 
     def learned(view: Swath) -> ObsOperator:
         return LearnedRadianceOperator(
@@ -111,7 +113,7 @@ def operator_factory(
             scan_deg=view.scan_deg,
             zenith_deg=view.zenith_deg,
             error_std=errors.repeat(view.columns.numel()),
-            locations=radiance_locations(model, config, view),
+            locations=radiance_locations(view, heights),
         )
 
     return learned
@@ -188,7 +190,7 @@ def run_radiance(
                         initial_ensemble(model, config, seed),
                         radiance_operator=factory,
                         bias_correction=experiment == "physical" and config.satellite.bias,
-                        monitor=factory or (lambda view: physical_operator(model, config, view)),
+                        monitor=factory or physical_factory(model, config),
                         progress=lambda i, n, d=done, e=experiment, s=seed: update(d + i, f"{e} seed {s}"),
                     )
                     arrays["seconds"] = np.array(time.perf_counter() - t0)

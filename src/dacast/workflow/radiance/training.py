@@ -42,7 +42,7 @@ from dacast.workflow.radiance.observing import (
     initial_ensemble,
     make_truth,
     observe_truth,
-    physical_operator,
+    physical_factory,
     swath,
 )
 from dacast.workflow.runtime import progress as progress_bar
@@ -87,7 +87,7 @@ def background_pairs(
         replace(config, cycles=config.training_cycles),
         data,
         ensemble,
-        radiance_operator=(lambda view: physical_operator(model, config, view)) if physical else None,
+        radiance_operator=physical_factory(model, config) if physical else None,
         bias_correction=physical and config.satellite.bias,
         progress=progress,
         on_step=collect,
