@@ -50,6 +50,8 @@ from dacast.thermo import saturation_specific_humidity
 
 #: Mean and standard deviation of Lorenz-96 at F = 8 (long run, any n >= 36).
 L96_MEAN, L96_STD = 2.34, 3.63
+#: The AFGL profiles the base state blends.
+ANCHORS = ("tropical", "midlatitude_summer", "midlatitude_winter", "subarctic_summer", "subarctic_winter")
 #: Anchor latitudes (deg) of the AFGL profiles in the base state.
 TROPICS, MIDLATITUDE, SUBARCTIC = 15.0, 45.0, 70.0
 
@@ -88,21 +90,23 @@ def base_state(latitude: np.ndarray, pressure: np.ndarray) -> tuple[np.ndarray, 
     Returns:
         ``(T, q)``, each shape ``(L, N)``, in K and g/kg.
     """
-    t_out = np.empty((pressure.size, latitude.size))
-    lnq_out = np.empty_like(t_out)
-    for j, lat in enumerate(latitude):
-        season = "summer" if lat >= 0 else "winter"
-        anchors = [
-            (TROPICS, _profile_on("tropical", pressure)),
-            (MIDLATITUDE, _profile_on(f"midlatitude_{season}", pressure)),
-            (SUBARCTIC, _profile_on(f"subarctic_{season}", pressure)),
-        ]
-        x = min(max(abs(float(lat)), TROPICS), SUBARCTIC)
-        (x0, (t0, q0)), (x1, (t1, q1)) = anchors[:2] if x <= MIDLATITUDE else anchors[1:]
-        w = (x - x0) / (x1 - x0)
-        t_out[:, j] = (1 - w) * t0 + w * t1
-        lnq_out[:, j] = (1 - w) * np.log(q0) + w * np.log(q1)
-    return t_out, np.exp(lnq_out)
+    profiles = {}  # name -> (T, ln q), each (L,): every AFGL profile interpolated once
+    for name in ANCHORS:
+        t, q = _profile_on(name, pressure)
+        profiles[name] = (t, np.log(q))
+    lat = np.asarray(latitude, dtype=np.float64)
+    north = lat >= 0  # northern summer, southern winter
+    x = np.clip(np.abs(lat), TROPICS, SUBARCTIC)
+    low = x <= MIDLATITUDE  # between the tropical and the mid-latitude profile, else mid-latitude to sub-arctic
+    x0, x1 = np.where(low, TROPICS, MIDLATITUDE), np.where(low, MIDLATITUDE, SUBARCTIC)
+    w = (x - x0) / (x1 - x0)
+    out = []
+    for k in range(2):  # temperature, ln q: each (L, N)
+        tropical = np.broadcast_to(profiles["tropical"][k][:, None], (pressure.size, lat.size))
+        mid = np.where(north, profiles["midlatitude_summer"][k][:, None], profiles["midlatitude_winter"][k][:, None])
+        sub = np.where(north, profiles["subarctic_summer"][k][:, None], profiles["subarctic_winter"][k][:, None])
+        out.append((1 - w) * np.where(low, tropical, mid) + w * np.where(low, mid, sub))
+    return out[0], np.exp(out[1])
 
 
 @dataclass(frozen=True, kw_only=True)
