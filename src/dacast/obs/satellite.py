@@ -127,7 +127,7 @@ class SatelliteBias:
 
 
 def amsua_true_bias(channels: tuple[int, ...] = (6, 7, 8)) -> SatelliteBias:
-    """The twin's AMSU-A bias: 0.3-1.5 K, larger at the swath edges and in warm (thick) air masses.
+    """The twin's AMSU-A bias: channel means +1.1, +0.7, −0.5 K, larger at the swath edges and in warm (thick) air.
 
     Offsets of the size found for NOAA-18 AMSU-A in NWP departure statistics
     (a few tenths of a kelvin to 1 K, with scan-angle and air-mass terms).
