@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 
+from dacast.atomic import write_atomic
 from dacast.ml.convlstm import log_to_rain
 from dacast.ml.discriminators import SpatialDiscriminator, TemporalDiscriminator
-from dacast.ml.files import write_atomic
 from dacast.ml.multires import MultiResNowcaster, multires_targets
 from dacast.ml.nowcast_data import ExtrapolationFn, RainArray, RainCropDataset
 from dacast.ml.nowcast_losses import (

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from dacast._device import resolve_device
-from dacast.ml.files import write_atomic
+from dacast.atomic import write_atomic
 from dacast.ml.obsop import AMSU_CHANNELS, RadianceNetwork, check_humidity_levels, feature_names
 
 Device = Literal["auto", "cpu", "cuda"]

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from dacast.atomic import write_atomic
 from dacast.workflow.schema import ConfigError
 
 #: The marker file of a run that has not finished (its text says why).
@@ -56,16 +57,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         ``path``. On any failure the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with _signals_deferred():
-        try:
-            write(tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomic(path, write)
         fsync_dir(path.parent)
     return path
 

@@ -1,4 +1,9 @@
-"""Atomic file writes for the ML package (`dacast.ml` may not import `dacast.workflow.files`)."""
+"""Atomic file writes: a temporary file beside the target, synced, then renamed onto it.
+
+Imports nothing else from the package (like `dacast.geometry`), so the ML code, which may not
+import `dacast.workflow`, writes checkpoints with it too; `dacast.workflow.files.atomic_write`
+adds deferred signals and a synced folder around it.
+"""
 
 from __future__ import annotations
 
