@@ -329,6 +329,29 @@ class WurschCraig:
                 self._advance(u, v, h, r, c.dt)
         return out
 
+    def perturb(self, x: Tensor, *, seed: int, start_step: int, n_steps: int, member_offset: int = 0) -> Tensor:
+        """``x`` plus the triggering perturbations of global steps ``start_step .. start_step + n_steps - 1``.
+
+        The same perturbations `forecast` adds one step at a time, all added at once (a learned
+        model that takes a whole cycle in one step gets the cycle's triggering this way).
+
+        Args:
+            x: states, shape ``(k, 4, ny, nx)``; not modified.
+            seed: noise seed.
+            start_step: global index of the first step.
+            n_steps: number of steps whose perturbations are added (>= 0).
+            member_offset: global member index of member 0 of ``x``.
+
+        Returns:
+            The perturbed states, shape, dtype and device of ``x`` (only ``u`` and ``v`` change, m/s).
+        """
+        out = x.clone()
+        patches = self._noise_patches(x.device)
+        members = torch.arange(member_offset, member_offset + x.shape[0], device=x.device, dtype=torch.int64)
+        for j in range(n_steps):
+            self._add_noise(out[:, 0], out[:, 1], seed, members, start_step + j, patches)
+        return out
+
     def initial_state(
         self,
         members: int,
@@ -357,30 +380,3 @@ class WurschCraig:
     def spinup(self, x: Tensor, seconds: float, *, seed: int) -> Tensor:
         """Forecast from ``x`` (``(k, 4, ny, nx)``) for ``seconds`` with noise, until convection has developed."""
         return self.forecast(x, seconds, seed=seed)
-
-
-def rain_fraction(x: Tensor, threshold: float = 0.01) -> Tensor:
-    """Fraction of grid cells with ``r > threshold``, per member; ``x`` is ``(k, 4, ny, nx)`` -> ``(k,)``."""
-    return (x[:, 3] > threshold).to(x.dtype).mean(dim=(-2, -1))
-
-
-def unstable_step(config: WurschCraigConfig) -> str | None:
-    """Why the time step of ``config`` surely blows up (the limits of ``docs/bda_model.md``), or None.
-
-    Checks the gravity-wave Courant number ``sqrt(g H0) dt / dx <= 1/sqrt(2)``, diffusion
-    ``max(ku, kh, kr) dt / dx^2 <= 1/4``, rain advection ``|background wind| dt / dx <= 1`` and
-    rain removal ``alpha dt <= 1``; the message names the key to change.
-    """
-    m = config
-    courant = math.sqrt(m.g * m.H0) * m.dt / m.dx
-    if courant > 2**-0.5:
-        return f"model.dt: gravity waves need sqrt(g H0) dt / dx <= 0.707, got {courant:.3g}"
-    diffusion = max(m.ku, m.kh, m.kr) * m.dt / (m.dx * m.dx)
-    if diffusion > 0.25:
-        return f"model.dt: diffusion needs max(ku, kh, kr) dt / dx^2 <= 0.25, got {diffusion:.3g}"
-    wind = max(abs(m.background_u), abs(m.background_v)) * m.dt / m.dx
-    if wind > 1:
-        return f"model.dt: rain advection needs |background wind| dt / dx <= 1, got {wind:.3g}"
-    if m.alpha * m.dt > 1:
-        return f"model.alpha: rain removal needs alpha dt <= 1, got {m.alpha * m.dt:.3g}"
-    return None
