@@ -1,0 +1,229 @@
+"""Training of the gridded surrogate (`dacast.ml.grid_surrogate`) on pairs of states one cycle apart.
+
+The pairs come from whatever a centre has (truth runs in a twin, an archive of
+analyses, or the analyses of an earlier surrogate cycle): ``inputs`` are the states
+at the start of a cycle *with that cycle's triggering kicks added*
+(`GridSurrogate.kicks`), ``targets`` the states a cycle later. The loss is the mean
+squared error of the normalised increment, weighted per variable; the last
+``val_fraction`` of the pairs (the latest in time) is held out, the best validation
+weights are kept, and every random draw (initial weights, batch order) comes from the
+seeds in `GridTrainConfig`, so a training is reproducible.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor
+
+from dacast._device import resolve_device
+from dacast.ml.grid_surrogate import GridSurrogate, GridSurrogateSpec, build_grid_surrogate
+
+Device = Literal["cpu", "cuda", "auto"]
+
+
+@dataclass(frozen=True)
+class GridPairs:
+    """Training pairs of the gridded surrogate.
+
+    Attributes:
+        inputs: states at the start of a cycle plus that cycle's kicks, ``(N, 4, ny, nx)``.
+        targets: states one cycle later, ``(N, 4, ny, nx)``.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+
+    def __post_init__(self) -> None:
+        if self.inputs.shape != self.targets.shape or self.inputs.ndim != 4 or self.inputs.shape[1] != 4:
+            raise ValueError(
+                f"inputs and targets must both be (N, 4, ny, nx), got {tuple(self.inputs.shape)} "
+                f"and {tuple(self.targets.shape)}"
+            )
+        if not (bool(torch.isfinite(self.inputs).all()) and bool(torch.isfinite(self.targets).all())):
+            raise ValueError("training pairs hold NaN or inf")
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def sha256(self) -> str:
+        """SHA-256 of both arrays (float32 bytes): identifies the training data in the checkpoint's JSON."""
+        h = hashlib.sha256()
+        for t in (self.inputs, self.targets):
+            h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridTrainConfig:
+    """Settings of `train_grid_surrogate`.
+
+    Attributes:
+        epochs: maximum passes over the training pairs.
+        batch_size: pairs per optimiser step.
+        lr: Adam learning rate (cosine decay to a tenth over ``epochs``).
+        val_fraction: the latest fraction of the pairs held out for validation, in (0, 0.5].
+        patience: epochs without a relative improvement of ``min_delta`` before stopping.
+        min_delta: relative validation improvement that resets the patience counter.
+        variable_weights: loss weight of ``u, v, h, r``.
+        seed: seeds the initial weights and the batch order.
+        device: ``cpu``, ``cuda`` or ``auto``.
+    """
+
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    val_fraction: float = 0.2
+    patience: int = 4
+    min_delta: float = 1e-3
+    variable_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 2.0)
+    seed: int = 0
+    device: Device = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError("epochs, batch_size and patience must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
+        if not 0 < self.val_fraction <= 0.5:
+            raise ValueError(f"val_fraction must lie in (0, 0.5], got {self.val_fraction}")
+        if len(self.variable_weights) != 4 or not all(w >= 0 and math.isfinite(w) for w in self.variable_weights):
+            raise ValueError(f"variable_weights must be 4 finite numbers >= 0, got {list(self.variable_weights)}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class GridTrainResult:
+    """What `train_grid_surrogate` returns: the network (best validation weights, CPU, eval) and its history."""
+
+    model: GridSurrogate
+    train_loss: list[float]
+    val_loss: list[float]
+    best_epoch: int
+    wall_time_s: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def increment_loss(model: GridSurrogate, inputs: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
+    """Weighted MSE of the normalised increment (the bounded network output vs ``(target - input) / delta_std``).
+
+    Args:
+        model: the surrogate.
+        inputs, targets: ``(B, 4, ny, nx)``.
+        weights: per-variable weights ``(4,)``.
+
+    Returns:
+        A scalar tensor.
+    """
+    truth = (targets - inputs) / model.delta_std[:, None, None]
+    err = (model.normalized_increment(inputs) - truth).pow(2).mean((0, 2, 3))
+    return (weights * err).sum() / weights.sum()
+
+
+def _evaluate(model: GridSurrogate, data: list[Tensor], weights: Tensor, batch: int) -> float:
+    model.eval()
+    total, n = 0.0, data[0].shape[0]
+    with torch.no_grad():
+        for s in range(0, n, batch):
+            b = slice(s, s + batch)
+            total += float(increment_loss(model, data[0][b], data[1][b], weights)) * data[0][b].shape[0]
+    return total / n
+
+
+def train_grid_surrogate(
+    pairs: GridPairs,
+    spec: GridSurrogateSpec | GridSurrogate,
+    config: GridTrainConfig,
+    *,
+    progress: bool = False,
+) -> GridTrainResult:
+    """Fit a gridded surrogate to ``pairs``.
+
+    Args:
+        pairs: training pairs, in time order (the latest ``val_fraction`` is validation).
+        spec: an architecture (fresh network, normalisation fitted on the training part), or a
+            network to continue from (warm start: its normalisation is kept).
+        config: training settings.
+        progress: a Rich progress bar over epochs.
+
+    Returns:
+        `GridTrainResult`; ``metrics`` holds the losses, sample counts, wall time, device and data hash.
+    """
+    start = time.perf_counter()
+    device = resolve_device(config.device)
+    n = len(pairs)
+    n_val = max(1, round(config.val_fraction * n))
+    n_train = n - n_val
+    if n_train < 1:
+        raise ValueError(f"{n} training pairs are too few for a validation split")
+    if isinstance(spec, GridSurrogate):
+        model = copy.deepcopy(spec)
+    else:
+        model = build_grid_surrogate(spec, seed=config.seed)
+        model.fit_normalization(pairs.inputs[:n_train], pairs.targets[:n_train])
+    model = model.to(device=device, dtype=torch.float32)
+    tr = [t[:n_train].to(device=device, dtype=torch.float32) for t in (pairs.inputs, pairs.targets)]
+    va = [t[n_train:].to(device=device, dtype=torch.float32) for t in (pairs.inputs, pairs.targets)]
+    weights = torch.tensor(config.variable_weights, dtype=torch.float32, device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr / 10)
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    best, best_epoch, best_state, waited = _evaluate(model, va, weights, config.batch_size), -1, None, 0
+    initial_val = best
+    train_hist: list[float] = []
+    val_hist: list[float] = []
+    columns = (TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, TimeElapsedColumn(), disable=not progress) as bar:
+        task = bar.add_task("", total=config.epochs)
+        for epoch in range(config.epochs):
+            model.train()
+            order = torch.randperm(n_train, generator=gen).to(device)
+            total = 0.0
+            for s in range(0, n_train, config.batch_size):
+                b = order[s : s + config.batch_size]
+                loss = increment_loss(model, tr[0][b], tr[1][b], weights)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * b.numel()
+            sched.step()
+            val = _evaluate(model, va, weights, config.batch_size)
+            train_hist.append(total / n_train)
+            val_hist.append(val)
+            bar.update(task, advance=1, description=f"val {val:.3g}")
+            if val < best * (1 - config.min_delta):
+                best, best_epoch, waited = val, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= config.patience:
+                    break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model = model.cpu().eval()
+    wall = time.perf_counter() - start
+    metrics = {
+        "train_loss": train_hist,
+        "val_loss": val_hist,
+        "initial_val_loss": initial_val,
+        "best_val_loss": best,
+        "best_epoch": best_epoch,
+        "n_train": n_train,
+        "n_val": n_val,
+        "wall_time_s": wall,
+        "device": str(device),
+        "training_data_sha256": pairs.sha256(),
+        "train": asdict(config),
+    }
+    return GridTrainResult(model, train_hist, val_hist, best_epoch, wall, metrics)
+
+
+__all__ = ["GridPairs", "GridTrainConfig", "GridTrainResult", "increment_loss", "train_grid_surrogate"]
