@@ -10,6 +10,7 @@ cluster; the numbers equal the single-process run to float tolerance.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -80,21 +81,31 @@ def torch_dtype(config: BDAConfig) -> torch.dtype:
     return torch.float32 if config.dtype == "float32" else torch.float64
 
 
+class EnsembleModel(Protocol):
+    """What runs the ensemble: the Würsch-Craig model, an imperfect copy of it, or a learned surrogate."""
+
+    def forecast(
+        self, x: Tensor, seconds: float, *, seed: int | None, start_step: int = 0, member_offset: int = 0
+    ) -> Tensor:
+        """``x`` ``(k, 4, ny, nx)`` after ``seconds``, with the triggering noise of ``(seed, member, step)``."""
+        ...
+
+
 class Forecaster:
-    """Runs ensemble forecasts in one process or as member chunks on a Dask cluster.
+    """Runs ensemble forecasts in one process or (the physics model) as member chunks on a Dask cluster.
 
     Member ``i`` of a forecast always gets the noise stream of global member
     ``offset + i``, so chunking never changes the result.
     """
 
-    def __init__(self, model: WurschCraig, client: object | None = None, chunks: int = 0) -> None:
+    def __init__(self, model: EnsembleModel, client: object | None = None, chunks: int = 0) -> None:
         self.model = model
         self.client = client
         self.chunks = chunks
 
     def __call__(self, x: Tensor, seconds: float, *, seed: int | None, start_step: int, offset: int = 0) -> Tensor:
         """``x`` ``(k, 4, ny, nx)`` after ``seconds`` of model time."""
-        if self.client is None or x.shape[0] < 2:
+        if self.client is None or x.shape[0] < 2 or not isinstance(self.model, WurschCraig):
             return self.model.forecast(x, seconds, seed=seed, start_step=start_step, member_offset=offset)
         n_chunks = max(1, min(self.chunks or _n_workers(self.client), x.shape[0]))
         bounds = np.linspace(0, x.shape[0], n_chunks + 1).round().astype(int)
@@ -192,7 +203,8 @@ def extended_forecast(
     """A ``forecast_minutes`` forecast from the analysis of ``cycle``, scored every minute.
 
     The deterministic forecast starts from the analysis mean (no triggering
-    noise), the ensemble forecast from the first ``forecast_members`` members.
+    noise), the ensemble forecast from the first ``forecast_members`` members;
+    both run the ensemble's model (``forecaster.model``), the truth runs ``model``.
     Both are verified against the truth's reflectivity on the radar's
     coverage, with persistence of the latest observed reflectivity (``volume``,
     which is older than the analysis after an outage) as reference.
@@ -217,7 +229,7 @@ def extended_forecast(
     for j in range(n_leads):
         s = start + j * lead_steps
         truth = model.forecast(truth, LEAD_STEP_SECONDS, seed=seeds.truth, start_step=s)
-        det = model.forecast(det, LEAD_STEP_SECONDS, seed=None, start_step=s)
+        det = forecaster.model.forecast(det, LEAD_STEP_SECONDS, seed=None, start_step=s)
         members = forecaster(members, LEAD_STEP_SECONDS, seed=seeds.pool, start_step=s)
         truth_dbz.append(state_dbz(config, truth[0]))
         det_dbz.append(state_dbz(config, det[0]))
@@ -269,6 +281,7 @@ __all__ = [
     "THRESHOLD_DBZ",
     "VARS",
     "CycleState",
+    "EnsembleModel",
     "Forecaster",
     "Seeds",
     "extended_forecast",

@@ -18,7 +18,7 @@ A run restarted from its checkpoint continues exactly as if never interrupted.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ import torch
 import xarray as xr
 from torch import Tensor
 
+from dacast.ml.grid_surrogate import NonFiniteForecast
 from dacast.models import TriggeredWurschCraig, WurschCraig, advance
 from dacast.obs.radar import RadarOperator, observe_radar
 from dacast.verify import ensemble_spread, rmse
@@ -33,6 +34,7 @@ from dacast.workflow.bda.checkpoint import CHECKPOINT, load_checkpoint, save_che
 from dacast.workflow.bda.config import BDAConfig, BDAPreset
 from dacast.workflow.bda.forecast import (
     CycleState,
+    EnsembleModel,
     Forecaster,
     Seeds,
     extended_forecast,
@@ -114,6 +116,7 @@ def run_cycles(
     client: object | None = None,
     on_cycle: Callable[[CycleState], None] | None = None,
     say: Say = quiet,
+    ensemble_model: EnsembleModel | None = None,
 ) -> CycleState:
     """Cycle from ``state`` (or from the spun-up initial state) to ``config.cycles``.
 
@@ -123,17 +126,21 @@ def run_cycles(
         client: optional ``dask.distributed.Client`` (member-chunk forecasts, LETKF tiles).
         on_cycle: called after every completed cycle (progress, checkpoints).
         say: receives one-line notes (radar outages).
+        ensemble_model: what runs the ensemble, the free run and the forecasts (an imperfect
+            physics model, a learned surrogate); None: the truth's model. The truth and the
+            initial ensemble always come from ``config.model``. A surrogate's non-finite output
+            (`NonFiniteForecast`) ends the run like a diverged filter, naming the cycle.
 
     Returns:
         The final `CycleState`.
     """
     device = resolve_device(config.device)
     model = WurschCraig(config.model)
-    forecaster = Forecaster(model, client)
     seeds = Seeds.of(config.seed)
     if state is None:
-        state = initial_state(config, model, forecaster, device)
+        state = initial_state(config, model, Forecaster(model, client), device)
     state.truth, state.ensemble, state.free = (t.to(device) for t in (state.truth, state.ensemble, state.free))
+    forecaster = Forecaster(ensemble_model or model, client)
     spc = config.steps_per_cycle
     radar = RadarTwin(config, model, seeds, state, say)
 
@@ -148,6 +155,27 @@ def run_cycles(
         cycles=range(state.cycle, config.cycles),
         precompute_hx=True,
     )
+    try:
+        _record_cycles(config, steps, state, model, forecaster, radar, seeds, on_cycle, say)
+    except NonFiniteForecast as err:
+        state.diverged_cycle, state.diverged_reason = state.cycle + 1, str(err)
+        say(f"cycle {state.cycle + 1}: {err}; the run stops after {state.cycle} cycles")
+    return state
+
+
+def _record_cycles(
+    config: BDAConfig,
+    steps: Iterable[CycleStep],
+    state: CycleState,
+    model: WurschCraig,
+    forecaster: Forecaster,
+    radar: RadarTwin,
+    seeds: Seeds,
+    on_cycle: Callable[[CycleState], None] | None,
+    say: Say,
+) -> None:
+    """Record every step of the cycle into ``state``: scores, free run, extended forecasts; stop at divergence."""
+    spc = config.steps_per_cycle
     for step in steps:
         c = step.cycle
         reason = divergence_reason(step)
@@ -169,7 +197,6 @@ def run_cycles(
         state.cycle = c + 1
         if on_cycle is not None:
             on_cycle(state)
-    return state
 
 
 def divergence_reason(step: CycleStep) -> str:
@@ -203,6 +230,7 @@ def run_bda_experiment(
     progress: bool = True,
     plots: bool = True,
     say: Say = quiet,
+    ensemble_model: EnsembleModel | None = None,
 ) -> BDAResult:
     """Run (or resume) the twin; write checkpoint, ``cycles.nc``, ``summary.json`` and plots to ``out_dir``.
 
@@ -215,9 +243,12 @@ def run_bda_experiment(
         progress: show a Rich progress bar.
         plots: write PNG figures.
         say: receives one-line notes (outages, resume point).
+        ensemble_model: what runs the ensemble (see `run_cycles`); None: the truth's model.
     """
     with run_folder(out_dir, resume=resume, keep=(CHECKPOINT,)) as out:
-        state, wall = _cycle_with_checkpoints(config, out, resume=resume, client=client, progress=progress, say=say)
+        state, wall = _cycle_with_checkpoints(
+            config, out, resume=resume, client=client, progress=progress, say=say, ensemble_model=ensemble_model
+        )
         summary = _summary(state, config, wall)
         if preset is not None:
             summary["preset"] = preset.name
@@ -232,7 +263,14 @@ def run_bda_experiment(
 
 
 def _cycle_with_checkpoints(
-    config: BDAConfig, out: Path, *, resume: bool, client: object | None, progress: bool, say: Say
+    config: BDAConfig,
+    out: Path,
+    *,
+    resume: bool,
+    client: object | None,
+    progress: bool,
+    say: Say,
+    ensemble_model: EnsembleModel | None = None,
 ) -> tuple[CycleState, float]:
     """Run (or resume) the cycles, checkpointing every ``checkpoint_every`` cycles; the state and wall time (s)."""
     ckpt = out / CHECKPOINT
@@ -249,7 +287,9 @@ def _cycle_with_checkpoints(
             if s.cycle % config.checkpoint_every == 0 or s.cycle == config.cycles:
                 save_checkpoint(s, config, ckpt)
 
-        state = run_cycles(config, state=state, client=client, on_cycle=on_cycle, say=say)
+        state = run_cycles(
+            config, state=state, client=client, on_cycle=on_cycle, say=say, ensemble_model=ensemble_model
+        )
     return state, time.perf_counter() - wall0
 
 
