@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from dacast.cli.bda_surrogate import is_gridded, run_gridded
 from dacast.cli.console import (
     FLAG,
     CheckFlag,
@@ -26,6 +27,7 @@ from dacast.cli.console import (
     run_errors,
 )
 from dacast.cli.console import out as stdout
+from dacast.workflow.bda_surrogate.config import BDA_SURROGATE_PRESETS
 from dacast.workflow.schema import ConfigError
 from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target, surrogate_config_to_dict
 from dacast.workflow.surrogate.output import summarise_surrogate
@@ -43,7 +45,9 @@ app = typer.Typer(
 
 @app.command("run")
 def run(
-    target: Annotated[str, typer.Argument(help=f"preset ({', '.join(SURROGATE_PRESETS)}) or a YAML file")],
+    target: Annotated[
+        str, typer.Argument(help=f"preset ({', '.join([*SURROGATE_PRESETS, *BDA_SURROGATE_PRESETS])}) or a YAML file")
+    ],
     iterations: Annotated[int | None, typer.Option(help="maximum surrogate iterations after iteration 0")] = None,
     device: Annotated[str | None, typer.Option(help="training device: cpu, cuda or auto")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")] = None,
@@ -52,7 +56,13 @@ def run(
     progress: ProgressFlag = True,
     plots: PlotsFlag = True,
 ) -> None:
-    """Run (or resume) the cycle; write surrogate_run.nc, summary.json, checkpoints and plots."""
+    """Run (or resume) the cycle; write surrogate_run.nc (bda_surrogate.nc), summary.json, checkpoints and plots."""
+    if is_gridded(target):
+        run_gridded(target, device=device, out=out, resume=resume, check=check, progress=progress, plots=plots)
+        return
+    if target not in SURROGATE_PRESETS and not Path(target).suffix and not Path(target).exists():
+        names = ", ".join([*SURROGATE_PRESETS, *BDA_SURROGATE_PRESETS])
+        raise fail(f"unknown surrogate preset {target!r}; choose one of: {names}")
     try:
         config = load_surrogate_target(target, iterations=iterations, device=device)
         config.device_obj()  # CUDA asked for where there is none
@@ -89,3 +99,5 @@ def presets() -> None:
         stdout.print(
             f"{name}: truth {cfg.truth.name}, imperfect {cfg.imperfect.name}, net {cfg.net.kind}", highlight=False
         )
+    for name, preset in BDA_SURROGATE_PRESETS.items():
+        stdout.print(f"{name}: {preset.description}", highlight=False)
