@@ -167,3 +167,12 @@ def test_pairs_are_checked() -> None:
     bad[0, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="NaN or inf"):
         GridPairs(bad, torch.zeros(2, 4, 8, 8))
+
+
+def test_bfloat16_convolutions_keep_a_float32_normalisation(physics: WurschCraig, states, pairs) -> None:
+    net = train_grid_surrogate(pairs, spec(physics), GridTrainConfig(epochs=1, batch_size=8)).model
+    full = net.forecast(states, 30.0, seed=None)
+    half = net.compute_in(torch.bfloat16).forecast(states, 30.0, seed=None)
+    assert half.dtype == torch.float32 and net.state_mean.dtype == torch.float32
+    increment = (full - states).abs().amax((0, 2, 3))
+    assert bool(((half - full).abs().amax((0, 2, 3)) <= 0.05 * increment + 1e-12).all())

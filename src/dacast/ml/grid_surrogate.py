@@ -182,19 +182,28 @@ class GridSurrogate(nn.Module):
 
     # ------------------------------------------------------------------ the step
     def normalized_increment(self, inputs: Tensor) -> Tensor:
-        """Bounded network output ``(B, 4, ny, nx)`` (units of ``delta_std``) for inputs ``(B, 4, ny, nx)``."""
-        z = (inputs - self.state_mean[:, None, None]) / self.state_std[:, None, None]
-        raw = self.net(z) + self.linear(z)
+        """Bounded network output ``(B, 4, ny, nx)`` (units of ``delta_std``, float32) for inputs ``(B, 4, ny, nx)``.
+
+        The normalisation is float32 whatever the weights' type (see `compute_in`).
+        """
+        w = self.linear.weight
+        mean, std = self.state_mean.float()[:, None, None], self.state_std.float()[:, None, None]
+        z = ((inputs.to(device=w.device, dtype=torch.float32) - mean) / std).to(w.dtype)
+        raw = (self.net(z) + self.linear(z)).float()
         b = self.spec.bound
         return b * torch.tanh(raw / b)
 
     def forward(self, inputs: Tensor) -> Tensor:
         """The corrected states ``(B, 4, ny, nx)`` from anchors ``inputs`` (see `anchor`); ``r >= 0``."""
-        p = next(self.parameters())
-        z = inputs.to(dtype=p.dtype, device=p.device)
-        inc = (self.delta_std[:, None, None] * self.normalized_increment(z)).to(inputs.dtype)
-        out = inputs + inc.to(inputs.device)
+        inc = self.delta_std.float()[:, None, None] * self.normalized_increment(inputs)
+        out = inputs + inc.to(dtype=inputs.dtype, device=inputs.device)
         return torch.cat((out[:, :3], out[:, 3:].clamp_min(0.0)), dim=1)
+
+    def compute_in(self, dtype: torch.dtype) -> GridSurrogate:
+        """Run the convolutions in ``dtype`` (bfloat16 on a GPU), keeping the normalisation in float32; returns self."""
+        self.net.to(dtype=dtype)
+        self.linear.to(dtype=dtype)
+        return self
 
     def kicks(self, x: Tensor, *, seed: int, start_step: int, member_offset: int = 0) -> Tensor:
         """``x`` ``(k, 4, ny, nx)`` plus the triggering of the cycle whose first model step is ``start_step``."""
