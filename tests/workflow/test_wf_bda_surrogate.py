@@ -132,8 +132,9 @@ def test_non_finite_surrogate_stops_the_run_and_keeps_the_checkpoint(tmp_path) -
     assert saved["cycle"] == 2 and bool(torch.isfinite(saved["ensemble"]).all())
 
 
-def test_surrogate_runs_in_the_gridded_letkf() -> None:
-    cfg = tiny()
+@pytest.mark.parametrize("base", ["none", "imperfect"])
+def test_surrogate_runs_in_the_gridded_letkf(base: str) -> None:
+    cfg = tiny(net={"base": base})
     bda = replace(cfg.bda, cycles=2, forecast_every=0)
     state = run_cycles(bda, ensemble_model=build_grid_surrogate(cfg.spec()))
     assert state.cycle == 2 and bool(torch.isfinite(state.ensemble).all())
@@ -161,7 +162,8 @@ def test_cli_refuses_a_surrogate_for_another_grid(tmp_path) -> None:
     out.mkdir()
     cfg = tiny()
     (out / "config.json").write_text(json.dumps(bda_surrogate_config_to_dict(cfg)))
-    other = replace(cfg.spec(), ny=32, nx=32)
+    spec = cfg.spec()
+    other = replace(spec, ny=32, nx=32, physics={**spec.physics, "ny": 32, "nx": 32})
     save_grid_surrogate(build_grid_surrogate(other), out / "surrogate_00")
     res = CliRunner().invoke(app, ["surrogate", "run", str(cfg_yaml), "--out", str(out), "--resume", "--no-progress"])
     assert res.exit_code == 2, res.output

@@ -43,7 +43,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dacast.da.gridded import GriddedLETKFConfig
-from dacast.models.wursch_craig import WurschCraigConfig, unstable_step
+from dacast.models.wursch_craig import WurschCraigConfig
+from dacast.models.wursch_craig_limits import unstable_step
 from dacast.obs.radar import RadarConfig
 from dacast.workflow.bda.presets import bda_presets
 from dacast.workflow.limits import require_fits, require_seed, require_steps

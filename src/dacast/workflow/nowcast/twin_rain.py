@@ -41,7 +41,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from dacast.io.convert import from_dbz
-from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig, unstable_step
+from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
+from dacast.models.wursch_craig_limits import unstable_step
 from dacast.obs.radar import RadarConfig, radar_mask, reflectivity_dbz
 from dacast.workflow.bda.config import MODEL_DEFAULTS, BDAConfig
 from dacast.workflow.bda.forecast import Seeds
