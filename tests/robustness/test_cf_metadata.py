@@ -1,7 +1,8 @@
 """Every netCDF file dacast writes follows CF-1.10: global attributes, units and long names, one quantity per variable.
 
 Each file is produced through the real code path with tiny settings (twin, Big Data
-Assimilation, surrogate cycle, radar nowcast and its re-verification, radiance experiments) and read back
+Assimilation, surrogate cycle, radar nowcast and its re-verification, radiance experiments, the learned
+regional model in the 30-s LETKF) and read back
 with `xarray.open_dataset` without decoding times, so the attributes on disk are checked.
 Units are checked against UDUNITS syntax for the symbols dacast uses (``cf_units`` is
 not a dependency): a product of symbols with integer exponents, ``1``, or
@@ -213,10 +214,33 @@ def radiance_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     return Files({"radiance_run.nc": run.paths["dataset"]})
 
 
+@pytest.fixture(scope="module")
+def bda_surrogate_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
+    from dacast.workflow.bda_surrogate.config import bda_surrogate_config_from_dict
+    from dacast.workflow.bda_surrogate.run import run_bda_surrogate
+
+    bda = {"preset": "bda-small", "grid": 16, "members": 6, "cycles": 3, "ensemble_pool": 3, "spinup_minutes": 5}
+    config = bda_surrogate_config_from_dict(
+        {
+            "preset": "bda-surrogate-analyses",
+            "bda": {**bda, "forecast_every": 0, "forecast_minutes": 2, "device": "cpu"},
+            "training_cycles": 10,
+            "training_members": 2,
+            "train": {"epochs": 1},
+            "stability_cycles": 3,
+            "stability_members": 1,
+        }
+    )
+    run = run_bda_surrogate(config, tmp_path_factory.mktemp("bda_surrogate") / "run", plots=False)
+    return Files({"bda_surrogate.nc": run.paths["dataset"]})
+
+
 # ----------------------------------------------------------------------------- the checks
 
 
-@pytest.mark.parametrize("app", ["twin_files", "bda_files", "surrogate_files", "nowcast_files", "radiance_files"])
+@pytest.mark.parametrize(
+    "app", ["twin_files", "bda_files", "surrogate_files", "nowcast_files", "radiance_files", "bda_surrogate_files"]
+)
 def test_every_file_is_cf(app: str, request: pytest.FixtureRequest) -> None:
     files: Files = request.getfixturevalue(app)
     for name, path in files.paths.items():

@@ -37,6 +37,7 @@ from typer.testing import CliRunner
 from dacast.cli import app
 from dacast.workflow import PRESETS, config_to_dict
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict
+from dacast.workflow.bda_surrogate.config import BDA_SURROGATE_PRESETS, bda_surrogate_config_to_dict
 from dacast.workflow.radiance.config import RADIANCE_PRESETS, radiance_config_to_dict
 from dacast.workflow.realtime.config import REALTIME_PRESETS, realtime_config_to_dict
 from dacast.workflow.surrogate.config import SURROGATE_PRESET_REGISTRY, surrogate_config_to_dict
@@ -68,7 +69,9 @@ BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
     "dacast surrogate run": (
         ["surrogate", "run"],
         [_json(surrogate_config_to_dict(p.config)) for p in SURROGATE_PRESET_REGISTRY.values()]
-        + [_yaml_file("surrogate_lorenz63.yaml")],
+        + [_yaml_file("surrogate_lorenz63.yaml")]
+        + [_json(bda_surrogate_config_to_dict(p.config)) for p in BDA_SURROGATE_PRESETS.values()]
+        + [{"preset": "bda-surrogate-cycle", "bda": {"preset": "bda-small", "grid": 32}, "iterations": 1}],
     ),
     "dacast nowcast train": (["nowcast", "train"], [_yaml_file("nowcast_train.yaml")]),
     "dacast realtime run": (

@@ -34,17 +34,25 @@ def is_gridded(target: str) -> bool:
         return False
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
         return False  # the Lorenz loader reports the unreadable file in one line
     return is_bda_surrogate_target(target, data)
 
 
 def run_gridded(
-    target: str, *, device: str | None, out: Path | None, resume: bool, check: bool, progress: bool, plots: bool
+    target: str,
+    *,
+    iterations: int | None,
+    device: str | None,
+    out: Path | None,
+    resume: bool,
+    check: bool,
+    progress: bool,
+    plots: bool,
 ) -> None:
     """Load, check and run a gridded experiment; print its targets."""
     try:
-        config = load_bda_surrogate_target(target, device=device)
+        config = load_bda_surrogate_target(target, device=device, iterations=iterations)
     except ConfigError as err:
         raise fail(str(err)) from None
     out_dir = out or Path("runs") / config.name

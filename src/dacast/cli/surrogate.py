@@ -58,7 +58,16 @@ def run(
 ) -> None:
     """Run (or resume) the cycle; write surrogate_run.nc (bda_surrogate.nc), summary.json, checkpoints and plots."""
     if is_gridded(target):
-        run_gridded(target, device=device, out=out, resume=resume, check=check, progress=progress, plots=plots)
+        run_gridded(
+            target,
+            iterations=iterations,
+            device=device,
+            out=out,
+            resume=resume,
+            check=check,
+            progress=progress,
+            plots=plots,
+        )
         return
     if target not in SURROGATE_PRESETS and not Path(target).suffix and not Path(target).exists():
         names = ", ".join([*SURROGATE_PRESETS, *BDA_SURROGATE_PRESETS])

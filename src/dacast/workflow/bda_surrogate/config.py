@@ -46,7 +46,7 @@ from dacast.models.wursch_craig_limits import unstable_step
 from dacast.workflow.bda.config import BDAConfig, bda_config_from_dict, bda_config_to_dict
 from dacast.workflow.bda_surrogate.presets import bda_surrogate_presets
 from dacast.workflow.limits import require_seed
-from dacast.workflow.schema import Presets, build, parse, parse_value, require, resolve, with_preset
+from dacast.workflow.schema import ConfigError, Presets, build, parse, parse_value, require, resolve, with_preset
 
 Source = Literal["truth", "analyses", "cycle"]
 Experiment = Literal["perfect", "imperfect", "surrogate"]
@@ -192,8 +192,8 @@ BDA_SURROGATE_PRESETS: Presets[BDASurrogateConfig] = Presets(bda_surrogate_prese
 def _bda_section(value: Any, where: str) -> BDAConfig:
     try:
         return bda_config_from_dict(value)
-    except Exception as err:  # ConfigError: prefix the key path
-        raise type(err)(f"{where}: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def bda_surrogate_config_from_dict(data: Any) -> BDASurrogateConfig:
@@ -207,13 +207,18 @@ def is_bda_surrogate_target(target: str | Path, data: Any | None = None) -> bool
     if isinstance(target, str) and target in BDA_SURROGATE_PRESETS:
         return True
     if isinstance(data, dict):
-        return "bda" in data or data.get("preset") in BDA_SURROGATE_PRESETS
+        preset = data.get("preset")
+        return "bda" in data or (isinstance(preset, str) and preset in BDA_SURROGATE_PRESETS)
     return False
 
 
-def load_bda_surrogate_target(target: str | Path, *, device: str | None = None) -> BDASurrogateConfig:
-    """A preset name or YAML path, with the CLI override applied (validated again)."""
+def load_bda_surrogate_target(
+    target: str | Path, *, device: str | None = None, iterations: int | None = None
+) -> BDASurrogateConfig:
+    """A preset name or YAML path, with the CLI overrides applied (validated again)."""
     config, _ = resolve(target, BDA_SURROGATE_PRESETS, bda_surrogate_config_from_dict)
+    if iterations is not None:
+        config = build(lambda **kw: replace(config, **kw), {"iterations": parse_value(int, iterations, "iterations")})
     if device is not None:
         dev = parse_value(Literal["cpu", "cuda", "auto"], device, "device")
         config = build(

@@ -40,6 +40,8 @@ def _dataset(config: BDASurrogateConfig, out: Path, names: list[str]) -> xr.Data
     if not parts:
         return None
     ds = xr.concat(parts, dim="experiment", join="outer")
+    names = [str(e) for e in ds["experiment"].values]
+    ds = ds.assign_coords(experiment=np.arange(len(names)), experiment_name=("experiment", names))
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     ds.attrs = {
         "Conventions": "CF-1.10",
@@ -47,12 +49,13 @@ def _dataset(config: BDASurrogateConfig, out: Path, names: list[str]) -> xr.Data
         "source": f"dacast {__version__} (dacast.workflow.bda_surrogate), Wuersch-Craig twin, gridded LETKF",
         "history": f"{now} dacast {__version__}: dacast surrogate run {config.name}",
         "variables": "u, v: m/s; h: m; r: rain (dimensionless)",
-        "experiments": ", ".join(str(e) for e in ds["experiment"].values),
+        "experiments": ", ".join(names),
         "config": json.dumps(bda_surrogate_config_to_dict(config)),
         "dacast_version": __version__,
         "created": now,
     }
-    ds["experiment"].attrs = {"long_name": "model that runs the ensemble"}
+    ds["experiment"].attrs = {"long_name": "index of the experiment (the model that runs the ensemble)", "units": "1"}
+    ds["experiment_name"].attrs = {"long_name": "model that runs the ensemble"}
     return ds
 
 

@@ -25,9 +25,9 @@ def plot_rmse(ds: xr.Dataset, path: Path) -> Path:
     axes = fig.subplots(1, 2)
     minutes = ds["cycle"].values * 0.5
     for ax, var, unit in zip(axes, ("h", "r"), ("m", "1"), strict=True):
-        for name in ds["experiment"].values:
+        for i, name in enumerate(ds["experiment_name"].values):
             colour = _COLOURS.get(str(name), "0.3")
-            sel = ds.sel(experiment=name)
+            sel = ds.isel(experiment=i)
             ax.plot(minutes, sel[f"rmse_analysis_{var}"], color=colour, lw=1.1, label=f"{name}: analysis")
             ax.plot(minutes, sel[f"rmse_free_run_{var}"], color=colour, lw=0.8, ls="--", label=f"{name}: free run")
         ax.set_title(f"{var} [{unit}]")
@@ -43,8 +43,8 @@ def plot_threat(ds: xr.Dataset, path: Path) -> Path:
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     lead = ds["lead"].values
-    for name in ds["experiment"].values:
-        sel = ds.sel(experiment=name)
+    for i, name in enumerate(ds["experiment_name"].values):
+        sel = ds.isel(experiment=i)
         ax.plot(lead, sel["threat_score_forecast"], "o-", ms=3, color=_COLOURS.get(str(name), "0.3"), label=str(name))
     ax.plot(lead, ds["threat_score_persistence"].isel(experiment=0), "^-", ms=3, color="0.3", label="persistence")
     ax.set_xlabel("lead time [min]")
@@ -107,7 +107,7 @@ def make_plots(ds: xr.Dataset, out: Path, stability: dict, config: BDASurrogateC
     paths = {"rmse_plot": plot_rmse(ds, out / "rmse_by_cycle.png")}
     if "lead" in ds.dims and "threat_score_forecast" in ds:
         paths["threat_plot"] = plot_threat(ds, out / "threat_score.png")
-    fields = plot_fields(out, [str(n) for n in ds["experiment"].values], config, out / "fields.png")
+    fields = plot_fields(out, [str(n) for n in ds["experiment_name"].values], config, out / "fields.png")
     if fields is not None:
         paths["fields_plot"] = fields
     if stability.get("series", {}).get("physics"):
