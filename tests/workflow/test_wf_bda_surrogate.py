@@ -168,3 +168,12 @@ def test_cli_refuses_a_surrogate_for_another_grid(tmp_path) -> None:
     res = CliRunner().invoke(app, ["surrogate", "run", str(cfg_yaml), "--out", str(out), "--resume", "--no-progress"])
     assert res.exit_code == 2, res.output
     assert "trained for another setting" in res.output and "ny 32 (need 16)" in res.output
+
+
+def test_one_experiment_without_a_free_run(tmp_path) -> None:
+    """``experiments: [surrogate]`` and ``stability_cycles: 0``: only what was asked for is run and reported."""
+    result = run_bda_surrogate(tiny(experiments=["surrogate"], stability_cycles=0), tmp_path / "run", plots=False)
+    s = result.summary
+    assert list(s["experiments"]) == ["surrogate"] and s["stability"]["stable"] is None
+    assert "stable_free_run" not in s["targets"] and "rain_rmse_vs_perfect" not in s["targets"]
+    assert not (tmp_path / "run" / "perfect").exists()

@@ -87,7 +87,8 @@ def _targets(experiments: dict[str, dict], cost: dict, stability: dict) -> dict[
             out["ts_above_imperfect_every_lead"] = bool((f > _leads(ts["imperfect"]["forecast"])).all())
     ratio = cost["ratio_surrogate_to_physics"]
     out["cost"] = {"surrogate_over_physics": ratio, "target": "<= 0.1", "met": ratio <= 0.1}
-    out["stable_free_run"] = {"cycles": stability["cycles"], "met": bool(stability["stable"])}
+    if stability["stable"] is not None:
+        out["stable_free_run"] = {"cycles": stability["cycles"], "met": bool(stability["stable"])}
     return out
 
 

@@ -171,20 +171,22 @@ def stability_run(config: BDASurrogateConfig, surrogate: GridSurrogate, out: Pat
                 series["surrogate"].append(_extremes(xs, h0))
             except NonFiniteForecast as err:
                 failed = f"cycle {c + 1}: {err}"
-    phys = torch.tensor(series["physics"] or [[0.0] * 4])
-    sur = torch.tensor(series["surrogate"] or [[float("nan")] * 4])
-    bounded = bool((sur[:, :2] <= 2.0 * phys[:, :2].max(0).values).all())
     doc = {
         "cycles": config.stability_cycles,
         "members": config.stability_members,
         "finite_cycles": len(series["surrogate"]),
         "failure": failed,
-        "stable": failed is None and bounded,
+        "stable": None,  # not checked (stability_cycles 0)
         "columns": ["max_abs_h_dev_m", "max_abs_wind_ms", "mean_rain", "max_rain"],
-        "max_physics": phys.max(0).values.tolist(),
-        "max_surrogate": sur.max(0).values.tolist(),
         "series": series,
     }
+    if series["surrogate"]:
+        phys, sur = torch.tensor(series["physics"]), torch.tensor(series["surrogate"])
+        bounded = bool((sur[:, :2] <= 2.0 * phys[:, :2].max(0).values).all())
+        doc |= {"stable": failed is None and bounded, "max_physics": phys.max(0).values.tolist()}
+        doc["max_surrogate"] = sur.max(0).values.tolist()
+    elif failed is not None:
+        doc["stable"] = False
     write_json(path, doc)
     say(
         f"stability: surrogate {'stable' if doc['stable'] else 'NOT stable'} over {config.stability_cycles} free cycles"
