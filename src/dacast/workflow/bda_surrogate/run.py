@@ -188,9 +188,9 @@ def stability_run(config: BDASurrogateConfig, surrogate: GridSurrogate, out: Pat
     elif failed is not None:
         doc["stable"] = False
     write_json(path, doc)
-    say(
-        f"stability: surrogate {'stable' if doc['stable'] else 'NOT stable'} over {config.stability_cycles} free cycles"
-    )
+    if doc["stable"] is not None:
+        verdict = "stable" if doc["stable"] else "NOT stable"
+        say(f"stability: surrogate {verdict} over {config.stability_cycles} free cycles")
     return doc
 
 
