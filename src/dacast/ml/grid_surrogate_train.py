@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from dacast._device import resolve_device
+from dacast.ml.fitting import FitHistory, fit_epochs
 from dacast.ml.grid_surrogate import GridSurrogate, GridSurrogateSpec, build_grid_surrogate
 
 Device = Literal["cpu", "cuda", "auto"]
@@ -175,39 +175,23 @@ def train_grid_surrogate(
     weights = torch.tensor(config.variable_weights, dtype=torch.float32, device=device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr / 10)
-    gen = torch.Generator().manual_seed(config.seed + 1)
-    best, best_epoch, best_state, waited = _evaluate(model, va, weights, config.batch_size), -1, None, 0
-    initial_val = best
-    train_hist: list[float] = []
-    val_hist: list[float] = []
-    columns = (TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, TimeElapsedColumn(), disable=not progress) as bar:
-        task = bar.add_task("", total=config.epochs)
-        for epoch in range(config.epochs):
-            model.train()
-            order = torch.randperm(n_train, generator=gen).to(device)
-            total = 0.0
-            for s in range(0, n_train, config.batch_size):
-                b = order[s : s + config.batch_size]
-                loss = increment_loss(model, tr[0][b], tr[1][b], weights)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * b.numel()
-            sched.step()
-            val = _evaluate(model, va, weights, config.batch_size)
-            train_hist.append(total / n_train)
-            val_hist.append(val)
-            bar.update(task, advance=1, description=f"val {val:.3g}")
-            if val < best * (1 - config.min_delta):
-                best, best_epoch, waited = val, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    initial_val = _evaluate(model, va, weights, config.batch_size)
+    hist = fit_epochs(
+        model,
+        batch_loss=lambda b: increment_loss(model, tr[0][b], tr[1][b], weights),
+        val_loss=lambda: _evaluate(model, va, weights, config.batch_size),
+        optimizer=opt,
+        scheduler=sched,
+        n_train=n_train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        patience=config.patience,
+        min_delta=config.min_delta,
+        generator=torch.Generator().manual_seed(config.seed + 1),
+        history=FitHistory(best_val=initial_val, best_epoch=-1),
+        progress=progress,
+    )
+    train_hist, val_hist, best, best_epoch = hist.train_loss, hist.val_loss, hist.best_val, hist.best_epoch
     model = model.cpu().eval()
     wall = time.perf_counter() - start
     metrics = {

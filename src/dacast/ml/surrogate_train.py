@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from dacast._device import resolve_device
+from dacast.ml.fitting import FitHistory, fit_epochs
 from dacast.ml.surrogate import SurrogateNet, SurrogateSpec, build_surrogate
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -258,46 +258,23 @@ def train_surrogate(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr / 10)
     gen = torch.Generator().manual_seed(config.seed)
-    best, best_epoch, best_state, waited = math.inf, 0, None, 0
-    train_hist: list[float] = []
-    val_hist: list[float] = []
     n_train = n - n_val
-    with Progress(
-        TextColumn("[bold]training[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        disable=not progress,
-    ) as bar:
-        task = bar.add_task("", total=config.epochs)
-        for epoch in range(config.epochs):
-            model.train()
-            order = torch.randperm(n_train, generator=gen).to(device)
-            total = 0.0
-            for s in range(0, n_train, config.batch_size):
-                b = order[s : s + config.batch_size]
-                loss = _loss(model, tr[0][b], tr[1][b], tr[2][b])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * b.numel()
-            sched.step()
-            model.eval()
-            with torch.no_grad():
-                val = float(_loss(model, *va))
-            train_hist.append(total / n_train)
-            val_hist.append(val)
-            bar.update(task, advance=1, description=f"val {val:.3g}")
-            if val < best * (1 - config.min_delta):
-                best, best_epoch, waited = val, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= config.patience:
-                    break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    hist = fit_epochs(
+        model,
+        batch_loss=lambda b: _loss(model, tr[0][b], tr[1][b], tr[2][b]),
+        val_loss=lambda: float(_loss(model, *va)),
+        optimizer=opt,
+        scheduler=sched,
+        n_train=n_train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        patience=config.patience,
+        min_delta=config.min_delta,
+        generator=gen,
+        history=FitHistory(best_val=math.inf, best_epoch=0),
+        progress=progress,
+    )
+    train_hist, val_hist, best, best_epoch = hist.train_loss, hist.val_loss, hist.best_val, hist.best_epoch
     model = model.cpu().eval()
     wall = time.perf_counter() - start
     metrics = {
