@@ -4,7 +4,8 @@ For each grid and device, both models advance the same spun-up members by one 30
 (the physics in three 10-s steps, the surrogate in one network step), with the triggering
 noise; the best of ``--repeats`` runs is kept and divided by the members. The surrogate's
 cost does not depend on its weights, so an untrained network of the preset's size
-(``--channels``, ``--layers``) is timed. On CUDA the surrogate also runs in bfloat16.
+(``--channels``, ``--layers``) is timed, purely learned (``surrogate``) and correcting the physics
+(``hybrid``: the physics' forecast plus the network). On CUDA the surrogate also runs in bfloat16.
 
     python benchmarks/bda_surrogate_cost.py                               # 64, 128, 256; 16 members
     python benchmarks/bda_surrogate_cost.py --grids 256 --members 1000    # the 1000-member forecast stage
@@ -16,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import time
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import torch
 from rich.console import Console
@@ -25,6 +29,16 @@ from rich.table import Table
 from dacast.ml.grid_surrogate import GridSurrogateSpec, build_grid_surrogate
 from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
 from dacast.workflow.bda.config import MODEL_DEFAULTS
+
+
+def _peak_mb() -> float | None:
+    """The process's resident high-water mark (MB; Linux), or None."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    found = re.search(r"VmHWM:\s+(\d+)", status)
+    return int(found.group(1)) / 1024 if found else None
 
 
 def _time(run, device: torch.device, repeats: int) -> float:
@@ -51,6 +65,8 @@ def measure(grid: int, members: int, device: torch.device, args: argparse.Namesp
     rows = []
     cases = [("physics", "float32", lambda: physics.forecast(x, 30.0, seed=2, start_step=0))]
     cases.append(("surrogate", "float32", lambda: net.forecast(x, 30.0, seed=2, start_step=0)))
+    hybrid = build_grid_surrogate(replace(spec, physics=asdict(physics.config))).to(device)
+    cases.append(("hybrid", "float32", lambda: hybrid.forecast(x, 30.0, seed=2, start_step=0)))
     if device.type == "cuda":
         half = build_grid_surrogate(spec).to(device).compute_in(torch.bfloat16)
         cases.append(("surrogate", "bfloat16", lambda: half.forecast(x, 30.0, seed=2, start_step=0)))
@@ -100,8 +116,12 @@ def main() -> None:
             f"{r['cost_vs_physics']:.2f}x",
         )
     Console().print(table)
+    peak = _peak_mb()
+    if peak is not None:
+        Console().print(f"peak resident memory of this process: {peak:.0f} MB")
     if args.json:
         meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+        meta["peak_rss_mb"] = _peak_mb()
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"meta": meta, "args": vars(args), "rows": rows}, fh, indent=1)
 

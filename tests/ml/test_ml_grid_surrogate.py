@@ -138,6 +138,8 @@ def test_reload_reproduces_outputs_and_refuses_misfits(tmp_path, physics: Wursch
         load_grid_surrogate(pt, expected=replace(net.spec, ny=32, nx=32))
     with pytest.raises(SurrogateMismatch, match="cycle_seconds"):
         load_grid_surrogate(pt, expected=replace(net.spec, cycle_seconds=60.0))
+    with pytest.raises(SurrogateMismatch, match="h0 90.0 \\(need 100.0\\)"):  # trained around another base state
+        load_grid_surrogate(pt, expected=replace(net.spec, h0=100.0))
     with pytest.raises(SurrogateMismatch, match="physics"):
         load_grid_surrogate(pt, expected=spec(physics, base=replace(physics.config, alpha=4e-4)))
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")

@@ -61,6 +61,7 @@ class GridSurrogateSpec:
         model_dt: the physics model's step (s); the triggering noise is drawn per model step.
         noise_amplitude, noise_radius, noise_rate: the triggering settings of the physics model
             (`WurschCraigConfig`), used for the kicks.
+        h0: the resting fluid height (m) of the model it was trained on (its normalisation is around it).
         channels: hidden channels of every convolution.
         layers: 3x3 convolutions (>= 2); receptive field ``2 * layers + 1`` cells.
         bound: soft bound of the normalised increment.
@@ -77,6 +78,7 @@ class GridSurrogateSpec:
     noise_amplitude: float = 0.02
     noise_radius: float = 1500.0
     noise_rate: float = 1e-10
+    h0: float = 90.0
     channels: int = 32
     layers: int = 4
     bound: float = 8.0
@@ -118,6 +120,7 @@ class GridSurrogateSpec:
             noise_amplitude=config.noise_amplitude,
             noise_radius=config.noise_radius,
             noise_rate=config.noise_rate,
+            h0=config.H0,
             **net,
         )
 
@@ -128,7 +131,7 @@ class GridSurrogateSpec:
 
     def setting(self) -> dict[str, Any]:
         """What a checkpoint must agree on with the experiment it is used in (grid, cycle, noise, variables)."""
-        keep = ("ny", "nx", "dx", "cycle_seconds", "model_dt", "noise_amplitude", "noise_radius", "noise_rate")
+        keep = ("ny", "nx", "dx", "cycle_seconds", "model_dt", "noise_amplitude", "noise_radius", "noise_rate", "h0")
         return {k: getattr(self, k) for k in keep} | {"variables": list(self.variables), "physics": self.physics}
 
 
