@@ -71,6 +71,7 @@ def test_presets_round_trip() -> None:
         ({"training_members": 99}, "training_members"),
         ({"bda": {"members": 1}}, "bda: members must be at least 2"),
         ({"colour": "red"}, "colour"),
+        ({"training_cycles": 100_000, "training_members": 50, "bda": {"grid": 512}}, "training pairs, float32"),
     ],
 )
 def test_bad_settings_are_one_line(change: dict, message: str) -> None:

@@ -45,7 +45,7 @@ from dacast.models.wursch_craig import WurschCraigConfig
 from dacast.models.wursch_craig_limits import unstable_step
 from dacast.workflow.bda.config import BDAConfig, bda_config_from_dict, bda_config_to_dict
 from dacast.workflow.bda_surrogate.presets import bda_surrogate_presets
-from dacast.workflow.limits import require_seed
+from dacast.workflow.limits import require_fits, require_seed
 from dacast.workflow.schema import ConfigError, Presets, build, parse, parse_value, require, resolve, with_preset
 
 Source = Literal["truth", "analyses", "cycle"]
@@ -143,6 +143,9 @@ class BDASurrogateConfig:
         )
         require(1 <= self.stability_members <= self.bda.members, "stability_members must lie in [1, bda.members]")
         require(self.threads is None or 1 <= self.threads <= 1024, f"threads must lie in [1, 1024], got {self.threads}")
+        pairs = 2.0 * self.training_members * self.training_cycles * 4.0 * float(self.bda.grid) ** 2 * 4.0
+        sizes = f"training_members={self.training_members} x training_cycles={self.training_cycles}"
+        require_fits(pairs + self.bda.estimated_bytes(), f"{sizes} x grid {self.bda.grid}^2 (training pairs, float32)")
         problem = unstable_step(self.imperfect_model())
         require(problem is None, f"imperfect: {problem}")
         require(self.imperfect_model() != self.bda.model, "imperfect must change at least one parameter of the physics")
