@@ -5,12 +5,16 @@ h, r`` in m/s, m/s, m and dimensionless rain) to the states one *cycle*
 (``spec.cycle_seconds``, 30 s by default: three steps of the physics model) later,
 in residual form::
 
-    x_next = x + delta_std * net((x + kicks - mean) / std),   r_next >= 0
+    a = anchor(x)                                     (see below)
+    x_next = a + delta_std * net((a - mean) / std),   r_next >= 0
 
-``kicks`` are the Würsch-Craig model's own triggering perturbations of the cycle's
-steps (`WurschCraig.perturb`), drawn from ``(seed, global member, global step)``
-exactly as the physics model draws them, so the surrogate's ensemble gets new
-convective cells from the same random forcing. The network is local: ``layers``
+Purely learned (``spec.physics`` None), the anchor is ``x + kicks``: the Würsch-Craig
+model's own triggering perturbations of the cycle's steps (`WurschCraig.perturb`), drawn
+from ``(seed, global member, global step)`` exactly as the physics model draws them, so
+the surrogate's ensemble gets new convective cells from the same random forcing. As a
+hybrid (``spec.physics`` the settings of a physics model, e.g. one with a wrong parameter)
+the anchor is that model's 30-s forecast with the same triggering, and the network learns
+its error. The network is local: ``layers``
 3x3 convolutions with circular (periodic) padding; in 30 s a gravity wave travels
 about two 500-m cells, so a receptive field of ``2 * layers + 1`` cells covers the
 domain of dependence with room to spare. The increment is bounded softly
