@@ -178,3 +178,15 @@ def test_one_experiment_without_a_free_run(tmp_path) -> None:
     assert list(s["experiments"]) == ["surrogate"] and s["stability"]["stable"] is None
     assert "stable_free_run" not in s["targets"] and "rain_rmse_vs_perfect" not in s["targets"]
     assert not (tmp_path / "run" / "perfect").exists()
+
+
+def test_cli_runs_and_prints_the_targets(tmp_path) -> None:
+    cfg_yaml = tmp_path / "tiny.yaml"
+    cfg_yaml.write_text(json.dumps({"preset": "bda-surrogate-truth", **TINY, "stability_cycles": 0}))
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["surrogate", "run", str(cfg_yaml), "--out", str(out), "--no-progress", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert "surrogate analysis RMSE" in res.output and "rain_rmse_vs_perfect:" in res.output
+    assert json.loads((out / "surrogate_00.json").read_text())["trained_on"] == "truth runs"
+    again = CliRunner().invoke(app, ["surrogate", "run", str(cfg_yaml), "--out", str(out)])
+    assert again.exit_code == 2 and "--resume" in again.output
