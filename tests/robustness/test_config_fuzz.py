@@ -71,7 +71,8 @@ BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
         [_json(surrogate_config_to_dict(p.config)) for p in SURROGATE_PRESET_REGISTRY.values()]
         + [_yaml_file("surrogate_lorenz63.yaml")]
         + [_json(bda_surrogate_config_to_dict(p.config)) for p in BDA_SURROGATE_PRESETS.values()]
-        + [{"preset": "bda-surrogate-cycle", "bda": {"preset": "bda-small", "grid": 32}, "iterations": 1}],
+        + [{"preset": "bda-surrogate-cycle", "bda": {"preset": "bda-small", "grid": 32}, "iterations": 1}]
+        + [_yaml_file("bda_surrogate_256.yaml")],
     ),
     "dacast nowcast train": (["nowcast", "train"], [_yaml_file("nowcast_train.yaml")]),
     "dacast realtime run": (
