@@ -74,7 +74,7 @@ def _report(s: dict[str, Any], summary_path: Path | None) -> None:
     for name, e in s["experiments"].items():
         rm = e.get("rmse_analysis") or {}
         state = f"diverged at cycle {e['diverged_cycle']}" if e.get("diverged") else "ok"
-        text = ", ".join(f"{k} {v:.3g}" for k, v in rm.items())
+        text = ", ".join(f"{k} {float('nan') if v is None else v:.3g}" for k, v in rm.items())
         stdout.print(f"  {name:<9} analysis RMSE {text} ({state})", highlight=False)
     for key, value in s["targets"].items():
         met = value.get("met") if isinstance(value, dict) else value

@@ -66,7 +66,11 @@ def _leads(values: list) -> np.ndarray:
 
 def _targets(experiments: dict[str, dict], cost: dict, stability: dict) -> dict[str, Any]:
     """Each target of the issue with its measured value and ``met`` (None where an experiment is missing)."""
-    rain = {k: v["rmse_analysis"]["r"] for k, v in experiments.items() if "rmse_analysis" in v}
+    rain = {  # JSON's null (a NaN written by an earlier session) -> NaN: never "met"
+        k: float("nan") if v["rmse_analysis"]["r"] is None else v["rmse_analysis"]["r"]
+        for k, v in experiments.items()
+        if v.get("rmse_analysis")
+    }
     ts = {k: v.get("threat_score_30dbz", {}) for k, v in experiments.items()}
     out: dict[str, Any] = {}
     if {"surrogate", "perfect"} <= rain.keys():
