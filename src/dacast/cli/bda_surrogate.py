@@ -9,34 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dacast.cli.console import check_out_dir, fail, print_config, run_errors
 from dacast.cli.console import out as stdout
 from dacast.ml.grid_surrogate import SurrogateMismatch
 from dacast.workflow.bda_surrogate.config import (
-    BDA_SURROGATE_PRESETS,
     bda_surrogate_config_to_dict,
-    is_bda_surrogate_target,
     load_bda_surrogate_target,
 )
 from dacast.workflow.bda_surrogate.run import run_bda_surrogate
 from dacast.workflow.runtime import say
 from dacast.workflow.schema import ConfigError
-
-
-def is_gridded(target: str) -> bool:
-    """Whether ``target`` names a gridded preset or a readable YAML file of the gridded schema."""
-    if target in BDA_SURROGATE_PRESETS:
-        return True
-    path = Path(target)
-    if not path.is_file():
-        return False
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError):
-        return False  # the Lorenz loader reports the unreadable file in one line
-    return is_bda_surrogate_target(target, data)
 
 
 def run_gridded(
@@ -84,4 +66,4 @@ def _report(s: dict[str, Any], summary_path: Path | None) -> None:
     stdout.print(f"wall time {s['wall_time_s']:.0f} s; summary: {summary_path}", highlight=False)
 
 
-__all__ = ["is_gridded", "run_gridded"]
+__all__ = ["run_gridded"]

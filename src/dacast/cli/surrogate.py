@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dacast.cli.bda_surrogate import is_gridded, run_gridded
+from dacast.cli.bda_surrogate import run_gridded
 from dacast.cli.console import (
     FLAG,
     CheckFlag,
@@ -27,8 +27,8 @@ from dacast.cli.console import (
     run_errors,
 )
 from dacast.cli.console import out as stdout
-from dacast.workflow.bda_surrogate.config import BDA_SURROGATE_PRESETS
-from dacast.workflow.schema import ConfigError
+from dacast.workflow.bda_surrogate.config import BDA_SURROGATE_PRESETS, is_bda_surrogate_target
+from dacast.workflow.schema import ConfigError, is_yaml_path
 from dacast.workflow.surrogate.config import SURROGATE_PRESETS, load_surrogate_target, surrogate_config_to_dict
 from dacast.workflow.surrogate.output import summarise_surrogate
 from dacast.workflow.surrogate.run import run_surrogate
@@ -57,7 +57,7 @@ def run(
     plots: PlotsFlag = True,
 ) -> None:
     """Run (or resume) the cycle; write surrogate_run.nc (bda_surrogate.nc), summary.json, checkpoints and plots."""
-    if is_gridded(target):
+    if is_bda_surrogate_target(target):
         run_gridded(
             target,
             iterations=iterations,
@@ -69,9 +69,9 @@ def run(
             plots=plots,
         )
         return
-    if target not in SURROGATE_PRESETS and not Path(target).suffix and not Path(target).exists():
-        names = ", ".join([*SURROGATE_PRESETS, *BDA_SURROGATE_PRESETS])
-        raise fail(f"unknown surrogate preset {target!r}; choose one of: {names}")
+    names = [*SURROGATE_PRESETS, *BDA_SURROGATE_PRESETS]
+    if target not in names and not is_yaml_path(target, names):
+        raise fail(f"unknown surrogate preset {target!r}; choose one of: {', '.join(names)}")
     try:
         config = load_surrogate_target(target, iterations=iterations, device=device)
         config.device_obj()  # CUDA asked for where there is none

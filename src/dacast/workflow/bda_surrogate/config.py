@@ -45,8 +45,18 @@ from dacast.models.wursch_craig import WurschCraigConfig
 from dacast.models.wursch_craig_limits import unstable_step
 from dacast.workflow.bda.config import BDAConfig, bda_config_from_dict, bda_config_to_dict
 from dacast.workflow.bda_surrogate.presets import bda_surrogate_presets
-from dacast.workflow.limits import require_fits, require_seed
-from dacast.workflow.schema import ConfigError, Presets, build, parse, parse_value, require, resolve, with_preset
+from dacast.workflow.limits import read_yaml, require_fits, require_seed
+from dacast.workflow.schema import (
+    ConfigError,
+    Presets,
+    build,
+    is_yaml_path,
+    parse,
+    parse_value,
+    require,
+    resolve,
+    with_preset,
+)
 
 Source = Literal["truth", "analyses", "cycle"]
 Experiment = Literal["perfect", "imperfect", "surrogate"]
@@ -205,14 +215,21 @@ def bda_surrogate_config_from_dict(data: Any) -> BDASurrogateConfig:
     return parse(BDASurrogateConfig, merged, hooks={BDAConfig: _bda_section})
 
 
-def is_bda_surrogate_target(target: str | Path, data: Any | None = None) -> bool:
-    """Whether ``target`` is one of these presets, or ``data`` a YAML mapping of this schema (``bda`` or its preset)."""
+def is_bda_surrogate_target(target: str | Path) -> bool:
+    """Whether ``target`` is one of these presets, or a readable YAML file of this schema (``bda`` or its preset).
+
+    An unreadable file is not (the other application's loader reports it in one line).
+    """
     if isinstance(target, str) and target in BDA_SURROGATE_PRESETS:
         return True
-    if isinstance(data, dict):
-        preset = data.get("preset")
-        return "bda" in data or (isinstance(preset, str) and preset in BDA_SURROGATE_PRESETS)
-    return False
+    if not is_yaml_path(target, BDA_SURROGATE_PRESETS):
+        return False
+    try:
+        data = read_yaml(target)
+    except ConfigError:
+        return False
+    preset = data.get("preset") if isinstance(data, dict) else None
+    return isinstance(data, dict) and ("bda" in data or (isinstance(preset, str) and preset in BDA_SURROGATE_PRESETS))
 
 
 def load_bda_surrogate_target(
