@@ -178,3 +178,10 @@ def test_bfloat16_convolutions_keep_a_float32_normalisation(physics: WurschCraig
     assert half.dtype == torch.float32 and net.state_mean.dtype == torch.float32
     increment = (full - states).abs().amax((0, 2, 3))
     assert bool(((half - full).abs().amax((0, 2, 3)) <= 0.05 * increment + 1e-12).all())
+
+
+def test_train_config_shares_the_surrogate_checks_and_refuses_zero_weights() -> None:
+    with pytest.raises(ValueError, match="val_fraction"):
+        GridTrainConfig(val_fraction=0.9)
+    with pytest.raises(ValueError, match="not all 0"):
+        GridTrainConfig(variable_weights=(0.0, 0.0, 0.0, 0.0))

@@ -28,7 +28,6 @@ checkpoint made for another grid, cycle length, variable set or noise settings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -39,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from dacast.atomic import write_atomic
+from dacast.ml.digest import tensors_sha256
 from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
 
 VARIABLES = ("u", "v", "h", "r")
@@ -304,12 +304,8 @@ def build_grid_surrogate(spec: GridSurrogateSpec, seed: int = 0) -> GridSurrogat
 
 
 def state_dict_sha256(model: nn.Module) -> str:
-    """SHA-256 of the weights and buffers (float64 bytes in key order): the identity of a trained surrogate."""
-    h = hashlib.sha256()
-    for key, value in sorted(model.state_dict().items()):
-        h.update(key.encode())
-        h.update(value.detach().cpu().double().contiguous().numpy().tobytes())
-    return h.hexdigest()
+    """SHA-256 of the weights and buffers in key order (`tensors_sha256`): the identity of a trained surrogate."""
+    return tensors_sha256(*(value for _, value in sorted(model.state_dict().items())))
 
 
 def save_grid_surrogate(model: GridSurrogate, path: str | Path, *, metadata: dict[str, Any] | None = None) -> Path:

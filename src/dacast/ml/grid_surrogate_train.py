@@ -13,20 +13,19 @@ seeds in `GridTrainConfig`, so a training is reproducible.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from dacast._device import resolve_device
+from dacast.ml.digest import tensors_sha256
 from dacast.ml.fitting import FitHistory, fit_epochs
 from dacast.ml.grid_surrogate import GridSurrogate, GridSurrogateSpec, build_grid_surrogate
-
-Device = Literal["cpu", "cuda", "auto"]
+from dacast.ml.surrogate_train import SurrogateTrainConfig
 
 
 @dataclass(frozen=True)
@@ -54,50 +53,30 @@ class GridPairs:
         return int(self.inputs.shape[0])
 
     def sha256(self) -> str:
-        """SHA-256 of both arrays (float32 bytes): identifies the training data in the checkpoint's JSON."""
-        h = hashlib.sha256()
-        for t in (self.inputs, self.targets):
-            h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        """SHA-256 of both arrays (`tensors_sha256`): identifies the training data in the checkpoint's JSON."""
+        return tensors_sha256(self.inputs, self.targets)
 
 
 @dataclass(frozen=True, kw_only=True)
-class GridTrainConfig:
-    """Settings of `train_grid_surrogate`.
+class GridTrainConfig(SurrogateTrainConfig):
+    """Settings of `train_grid_surrogate`: those of the Lorenz surrogates' `SurrogateTrainConfig`, other
+    defaults for 2-D fields, and a loss weight per variable.
 
     Attributes:
-        epochs: maximum passes over the training pairs.
-        batch_size: pairs per optimiser step.
-        lr: Adam learning rate (cosine decay to a tenth over ``epochs``).
-        val_fraction: the latest fraction of the pairs held out for validation, in (0, 0.5].
-        patience: epochs without a relative improvement of ``min_delta`` before stopping.
-        min_delta: relative validation improvement that resets the patience counter.
-        variable_weights: loss weight of ``u, v, h, r``.
-        seed: seeds the initial weights and the batch order.
-        device: ``cpu``, ``cuda`` or ``auto``.
+        variable_weights: loss weight of ``u, v, h, r`` (each >= 0, not all 0).
+        (the others: see `SurrogateTrainConfig`; ``seed`` also seeds the initial weights.)
     """
 
     epochs: int = 20
     batch_size: int = 16
-    lr: float = 2e-3
-    val_fraction: float = 0.2
     patience: int = 4
-    min_delta: float = 1e-3
     variable_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 2.0)
-    seed: int = 0
-    device: Device = "cpu"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise ValueError("epochs, batch_size and patience must be >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be positive and finite, got {self.lr}")
-        if not 0 < self.val_fraction <= 0.5:
-            raise ValueError(f"val_fraction must lie in (0, 0.5], got {self.val_fraction}")
-        if len(self.variable_weights) != 4 or not all(w >= 0 and math.isfinite(w) for w in self.variable_weights):
-            raise ValueError(f"variable_weights must be 4 finite numbers >= 0, got {list(self.variable_weights)}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
+        super().__post_init__()
+        w = self.variable_weights
+        if len(w) != 4 or not all(v >= 0 and math.isfinite(v) for v in w) or not sum(w) > 0:
+            raise ValueError(f"variable_weights must be 4 finite numbers >= 0, not all 0, got {list(w)}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +152,7 @@ def train_grid_surrogate(
     tr = [t[:n_train].to(device=device, dtype=torch.float32) for t in (pairs.inputs, pairs.targets)]
     va = [t[n_train:].to(device=device, dtype=torch.float32) for t in (pairs.inputs, pairs.targets)]
     weights = torch.tensor(config.variable_weights, dtype=torch.float32, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr / 10)
     initial_val = _evaluate(model, va, weights, config.batch_size)
     hist = fit_epochs(

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from dacast._device import resolve_device
 from dacast.atomic import write_atomic
+from dacast.ml.digest import tensors_sha256
 from dacast.ml.obsop import AMSU_CHANNELS, RadianceNetwork, check_humidity_levels, feature_names
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -103,11 +104,7 @@ class RadianceTrainConfig:
 
 def training_data_sha256(features: Tensor, targets: Tensor) -> str:
     """SHA-256 (hex) over the shapes and float64 bytes of ``features (n, F)`` and ``targets (n, C)``."""
-    h = hashlib.sha256()
-    for a in (features, targets):
-        h.update(repr(tuple(a.shape)).encode())
-        h.update(a.detach().to("cpu", torch.float64).contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return tensors_sha256(features, targets)
 
 
 def _check_data(features: Tensor, targets: Tensor, channels: tuple[int, ...]) -> None:

@@ -24,8 +24,8 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [training_seed]: 1                # seed of the training period (must differ from bda.seed)
     [iterations]: 2                   # cycle only: retrainings on analyses made with the surrogate
     [net]: {channels: 24, layers: 4, bound: 8.0, base: none}   # base imperfect: a hybrid correcting the physics
-    [train]: {epochs: 12, batch_size: 16, lr: 0.002, val_fraction: 0.2, patience: 4,
-              variable_weights: [1, 1, 1, 2], seed: 0, device: cpu}
+    [train]: {epochs: 12, batch_size: 16, lr: 0.002, weight_decay: 0.0, val_fraction: 0.2, patience: 4,
+              min_delta: 0.001, variable_weights: [1, 1, 1, 2], seed: 0, device: cpu}
     [experiments]: [perfect, imperfect, surrogate]
     [stability_cycles]: 500           # free run of the surrogate after training
     [stability_members]: 4
