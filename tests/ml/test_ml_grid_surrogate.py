@@ -52,15 +52,15 @@ def pairs(physics: WurschCraig, states: torch.Tensor) -> GridPairs:
     return GridPairs(torch.cat(ins), torch.cat(outs))
 
 
-def test_spec_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="multiple of model_dt"):
-        GridSurrogateSpec(ny=16, nx=16, cycle_seconds=25.0, model_dt=10.0)
+def test_spec_rejects_bad_settings(physics: WurschCraig) -> None:
+    with pytest.raises(ValueError, match="multiple of the model step"):
+        GridSurrogateSpec.for_model(physics.config, 25.0)
     with pytest.raises(ValueError, match="layers"):
-        GridSurrogateSpec(ny=16, nx=16, layers=1)
+        GridSurrogateSpec.for_model(physics.config, 30.0, layers=1)
     with pytest.raises(ValueError, match="variables"):
-        GridSurrogateSpec(ny=16, nx=16, variables=("u", "v", "h"))
+        GridSurrogateSpec.for_model(physics.config, 30.0, variables=("u", "v", "h"))
     with pytest.raises(ValueError, match="grid"):
-        GridSurrogateSpec(ny=16, nx=16, physics={"ny": 32, "nx": 32})
+        GridSurrogateSpec.for_model(physics.config, 30.0, base=replace(physics.config, ny=32, nx=32))
 
 
 def test_perturb_is_the_forecasts_triggering(physics: WurschCraig, states: torch.Tensor) -> None:
@@ -134,12 +134,12 @@ def test_reload_reproduces_outputs_and_refuses_misfits(tmp_path, physics: Wursch
     assert torch.equal(again.forecast(states, 30.0, seed=1), net.forecast(states, 30.0, seed=1))
     doc = json.loads((tmp_path / "s.json").read_text())
     assert doc["weights_sha256"] == state_dict_sha256(net) and doc["note"] == "test"
-    with pytest.raises(SurrogateMismatch, match="ny 16 \\(need 32\\)"):
-        load_grid_surrogate(pt, expected=replace(net.spec, ny=32, nx=32))
+    with pytest.raises(SurrogateMismatch, match="model.ny 16 \\(need 32\\)"):
+        load_grid_surrogate(pt, expected=replace(net.spec, model={**net.spec.model, "ny": 32, "nx": 32}))
     with pytest.raises(SurrogateMismatch, match="cycle_seconds"):
         load_grid_surrogate(pt, expected=replace(net.spec, cycle_seconds=60.0))
-    with pytest.raises(SurrogateMismatch, match="h0 90.0 \\(need 100.0\\)"):  # trained around another base state
-        load_grid_surrogate(pt, expected=replace(net.spec, h0=100.0))
+    with pytest.raises(SurrogateMismatch, match="model.H0 90.0 \\(need 89.0\\)"):  # trained around another base state
+        load_grid_surrogate(pt, expected=replace(net.spec, model={**net.spec.model, "H0": 89.0}))
     with pytest.raises(SurrogateMismatch, match="physics"):
         load_grid_surrogate(pt, expected=spec(physics, base=replace(physics.config, alpha=4e-4)))
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")

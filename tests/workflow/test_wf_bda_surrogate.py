@@ -164,7 +164,7 @@ def test_cli_refuses_a_surrogate_for_another_grid(tmp_path) -> None:
     cfg = tiny()
     (out / "config.json").write_text(json.dumps(bda_surrogate_config_to_dict(cfg)))
     spec = cfg.spec()
-    other = replace(spec, ny=32, nx=32, physics={**spec.physics, "ny": 32, "nx": 32})
+    other = replace(spec, model={**spec.model, "ny": 32, "nx": 32}, physics={**spec.physics, "ny": 32, "nx": 32})
     save_grid_surrogate(build_grid_surrogate(other), out / "surrogate_00")
     res = CliRunner().invoke(app, ["surrogate", "run", str(cfg_yaml), "--out", str(out), "--resume", "--no-progress"])
     assert res.exit_code == 2, res.output

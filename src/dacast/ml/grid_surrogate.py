@@ -23,7 +23,8 @@ run finite even where the network is asked about states it never saw.
 
 The normalisation (per-variable mean, std and increment std) is fitted on the
 training data and travels with the checkpoint; `load_grid_surrogate` refuses a
-checkpoint made for another grid, cycle length, variable set or noise settings.
+checkpoint made for another model (grid, step, triggering, resting height), cycle length,
+variable set or corrected physics.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
 
 VARIABLES = ("u", "v", "h", "r")
 #: Written into every checkpoint, so that another program's file is refused by name.
-FORMAT = "dacast.grid_surrogate/1"
+FORMAT = "dacast.grid_surrogate/2"
 
 
 class SurrogateMismatch(ValueError):
@@ -59,51 +60,40 @@ class GridSurrogateSpec:
     """Architecture and the physical setting a gridded surrogate is made for.
 
     Attributes:
-        ny, nx: grid points (y, x).
-        dx: grid spacing (m).
-        cycle_seconds: the time one network step advances (s).
-        model_dt: the physics model's step (s); the triggering noise is drawn per model step.
-        noise_amplitude, noise_radius, noise_rate: the triggering settings of the physics model
-            (`WurschCraigConfig`), used for the kicks.
-        h0: the resting fluid height (m) of the model it was trained on (its normalisation is around it).
+        model: the `WurschCraigConfig` fields of the model it emulates (grid, spacing, step, triggering,
+            resting height: what its normalisation and kicks are made for).
+        cycle_seconds: the time one network step advances (s), a multiple of ``model["dt"]``.
         channels: hidden channels of every convolution.
         layers: 3x3 convolutions (>= 2); receptive field ``2 * layers + 1`` cells.
         bound: soft bound of the normalised increment.
         variables: the state's variables, in order.
         physics: None for a purely learned model; else the `WurschCraigConfig` fields of a physics
-            model that runs the cycle first (the *anchor*), so the network learns its error (hybrid).
+            model (same grid, spacing and step) that runs the cycle first (the *anchor*), so the
+            network learns its error (hybrid).
     """
 
-    ny: int
-    nx: int
-    dx: float = 500.0
+    model: dict[str, Any]
     cycle_seconds: float = 30.0
-    model_dt: float = 10.0
-    noise_amplitude: float = 0.02
-    noise_radius: float = 1500.0
-    noise_rate: float = 1e-10
-    h0: float = 90.0
     channels: int = 32
     layers: int = 4
     bound: float = 8.0
     variables: tuple[str, ...] = VARIABLES
-    physics: dict[str, float] | None = None
+    physics: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.ny < 4 or self.nx < 4:
-            raise ValueError(f"grid must be at least 4x4, got {self.ny}x{self.nx}")
+        config = WurschCraigConfig(**self.model)
         if self.channels < 1 or self.layers < 2:
             raise ValueError(f"need channels >= 1 and layers >= 2, got {self.channels}, {self.layers}")
-        steps = self.cycle_seconds / self.model_dt
-        if not (self.model_dt > 0 and steps >= 1 and abs(steps - round(steps)) < 1e-9):
-            raise ValueError(f"cycle_seconds ({self.cycle_seconds}) must be a multiple of model_dt ({self.model_dt})")
+        steps = self.cycle_seconds / config.dt
+        if not (steps >= 1 and abs(steps - round(steps)) < 1e-9):
+            raise ValueError(f"cycle_seconds ({self.cycle_seconds}) must be a multiple of the model step ({config.dt})")
         if not self.bound > 0:
             raise ValueError(f"bound must be positive, got {self.bound}")
         if tuple(self.variables) != VARIABLES:
             raise ValueError(f"variables must be {list(VARIABLES)}, got {list(self.variables)}")
         if self.physics is not None:
             base = WurschCraigConfig(**self.physics)
-            if (base.ny, base.nx, base.dx, base.dt) != (self.ny, self.nx, self.dx, self.model_dt):
+            if (base.ny, base.nx, base.dx, base.dt) != (config.ny, config.nx, config.dx, config.dt):
                 raise ValueError("physics must have the surrogate's grid, spacing and model step")
 
     @staticmethod
@@ -114,29 +104,25 @@ class GridSurrogateSpec:
 
         ``base``: a physics model (same grid and step) the network corrects; None: purely learned.
         """
-        return GridSurrogateSpec(
-            physics=None if base is None else asdict(base),
-            ny=config.ny,
-            nx=config.nx,
-            dx=config.dx,
-            cycle_seconds=cycle_seconds,
-            model_dt=config.dt,
-            noise_amplitude=config.noise_amplitude,
-            noise_radius=config.noise_radius,
-            noise_rate=config.noise_rate,
-            h0=config.H0,
-            **net,
-        )
+        physics = None if base is None else asdict(base)
+        return GridSurrogateSpec(model=asdict(config), cycle_seconds=cycle_seconds, physics=physics, **net)
+
+    @property
+    def config(self) -> WurschCraigConfig:
+        """The emulated model's settings."""
+        return WurschCraigConfig(**self.model)
 
     @property
     def steps_per_cycle(self) -> int:
         """Physics-model steps (and triggering draws) per surrogate step."""
-        return round(self.cycle_seconds / self.model_dt)
+        return round(self.cycle_seconds / self.model["dt"])
 
     def setting(self) -> dict[str, Any]:
-        """What a checkpoint must agree on with the experiment it is used in (grid, cycle, noise, variables)."""
-        keep = ("ny", "nx", "dx", "cycle_seconds", "model_dt", "noise_amplitude", "noise_radius", "noise_rate", "h0")
-        return {k: getattr(self, k) for k in keep} | {"variables": list(self.variables), "physics": self.physics}
+        """What a checkpoint must agree on with the experiment it is used in, flat (``model.ny``, ``physics.alpha``)."""
+        out: dict[str, Any] = {f"model.{k}": v for k, v in self.model.items()}
+        out["physics"] = "none" if self.physics is None else "hybrid"
+        out |= {f"physics.{k}": v for k, v in (self.physics or {}).items()}
+        return out | {"cycle_seconds": self.cycle_seconds, "variables": list(self.variables)}
 
 
 class GridSurrogate(nn.Module):
@@ -145,7 +131,8 @@ class GridSurrogate(nn.Module):
     def __init__(self, spec: GridSurrogateSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.n_state = 4 * spec.ny * spec.nx
+        self.ny, self.nx = spec.model["ny"], spec.model["nx"]
+        self.n_state = 4 * self.ny * self.nx
         c = spec.channels
         convs = [
             nn.Conv2d(4 if i == 0 else c, c, 3, padding=1, padding_mode="circular") for i in range(spec.layers - 1)
@@ -165,14 +152,8 @@ class GridSurrogate(nn.Module):
         self.register_buffer("state_mean", torch.zeros(4))
         self.register_buffer("state_std", torch.ones(4))
         self.register_buffer("delta_std", torch.ones(4))
-        noise = {
-            "noise_amplitude": spec.noise_amplitude,
-            "noise_radius": spec.noise_radius,
-            "noise_rate": spec.noise_rate,
-        }
-        grid = {"ny": spec.ny, "nx": spec.nx, "dx": spec.dx, "dt": spec.model_dt}
-        self.physics = None if spec.physics is None else WurschCraig(WurschCraigConfig(**(spec.physics | noise)))
-        self._kicker = self.physics or WurschCraig(WurschCraigConfig(**grid, **noise))
+        self.physics = None if spec.physics is None else WurschCraig(WurschCraigConfig(**spec.physics))
+        self._kicker = WurschCraig(spec.config)  # the triggering of the emulated model
 
     # ------------------------------------------------------------------ normalisation
     def fit_normalization(self, inputs: Tensor, targets: Tensor) -> None:
@@ -260,8 +241,8 @@ class GridSurrogate(nn.Module):
             NonFiniteForecast: the network produced NaN or inf.
         """
         s = self.spec
-        if x.ndim != 4 or tuple(x.shape[1:]) != (4, s.ny, s.nx):
-            raise ValueError(f"x must have shape (k, 4, {s.ny}, {s.nx}), got {tuple(x.shape)}")
+        if x.ndim != 4 or tuple(x.shape[1:]) != (4, self.ny, self.nx):
+            raise ValueError(f"x must have shape (k, 4, {self.ny}, {self.nx}), got {tuple(x.shape)}")
         n_cycles = round(seconds / s.cycle_seconds)
         if n_cycles < 0 or abs(n_cycles * s.cycle_seconds - seconds) > 1e-9 * max(1.0, abs(seconds)):
             raise ValueError(f"this surrogate steps {s.cycle_seconds:g} s; cannot forecast {seconds:g} s")
@@ -290,7 +271,7 @@ class GridSurrogate(nn.Module):
             raise ValueError(f"state must have {self.n_state} entries in its last axis, got {x.shape[-1]}")
         batch = x.shape[:-1]
         with torch.no_grad():
-            y = x.reshape(-1, 4, self.spec.ny, self.spec.nx)
+            y = x.reshape(-1, 4, self.ny, self.nx)
             y = self(self.anchor(y, seed=None, start_step=0))
         return y.reshape(*batch, self.n_state)
 
@@ -361,7 +342,10 @@ def load_grid_surrogate(path: str | Path, expected: GridSurrogateSpec | None = N
         raise SurrogateMismatch(f"{pt} does not hold a valid surrogate: {' '.join(str(err).split())[:160]}") from None
     if expected is not None:
         mine, theirs = expected.setting(), spec.setting()
-        diff = [f"{k} {theirs[k]} (need {mine[k]})" for k in mine if mine[k] != theirs[k]]
+        keys = list(dict.fromkeys([*mine, *theirs]))
+        if mine["physics"] != theirs["physics"]:  # purely learned vs hybrid: say that, not every parameter
+            keys = [k for k in keys if not k.startswith("physics.")]
+        diff = [f"{k} {theirs.get(k)} (need {mine.get(k)})" for k in keys if theirs.get(k) != mine.get(k)]
         if diff:
             raise SurrogateMismatch(f"{pt} was trained for another setting: {', '.join(diff)}")
     norm = torch.cat([model.state_mean, model.state_std, model.delta_std])
