@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dacast.da.analysis import Analysis, whiten
+from dacast.da.analysis import Analysis, AnalysisFailed, whiten
 from dacast.da.enkf import EnKFConfig, enkf
 from dacast.da.etkf import ETKFConfig, etkf
 from dacast.da.gridded import GriddedLETKFConfig, gridded_letkf, gridded_neighbours, weight_grid
@@ -83,6 +83,7 @@ def analyse(
 __all__ = [
     "AdaptiveInflation",
     "Analysis",
+    "AnalysisFailed",
     "EnKFConfig",
     "ETKFConfig",
     "FilterConfig",

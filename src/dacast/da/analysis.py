@@ -12,6 +12,10 @@ from dacast.da.inflation import rtpp, rtps
 from dacast.obs.operators import ObsOperator
 
 
+class AnalysisFailed(RuntimeError):
+    """An analysis that cannot produce a finite ensemble; the message says why (the cycle engine records it)."""
+
+
 @dataclass(frozen=True)
 class Analysis:
     """Result of one analysis step.

@@ -16,7 +16,8 @@ inputs. What an application adds is a *hook* in one of three places: the
 forecast callable (Dask member chunks, a delay-embedded state), the analyser
 (adaptive inflation, a gridded LETKF on tiles), or the record loop (scores,
 divergence, checkpoints, extended forecasts). A cycle whose analysis raises
-`torch.linalg.LinAlgError` (a non-finite ensemble) yields a step with
+`torch.linalg.LinAlgError` (a non-finite ensemble) or `AnalysisFailed` (a
+filter that says why, e.g. a diffusion sampler returning NaN) yields a step with
 ``failure`` set and stops.
 """
 
@@ -34,6 +35,7 @@ from torch import Tensor
 from dacast.da import (
     AdaptiveInflation,
     Analysis,
+    AnalysisFailed,
     EnKFConfig,
     ETKFConfig,
     FilterConfig,
@@ -147,6 +149,8 @@ def cycle(
                 result = analyse(prior, obs, hx, c)
             except torch.linalg.LinAlgError:
                 failure = "the analysis failed (non-finite ensemble)"
+            except AnalysisFailed as exc:
+                failure = f"the analysis failed: {exc}"
             sync(device)
         seconds = {"forecast": t1 - t0, "observation": t3 - t2, "analysis": time.perf_counter() - t3}
         step = CycleStep(cycle=c, prior=prior, observation=obs, analysis=result, seconds=seconds, failure=failure)
