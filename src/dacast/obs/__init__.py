@@ -11,6 +11,7 @@ from dacast.obs.microwave import (
     weighting_functions,
 )
 from dacast.obs.operators import (
+    ArctanObs,
     IndexObs,
     MatrixObs,
     ObsOperator,
@@ -34,6 +35,7 @@ from dacast.obs.radar import (
 from dacast.obs.synthetic import observe
 
 __all__ = [
+    "ArctanObs",
     "AMSUA_CHANNELS",
     "AbsorptionTables",
     "Grid",

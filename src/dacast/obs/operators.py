@@ -195,6 +195,35 @@ class SquareObs:
 
 
 @dataclass(frozen=True, eq=False)
+class ArctanObs:
+    """Nonlinear and saturating: observes ``arctan(x[indices])`` (radians), the usual nonlinear test operator
+    of Lorenz-96 score-filter studies (Bao et al. 2024): large values are nearly unobservable."""
+
+    base: IndexObs
+
+    @property
+    def n_state(self) -> int:
+        return self.base.n_state
+
+    @property
+    def locations(self) -> Tensor:
+        return self.base.locations
+
+    @property
+    def error_std(self) -> Tensor:
+        return self.base.error_std
+
+    @property
+    def n_obs(self) -> int:
+        """Number of observations."""
+        return self.base.n_obs
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``(*batch, n_state)`` -> ``(*batch, n_obs)``."""
+        return torch.atan(self.base(x))
+
+
+@dataclass(frozen=True, eq=False)
 class StackedObs:
     """Several operators on the same state as one: ``y = concat(part(x) for part in parts)``.
 
