@@ -1,0 +1,194 @@
+"""Posterior sampling with a diffusion prior: Heun's method on the probability-flow ODE, guided by observations.
+
+Given a denoiser ``D`` of a prior ``p(x0)`` and observations ``y = h(x0) + e``,
+``e ~ N(0, R)``, the score of the noisy posterior is the prior score plus the
+likelihood score ``grad_x log p(y | x)``. With the Gaussian approximation of
+``p(x0 | x)`` (mean ``D(x)``, covariance ``Sigma``) and ``h`` linearised at ``D(x)``
+(Jacobian ``Hj``)::
+
+    p(y | x) ~ N(y | h(D(x)), R + Hj Sigma Hj^T)
+    grad_x log p(y | x) ~ (dD/dx)^T Hj^T S^-1 (y - h(D(x))),   S = R + Hj Sigma Hj^T
+
+Two choices of ``Sigma`` (`SamplerConfig.covariance`):
+
+* ``"jacobian"``: Tweedie's second moment, ``Sigma = sigma**2 dD/dx`` (the denoiser's
+  full Jacobian, as in moment-matching posterior sampling, Rozet et al. 2024). For a
+  Gaussian prior and linear ``h`` it is exact, and the sampler draws from the Kalman
+  posterior (tested). It costs one backward pass per state variable: for states of a
+  few hundred variables.
+* ``"isotropic"``: score-based data assimilation's ``Sigma = gamma * sigma**2 I``
+  (Rozet & Louppe 2023): one vector-Jacobian product per step, for large states.
+
+The posterior denoiser ``D(x) + sigma**2 grad log p(y | x)`` then drives the Heun
+sampler of EDM (deterministic given the initial noise; ``churn`` adds EDM's
+stochastic noise re-injection). Everything is batched over samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from dacast.ml.diffusion import Denoiser, NoiseSchedule
+
+
+@dataclass(frozen=True)
+class GaussianLikelihood:
+    """Observations ``y = h(x) + e`` with ``e ~ N(0, diag(error_std**2))``.
+
+    Attributes:
+        y: observed values ``(p,)`` (observation units), the same for every sample.
+        operator: ``h``, maps flattened states ``(B, n)`` to ``(B, p)``; differentiable.
+        error_std: observation-error standard deviations ``(p,)``.
+    """
+
+    y: Tensor
+    operator: Callable[[Tensor], Tensor]
+    error_std: Tensor
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplerConfig:
+    """How posterior samples are drawn.
+
+    Attributes:
+        steps: Heun steps (2 network evaluations each, 1 for the last).
+        schedule: the noise levels (``sigma_min``, ``sigma_max``, ``rho``).
+        covariance: ``"jacobian"`` (Tweedie, exact for linear-Gaussian) or ``"isotropic"`` (SDA's ``gamma sigma**2 I``).
+        gamma: the isotropic variance factor (``"isotropic"`` only).
+        churn: EDM's ``S_churn`` (0: deterministic ODE given the initial noise).
+    """
+
+    steps: int = 32
+    schedule: NoiseSchedule = NoiseSchedule()
+    covariance: Literal["jacobian", "isotropic"] = "jacobian"
+    gamma: float = 1e-2
+    churn: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.covariance not in ("jacobian", "isotropic"):
+            raise ValueError(f"covariance must be 'jacobian' or 'isotropic', got {self.covariance!r}")
+        if self.gamma <= 0 or self.churn < 0:
+            raise ValueError("gamma must be positive and churn non-negative")
+
+
+def _batched_jacobian(f: Callable[[Tensor], Tensor], x: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """``f(x)`` ``(B, m)`` and its Jacobian ``(B, m, n)`` at ``x`` ``(B, n)``, for an ``f`` that acts row by row.
+
+    One forward and one backward pass over ``B * m`` copies of the rows (row ``j`` of copy ``i``
+    picks output ``j``): much faster than a ``vmap`` of ``jacrev`` through convolutions.
+    """
+    b, n = x.shape
+    with torch.enable_grad():
+        rows = x.detach().repeat_interleave(m, dim=0).requires_grad_(True)
+        out = f(rows)
+        pick = torch.eye(m, dtype=out.dtype, device=out.device).repeat(b, 1)
+        (jac,) = torch.autograd.grad(out, rows, grad_outputs=pick)
+    value = out.detach()[::m]
+    return value, jac.reshape(b, m, n)
+
+
+def _jacobian(denoiser: Denoiser, x: Tensor, sigma: float, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``D(x)`` ``(B, n)`` and ``dD/dx`` ``(B, n, n)`` of flattened states."""
+    b, shape = x.shape[0], x.shape[1:]
+    n = x[0].numel()
+    rep = None if cond is None else cond.repeat_interleave(n, dim=0)
+    return _batched_jacobian(lambda r: denoiser(r.reshape(-1, *shape), sigma, rep).reshape(b * n, n),
+                             x.reshape(b, n), n)  # fmt: skip
+
+
+def _operator_jacobian(likelihood: GaussianLikelihood, d: Tensor) -> tuple[Tensor, Tensor]:
+    """``h(d)`` ``(B, p)`` and its Jacobian ``(B, p, n)`` at flattened states ``d`` ``(B, n)``."""
+    return _batched_jacobian(likelihood.operator, d, int(likelihood.y.shape[0]))
+
+
+def guided_denoiser(
+    denoiser: Denoiser,
+    x: Tensor,
+    sigma: float,
+    cond: Tensor | None,
+    likelihood: GaussianLikelihood,
+    config: SamplerConfig,
+) -> Tensor:
+    """The posterior denoiser ``D(x) + sigma**2 grad_x log p(y | x)``, shape of ``x`` ``(B, *state)``."""
+    b = x.shape[0]
+    std = likelihood.error_std.to(x)
+    y = likelihood.y.to(x)
+    if config.covariance == "jacobian":
+        d, jac = _jacobian(denoiser, x, sigma, cond)
+        hd, hj = _operator_jacobian(likelihood, d)
+        cov = sigma**2 * 0.5 * (jac + jac.transpose(1, 2))
+        s = torch.diag_embed(std**2).expand(b, -1, -1) + hj @ cov @ hj.transpose(1, 2)
+        u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
+        grad = ((u[:, None, :] @ hj) @ jac)[:, 0, :]
+        return (d + sigma**2 * grad).reshape(x.shape)
+    sd2 = getattr(getattr(denoiser, "spec", None), "sigma_data", 1.0) ** 2
+    var = config.gamma * sigma**2 * sd2 / (sigma**2 + sd2)
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        dg = denoiser(xg, sigma, cond).reshape(b, -1)
+        d = dg.detach()
+        hd, hj = _operator_jacobian(likelihood, d)
+        s = torch.diag_embed(std**2).expand(b, -1, -1) + var * hj @ hj.transpose(1, 2)
+        u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
+        v = (u[:, None, :] @ hj)[:, 0, :]
+        (grad,) = torch.autograd.grad(dg, xg, grad_outputs=v)
+    return d.reshape(x.shape) + sigma**2 * grad.reshape(x.shape)
+
+
+def posterior_sample(
+    denoiser: Denoiser,
+    shape: tuple[int, ...],
+    *,
+    cond: Tensor | None,
+    likelihood: GaussianLikelihood | None,
+    config: SamplerConfig,
+    generator: torch.Generator,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Draw samples ``(B, *state)`` (``shape``) from the prior, or from the posterior given ``likelihood``.
+
+    Args:
+        denoiser: the prior's denoiser.
+        shape: ``(B, *state)``, the samples to draw.
+        cond: conditioning channels ``(B, C, *grid)`` passed to the denoiser, or ``None``.
+        likelihood: the observations; ``None`` samples the prior.
+        config: steps, noise levels, covariance approximation.
+        generator: CPU generator of the initial (and churn) noise: samples are a function of its seed.
+        dtype, device: of the samples.
+    """
+    sigmas = config.schedule.sampling_sigmas(config.steps).tolist()
+    x = sigmas[0] * torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    gamma_churn = min(config.churn / config.steps, 2**0.5 - 1)
+
+    def dx(xc: Tensor, sigma: float) -> Tensor:
+        if likelihood is None:
+            with torch.no_grad():
+                d = denoiser(xc, sigma, cond)
+        else:
+            d = guided_denoiser(denoiser, xc, sigma, cond, likelihood, config)
+        return (xc - d) / sigma
+
+    for i in range(config.steps):
+        s_cur, s_next = sigmas[i], sigmas[i + 1]
+        if gamma_churn > 0 and s_next > 0:
+            s_hat = s_cur * (1 + gamma_churn)
+            extra = torch.randn(shape, generator=generator, dtype=torch.float64).to(x)
+            x = x + (s_hat**2 - s_cur**2) ** 0.5 * extra
+            s_cur = s_hat
+        slope = dx(x, s_cur)
+        x_next = x + (s_next - s_cur) * slope
+        if s_next > 0:
+            x_next = x + (s_next - s_cur) * 0.5 * (slope + dx(x_next, s_next))
+        x = x_next.detach()
+    return x
+
+
+__all__ = ["GaussianLikelihood", "SamplerConfig", "guided_denoiser", "posterior_sample"]
