@@ -13,12 +13,21 @@ resolutions, with a coarse-to-fine `ProgressiveSchedule` and per-resolution targ
 `dacast.workflow.nowcast.twin_rain`. With latent noise (``noise_channels``) it is an ensemble
 generator trained with the fair CRPS (`fair_crps_loss`) and run with `predict_ensemble`.
 
+Generative data assimilation (mission §S7): EDM-style diffusion denoisers (`PeriodicDenoiserNet`),
+posterior sampling with an observation likelihood (`posterior_sample`), a learned forecast-error
+prior (`ForecastErrorPrior`, `train_error_prior`) and the diffusion filter (`DiffusionAnalyser`)
+that plugs into the cycle engine.
+
 Surrogates (mission §S2): an LSTM over a window of past states and a periodic
 residual CNN (Brajard et al. 2020), both `dacast.models.Model`s, trained on
 analysis trajectories (`windows_from_trajectory`, `train_surrogate`).
 """
 
 from dacast.ml.convlstm import ConvLSTMCell, ConvLSTMConfig, ConvLSTMNowcaster, log_to_rain, rain_to_log
+from dacast.ml.diffusion import DenoiserSpec, GaussianDenoiser, NoiseSchedule, PeriodicDenoiserNet, denoising_loss
+from dacast.ml.diffusion_filter import DiffusionAnalyser, ErrorPriorSpec, ForecastErrorPrior, load_prior, save_prior
+from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample
+from dacast.ml.diffusion_train import DiffusionTrainConfig, train_error_prior
 from dacast.ml.discriminators import DiscriminatorConfig, SpatialDiscriminator, TemporalDiscriminator
 from dacast.ml.multires import (
     MultiResConfig,
@@ -79,22 +88,32 @@ __all__ = [
     "ConvLSTMCell",
     "ConvLSTMConfig",
     "ConvLSTMNowcaster",
+    "DenoiserSpec",
+    "DiffusionAnalyser",
+    "DiffusionTrainConfig",
     "DiscriminatorConfig",
+    "ErrorPriorSpec",
     "ExtrapolationFn",
-    "LearnedRadianceOperator",
+    "ForecastErrorPrior",
+    "GaussianDenoiser",
+    "GaussianLikelihood",
     "LSTMSurrogate",
+    "LearnedRadianceOperator",
     "MultiResConfig",
     "MultiResNowcaster",
+    "NoiseSchedule",
     "NowcastDataConfig",
-    "Nowcaster",
     "NowcastLossConfig",
     "NowcastTrainConfig",
+    "Nowcaster",
+    "PeriodicDenoiserNet",
     "ProgressiveSchedule",
     "RadianceNetwork",
     "RadianceTrainConfig",
     "RainArray",
     "RainCropDataset",
     "ResidualCNN",
+    "SamplerConfig",
     "SpatialDiscriminator",
     "SurrogateData",
     "SurrogateNet",
@@ -104,6 +123,7 @@ __all__ = [
     "TemporalDiscriminator",
     "TrainResult",
     "build_surrogate",
+    "denoising_loss",
     "discriminator_adversarial_loss",
     "discriminator_loss",
     "fair_crps_loss",
@@ -112,6 +132,7 @@ __all__ = [
     "generator_loss",
     "intensity_weight",
     "load_nowcaster",
+    "load_prior",
     "load_radiance_network",
     "load_surrogate",
     "log_to_rain",
@@ -119,16 +140,19 @@ __all__ = [
     "multires_targets",
     "nonlocal_loss",
     "pool_log_rain",
+    "posterior_sample",
     "predict",
     "predict_ensemble",
     "radiance_features",
     "rain_to_log",
     "resolve_device",
+    "save_prior",
     "save_radiance_network",
     "save_surrogate",
     "shipped_model_card",
     "shipped_nowcaster",
     "split_by_time",
+    "train_error_prior",
     "train_nowcast",
     "train_radiance_network",
     "train_surrogate",
