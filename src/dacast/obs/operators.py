@@ -166,11 +166,13 @@ def matrix(h: Tensor, error_std: float | Tensor, locations: Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
-class SquareObs:
-    """Nonlinear: observes ``x[indices]**2 / scale`` (a quadratic, intensity-like operator)."""
+class PointwiseObs:
+    """A function of directly observed entries, ``y = transform(x[indices])``; the base of the nonlinear ones.
+
+    Locations and error standard deviations are the base `IndexObs`'s.
+    """
 
     base: IndexObs
-    scale: float = 1.0
 
     @property
     def n_state(self) -> int:
@@ -189,38 +191,34 @@ class SquareObs:
         """Number of observations."""
         return self.base.n_obs
 
+    def transform(self, v: Tensor) -> Tensor:
+        """The observed function of ``v = x[..., indices]``, ``(*batch, n_obs)`` -> ``(*batch, n_obs)``."""
+        return v
+
     def __call__(self, x: Tensor) -> Tensor:
         """``(*batch, n_state)`` -> ``(*batch, n_obs)``."""
-        return self.base(x) ** 2 / self.scale
+        return self.transform(self.base(x))
 
 
 @dataclass(frozen=True, eq=False)
-class ArctanObs:
+class SquareObs(PointwiseObs):
+    """Nonlinear: observes ``x[indices]**2 / scale`` (a quadratic, intensity-like operator)."""
+
+    scale: float = 1.0
+
+    def transform(self, v: Tensor) -> Tensor:
+        """``v**2 / scale``."""
+        return v**2 / self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class ArctanObs(PointwiseObs):
     """Nonlinear and saturating: observes ``arctan(x[indices])`` (radians), the usual nonlinear test operator
     of Lorenz-96 score-filter studies (Bao et al. 2024): large values are nearly unobservable."""
 
-    base: IndexObs
-
-    @property
-    def n_state(self) -> int:
-        return self.base.n_state
-
-    @property
-    def locations(self) -> Tensor:
-        return self.base.locations
-
-    @property
-    def error_std(self) -> Tensor:
-        return self.base.error_std
-
-    @property
-    def n_obs(self) -> int:
-        """Number of observations."""
-        return self.base.n_obs
-
-    def __call__(self, x: Tensor) -> Tensor:
-        """``(*batch, n_state)`` -> ``(*batch, n_obs)``."""
-        return torch.atan(self.base(x))
+    def transform(self, v: Tensor) -> Tensor:
+        """``arctan(v)``."""
+        return torch.atan(v)
 
 
 @dataclass(frozen=True, eq=False)
