@@ -37,24 +37,72 @@ from dacast.ml.diffusion_train import DiffusionTrainConfig, train_error_prior
 from dacast.workflow.diffusion import NETWORKS, Lorenz96Twin, Network, RunStats, run_filter, training_pairs
 
 
+def _load(path: Path, twin: Lorenz96Twin, network: Network, console: Console):
+    console.print(f"prior: {path}")
+    prior = load_prior(path, n_state=twin.n_state, model=twin.model_dict(), network=network.name)
+    return prior, json.loads(path.with_suffix(".json").read_text()).get("record")
+
+
 def _prior(twin: Lorenz96Twin, network: Network, args: argparse.Namespace, console: Console):
-    """The network's prior: read from ``--prior-dir`` when there, else trained (and written there)."""
-    path = Path(args.prior_dir) / f"prior-{network.name}.pt" if args.prior_dir else None
-    if path is not None and path.exists():
-        console.print(f"prior: {path}")
-        prior = load_prior(path, n_state=twin.n_state, model=twin.model_dict(), network=network.name)
-        return prior, json.loads(path.with_suffix(".json").read_text()).get("record")
+    """The network's prior: read from ``--prior-dir`` when there, else trained (and written there).
+
+    With ``--iterations N`` the prior ``prior-NETWORK-itN.pt`` is retrained N times from the LETKF one
+    (``prior-NETWORK.pt``, read or trained) on the LETKF pairs plus the diffusion filter's own forecasts.
+    """
+    folder = Path(args.prior_dir) if args.prior_dir else None
+    final = folder / f"prior-{network.name}-it{args.iterations}.pt" if folder and args.iterations else None
+    base = folder / f"prior-{network.name}.pt" if folder else None
+    if final is not None and final.exists():
+        return _load(final, twin, network, console)
+    if not args.iterations and base is not None and base.exists():
+        return _load(base, twin, network, console)
     start = time.perf_counter()
     data = training_pairs(twin, (network,), runs=args.train_runs, cycles=args.train_cycles, seed=args.train_seed,
                           progress=True)  # fmt: skip
     data_seconds = time.perf_counter() - start
     config = DiffusionTrainConfig(steps=args.train_steps, seed=args.train_seed, spread_channel=args.spread_channel)
-    result = train_error_prior(*data, model=twin.model_dict(), networks=(network.name,), config=config, progress=True)
-    record = {**result.record, "data_seconds": data_seconds, "data_samples": int(data[0].shape[0])}
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_prior(result.prior, path, extra={"record": record})
-    return result.prior, record
+    if base is not None and base.exists():
+        prior, record = _load(base, twin, network, console)
+    else:
+        result = train_error_prior(*data, model=twin.model_dict(), networks=(network.name,), config=config,
+                                   progress=True)  # fmt: skip
+        prior, record = result.prior, {**result.record, "data_seconds": data_seconds,
+                                       "data_samples": int(data[0].shape[0])}  # fmt: skip
+        if base is not None:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            save_prior(prior, base, extra={"record": record})
+    record = {**(record or {}), "iterations": []}
+    for it in range(args.iterations):
+        # retrain on the LETKF pairs plus the diffusion filter's own forecasts (the errors it will meet)
+        start = time.perf_counter()
+        extra = training_pairs(
+            twin, (network,), runs=args.iteration_runs, cycles=args.train_cycles, seed=args.train_seed + 1 + it,
+            analyser=_own_analyser(prior, args), label="diffusion", progress=True,
+        )  # fmt: skip
+        data = tuple(torch.cat((a, b)) for a, b in zip(data, extra, strict=True))
+        result = train_error_prior(*data, model=twin.model_dict(), networks=(network.name,), config=config,
+                                   progress=True)  # fmt: skip
+        prior = result.prior
+        record["iterations"].append({**result.record, "data_seconds": time.perf_counter() - start,
+                                     "data_samples": int(data[0].shape[0])})  # fmt: skip
+    if final is not None:
+        save_prior(prior, final, extra={"record": record})
+    return prior, record
+
+
+def _own_analyser(prior, args: argparse.Namespace):
+    """Builds the diffusion filter of ``prior`` for a (network, run seed) of the training period."""
+    sampler = _sampler(args)
+
+    def build(network: Network, seed: int) -> DiffusionAnalyser:
+        return DiffusionAnalyser(prior, sampler, torch.Generator().manual_seed(seed), inflation=args.inflation)
+
+    return build
+
+
+def _sampler(args: argparse.Namespace) -> SamplerConfig:
+    schedule = NoiseSchedule(sigma_max=80.0)
+    return SamplerConfig(steps=args.sampler_steps, schedule=schedule, covariance=args.covariance, gamma=args.gamma)
 
 
 def _mean(rows: list[dict], key: str) -> float:
@@ -74,6 +122,8 @@ def main() -> None:
     ap.add_argument("--train-cycles", type=int, default=1000)
     ap.add_argument("--train-steps", type=int, default=3000)
     ap.add_argument("--train-seed", type=int, default=1)
+    ap.add_argument("--iterations", type=int, default=0, help="retrain on the diffusion filter's own forecasts")
+    ap.add_argument("--iteration-runs", type=int, default=4, help="diffusion runs per retraining")
     ap.add_argument("--spread-channel", action="store_true", help="condition the prior on the forecast spread too")
     ap.add_argument("--inflation", type=float, default=1.0, help="multiplies the diffusion prior's error scale")
     ap.add_argument("--sampler-steps", type=int, default=16)
@@ -92,8 +142,7 @@ def main() -> None:
     except KeyError as err:
         raise SystemExit(f"error: unknown network {err}; choose from {', '.join(NETWORKS)}") from None
     twin = Lorenz96Twin(members=args.members)
-    sampler = SamplerConfig(steps=args.sampler_steps, schedule=NoiseSchedule(sigma_max=80.0),
-                            covariance=args.covariance, gamma=args.gamma)  # fmt: skip
+    sampler = _sampler(args)
     rows, ranks, training = [], {}, {}
     for network in networks:
         prior, training[network.name] = _prior(twin, network, args, console)

@@ -95,7 +95,10 @@ SPREAD_FLOOR = 1e-3
 
 
 class ForecastErrorPrior(nn.Module):
-    """``p(e | m, s)``: the learned distribution of scaled forecast errors ``e = (x - m) / c``, ``(B, 1, n)``."""
+    """``p(e | m)`` (``p(e | m, s)`` with ``spread_channel``): the learned distribution of ``e = (x - m) / c``.
+
+    Errors have shape ``(B, 1, n)``; ``m``, ``s`` (state units) enter through `features`.
+    """
 
     def __init__(self, spec: ErrorPriorSpec) -> None:
         super().__init__()
@@ -133,8 +136,7 @@ class DiffusionAnalyser:
         sampler: steps, noise levels, likelihood covariance.
         generator: CPU random source of the samples (the run is a function of its seed).
         inflation: multiplies the error scale ``c`` (the prior's and the samples' spread), as a Kalman
-            filter's multiplicative inflation: a prior learned from another filter's (smaller) forecast
-            errors is too narrow for this one's.
+            filter's multiplicative inflation (1: none).
     """
 
     prior: ForecastErrorPrior

@@ -10,6 +10,7 @@ filter is `dacast.ml.diffusion_filter.DiffusionAnalyser` with a trained prior.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -216,20 +217,31 @@ def run_filter(
 
 
 def training_pairs(
-    twin: Lorenz96Twin, networks: tuple[Network, ...], *, runs: int, cycles: int, seed: int, progress: bool = False
+    twin: Lorenz96Twin,
+    networks: tuple[Network, ...],
+    *,
+    runs: int,
+    cycles: int,
+    seed: int,
+    analyser: Callable[[Network, int], Analyser] | None = None,
+    label: str = "LETKF",
+    progress: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Forecast means, spreads and truths ``(samples, n)`` of LETKF runs (spin-up included) for a prior to learn.
+    """Forecast means, spreads and truths ``(samples, n)`` of filter runs, for a prior to learn.
 
-    ``runs`` runs of ``cycles`` cycles per network, each from its own truth and a broad initial
-    ensemble; seeds ``(seed, network index, run)``, never those of a verification run.
+    ``runs`` runs of ``cycles`` cycles per network, each from its own truth (seeds
+    ``(seed, network index, run)``, never those of a verification run), all cycles kept.
+    ``analyser(network, run seed)`` builds the filter (default: the network's LETKF); the
+    diffusion filter itself, for a prior retrained on its own forecasts.
     """
     out: list[tuple[Tensor, Tensor, Tensor]] = []
     for r in range(runs):  # runs outermost: a trainer's held-out tail holds every network
         for i, network in enumerate(networks):
             s = spawn_seeds(seed, i, r)[0]
             truth, y, ens = twin.truth_and_obs(network, s, cycles)
-            stats = run_filter(twin, network, twin.letkf(network), truth, y, ens,
-                               label=f"LETKF {network.name} {r + 1}/{runs}", progress=progress)  # fmt: skip
+            filt = twin.letkf(network) if analyser is None else analyser(network, s)
+            stats = run_filter(twin, network, filt, truth, y, ens, label=f"{label} {network.name} {r + 1}/{runs}",
+                               progress=progress)  # fmt: skip
             ok = torch.isfinite(stats.forecast_mean).all(1)
             out.append((stats.forecast_mean[ok], stats.forecast_spread[ok], truth[ok]))
     mean, spread, truth = (torch.cat(parts) for parts in zip(*out, strict=True))
