@@ -74,3 +74,19 @@ def test_training_pairs_come_from_every_network_and_run() -> None:
     # the runs differ (own truths), and the forecasts are close to their truths
     assert not torch.equal(truth[:30], truth[30:60])
     assert float((mean - truth).pow(2).mean().sqrt()) < 1.0
+
+
+def test_training_pairs_take_any_analyser() -> None:
+    """The pairs of a retraining come from the diffusion filter itself: any analyser, built per network and seed."""
+    from dacast.da import Analysis
+
+    built: list[tuple[str, int]] = []
+
+    def free_run(network: Network, seed: int):
+        built.append((network.name, seed))
+        return lambda prior, obs, hx, cycle: Analysis.of(prior.clone(), obs.y - obs.operator(prior).mean(0))
+
+    twin = Lorenz96Twin(n_state=40, members=4)
+    mean, _, truth = training_pairs(twin, (NETWORKS["all"],), runs=2, cycles=10, seed=7, analyser=free_run)
+    assert mean.shape == truth.shape == (20, 40)
+    assert [name for name, _ in built] == ["all", "all"] and built[0][1] != built[1][1]
