@@ -16,8 +16,10 @@ Two choices of ``Sigma`` (`SamplerConfig.covariance`):
   Gaussian prior and linear ``h`` it is exact, and the sampler draws from the Kalman
   posterior (tested). It costs one backward pass per state variable: for states of a
   few hundred variables.
-* ``"isotropic"``: score-based data assimilation's ``Sigma = gamma * sigma**2 I``
-  (Rozet & Louppe 2023): one vector-Jacobian product per step, for large states.
+* ``"isotropic"``: ``Sigma = gamma * sigma**2 * sd**2 / (sigma**2 + sd**2) I``, ``sd`` the
+  denoiser's ``sigma_data`` (score-based data assimilation's ``gamma sigma**2 I``, Rozet &
+  Louppe 2023, kept below the data variance at large ``sigma``): one vector-Jacobian
+  product per step, for large states.
 
 The posterior denoiser ``D(x) + sigma**2 grad log p(y | x)`` then drives the Heun
 sampler of EDM (deterministic given the initial noise; ``churn`` adds EDM's
@@ -58,7 +60,7 @@ class SamplerConfig:
     Attributes:
         steps: Heun steps (2 network evaluations each, 1 for the last).
         schedule: the noise levels (``sigma_min``, ``sigma_max``, ``rho``).
-        covariance: ``"jacobian"`` (Tweedie, exact for linear-Gaussian) or ``"isotropic"`` (SDA's ``gamma sigma**2 I``).
+        covariance: ``"jacobian"`` (Tweedie, exact for linear-Gaussian) or ``"isotropic"`` (SDA-like, see the module).
         gamma: the isotropic variance factor (``"isotropic"`` only).
         churn: EDM's ``S_churn`` (0: deterministic ODE given the initial noise).
     """
@@ -66,7 +68,7 @@ class SamplerConfig:
     steps: int = 32
     schedule: NoiseSchedule = NoiseSchedule()
     covariance: Literal["jacobian", "isotropic"] = "jacobian"
-    gamma: float = 1e-2
+    gamma: float = 1.0
     churn: float = 0.0
 
     def __post_init__(self) -> None:
