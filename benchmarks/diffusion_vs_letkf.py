@@ -23,7 +23,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -140,7 +140,7 @@ def main() -> None:
     try:
         networks = [NETWORKS[name] for name in args.networks.split(",")]
     except KeyError as err:
-        raise SystemExit(f"error: unknown network {err}; choose from {', '.join(NETWORKS)}") from None
+        ap.error(f"unknown network {err}; choose from {', '.join(NETWORKS)}")
     twin = Lorenz96Twin(members=args.members)
     sampler = _sampler(args)
     rows, ranks, training = [], {}, {}
@@ -171,7 +171,7 @@ def main() -> None:
     _table(rows, args, console)
     if args.json:
         meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                "args": vars(args), "sampler": {**asdict(replace(sampler)), "schedule": asdict(sampler.schedule)},
+                "args": vars(args), "sampler": asdict(sampler),
                 "training": training}  # fmt: skip
         Path(args.json).write_text(json.dumps({"rows": rows, "ranks": {f"{k[0]}/{k[1]}": v for k, v in ranks.items()},
                                                "meta": meta}, indent=2) + "\n")  # fmt: skip
