@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -26,18 +27,24 @@ class FitHistory:
     val_loss: list[float] = field(default_factory=list)
 
 
+class EpochSettings(Protocol):
+    """What `fit_epochs` reads of a trainer's config (`dacast.ml.surrogate_train.SurrogateTrainConfig` has it)."""
+
+    lr: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    patience: int
+    min_delta: float
+
+
 def fit_epochs(
     model: nn.Module,
     *,
     batch_loss: Callable[[Tensor], Tensor],
     val_loss: Callable[[], float],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    settings: EpochSettings,
     n_train: int,
-    batch_size: int,
-    epochs: int,
-    patience: int,
-    min_delta: float,
     generator: torch.Generator,
     history: FitHistory,
     progress: bool = False,
@@ -48,17 +55,18 @@ def fit_epochs(
         model: the network (put in train mode for the batches, eval mode for validation).
         batch_loss: scalar loss of the examples at the given indices ``(b,)`` (on the model's device).
         val_loss: the validation loss (called in eval mode, without gradients).
-        optimizer, scheduler: stepped per batch and per epoch.
+        settings: Adam's ``lr`` and ``weight_decay`` (cosine annealing to ``lr / 10`` over ``epochs``,
+            stepped per epoch), ``batch_size``, the maximum ``epochs``, and early stopping after
+            ``patience`` epochs without a relative improvement of ``min_delta``.
         n_train: number of training examples.
-        batch_size: examples per step.
-        epochs: maximum epochs.
-        patience: epochs without a relative improvement of ``min_delta`` before stopping.
-        min_delta: relative improvement that counts.
         generator: orders the examples (CPU generator: reproducible on any device).
         history: the starting best (``best_val``, ``best_epoch``); appended to.
         progress: a Rich progress bar over epochs.
     """
     device = next(model.parameters()).device
+    batch_size, epochs = settings.batch_size, settings.epochs
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=settings.lr / 10)
     best_state = None
     waited = 0
     columns = (TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
@@ -82,16 +90,16 @@ def fit_epochs(
             history.train_loss.append(total / n_train)
             history.val_loss.append(val)
             bar.update(task, advance=1, description=f"val {val:.3g}")
-            if val < history.best_val * (1 - min_delta):
+            if val < history.best_val * (1 - settings.min_delta):
                 history.best_val, history.best_epoch, waited = val, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 waited += 1
-                if waited >= patience:
+                if waited >= settings.patience:
                     break
     if best_state is not None:
         model.load_state_dict(best_state)
     return history
 
 
-__all__ = ["FitHistory", "fit_epochs"]
+__all__ = ["EpochSettings", "FitHistory", "fit_epochs"]

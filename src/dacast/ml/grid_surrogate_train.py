@@ -152,20 +152,13 @@ def train_grid_surrogate(
     tr = [t[:n_train].to(device=device, dtype=torch.float32) for t in (pairs.inputs, pairs.targets)]
     va = [t[n_train:].to(device=device, dtype=torch.float32) for t in (pairs.inputs, pairs.targets)]
     weights = torch.tensor(config.variable_weights, dtype=torch.float32, device=device)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr / 10)
     initial_val = _evaluate(model, va, weights, config.batch_size)
     hist = fit_epochs(
         model,
         batch_loss=lambda b: increment_loss(model, tr[0][b], tr[1][b], weights),
         val_loss=lambda: _evaluate(model, va, weights, config.batch_size),
-        optimizer=opt,
-        scheduler=sched,
+        settings=config,
         n_train=n_train,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        patience=config.patience,
-        min_delta=config.min_delta,
         generator=torch.Generator().manual_seed(config.seed + 1),
         history=FitHistory(best_val=initial_val, best_epoch=-1),
         progress=progress,

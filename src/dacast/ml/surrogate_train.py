@@ -255,21 +255,14 @@ def train_surrogate(
     model = model.to(device=device, dtype=torch.float32)
     tr = [t[: n - n_val].to(device=device, dtype=torch.float32) for t in (data.history, residual, data.weight)]
     va = [t[n - n_val :].to(device=device, dtype=torch.float32) for t in (data.history, residual, data.weight)]
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs, eta_min=config.lr / 10)
     gen = torch.Generator().manual_seed(config.seed)
     n_train = n - n_val
     hist = fit_epochs(
         model,
         batch_loss=lambda b: _loss(model, tr[0][b], tr[1][b], tr[2][b]),
         val_loss=lambda: float(_loss(model, *va)),
-        optimizer=opt,
-        scheduler=sched,
+        settings=config,
         n_train=n_train,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        patience=config.patience,
-        min_delta=config.min_delta,
         generator=gen,
         history=FitHistory(best_val=math.inf, best_epoch=0),
         progress=progress,
