@@ -3,7 +3,7 @@
 Both filters run through the one cycle engine (`dacast.workflow.cycle.cycle`) on the
 same truth, observations and initial ensemble (a function of the seed), so their
 scores differ only by the analysis. The LETKF is DAPPER's ``sakov2008`` set-up
-(Gaspari-Cohn localization of half-width 4, multiplicative inflation); the diffusion
+(Gaspari-Cohn localization as DAPPER's ``loc_rad=4``, multiplicative inflation); the diffusion
 filter is `dacast.ml.diffusion_filter.DiffusionAnalyser` with a trained prior.
 """
 
@@ -24,6 +24,7 @@ from dacast.verify import crps_ensemble
 from dacast.workflow.cycle import Analyser, FilterAnalyser, array_observations, cycle, model_forecast
 from dacast.workflow.runtime import progress as progress_bar
 from dacast.workflow.runtime import spawn_seeds
+from dacast.workflow.twin.presets import L96_LOCALIZATION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +77,7 @@ class Lorenz96Twin:
         members: ensemble size of both filters.
         initial_std: the initial ensemble is the truth plus ``N(0, initial_std**2)`` (DAPPER's ``X0``: variance 0.001).
         burn_in_steps: model steps from the default initial state before the truth starts.
-        localization: the LETKF's Gaspari-Cohn half-width (grid points).
+        localization: the LETKF's (DAPPER's ``loc_rad=4``, as the twin presets).
     """
 
     n_state: int = 40
@@ -85,7 +86,7 @@ class Lorenz96Twin:
     members: int = 20
     initial_std: float = 0.001**0.5
     burn_in_steps: int = 400
-    localization: float = 4.0
+    localization: Localization = L96_LOCALIZATION
 
     @property
     def model(self) -> Lorenz96:
@@ -98,9 +99,8 @@ class Lorenz96Twin:
 
     def letkf(self, network: Network) -> FilterAnalyser:
         """The LETKF of ``network`` (localization as DAPPER's ``loc_rad``)."""
-        loc = Localization(length=self.localization, taper="gaspari_cohn", support=3.64 * self.localization,
-                           min_weight=1e-3)  # fmt: skip
-        return FilterAnalyser(LETKFConfig(localization=loc, inflation=network.inflation), grid=self.model.grid())
+        config = LETKFConfig(localization=self.localization, inflation=network.inflation)
+        return FilterAnalyser(config, grid=self.model.grid())
 
     def truth_and_obs(self, network: Network, seed: int, cycles: int) -> tuple[Tensor, Tensor, Tensor]:
         """Truth ``(cycles, n)``, observations ``(cycles, p)`` and initial ensemble ``(members, n)``, CPU float64."""

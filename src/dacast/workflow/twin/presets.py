@@ -26,7 +26,8 @@ _DAPPER = "DAPPER 1.7.1"
 
 _L63 = ModelSpec(name="lorenz63")
 _L96 = ModelSpec(name="lorenz96", n_state=40, forcing=8.0)
-_L96_LOC = Localization(length=4.0, taper="gaspari_cohn", support=3.64 * 4.0, min_weight=1e-3)
+#: DAPPER's ``loc_rad=4`` on Lorenz-96 (its half-width factor 1.82, and its weight cut-off 1e-3).
+L96_LOCALIZATION = Localization(length=4.0, taper="gaspari_cohn", support=3.64 * 4.0, min_weight=1e-3)
 
 # DAPPER's mods/Lorenz96/sakov2008.py HMM; the presets below differ in filter and size only.
 _SAKOV2008 = TwinConfig(
@@ -71,7 +72,7 @@ _PRESETS: tuple[Preset[TwinConfig], ...] = (
     Preset(
         name="lorenz96-letkf",
         description="Lorenz-96 (40, F=8), all observed every step (R = I), LETKF N=7, inflation 1.04, loc_rad 4",
-        config=replace(_SAKOV2008, filter=LETKFConfig(localization=_L96_LOC, inflation=1.04), members=7),
+        config=replace(_SAKOV2008, filter=LETKFConfig(localization=L96_LOCALIZATION, inflation=1.04), members=7),
         expected_rmse_analysis=0.22,
         source=(
             f"{_DAPPER} dapper/mods/Lorenz96/sakov2008.py line 70: LETKF(N=7, rot=True, infl=1.04, loc_rad=4) # 0.22"
@@ -85,7 +86,7 @@ _PRESETS: tuple[Preset[TwinConfig], ...] = (
             _SAKOV2008,
             model=ModelSpec(name="lorenz96", n_state=4000, forcing=8.0),
             # 1000 members carry little sampling error: 1.04 over-inflates (spread 0.28 vs RMSE 0.23).
-            filter=LETKFConfig(localization=_L96_LOC, inflation=1.01),
+            filter=LETKFConfig(localization=L96_LOCALIZATION, inflation=1.01),
             members=1000,
             cycles=50,
             burn_in=1.0,
@@ -111,4 +112,4 @@ def get_preset(name: str) -> Preset[TwinConfig]:
     return PRESETS.get(name)
 
 
-__all__ = ["PRESETS", "Preset", "get_preset", "preset_names"]
+__all__ = ["L96_LOCALIZATION", "PRESETS", "Preset", "get_preset", "preset_names"]
