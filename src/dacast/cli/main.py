@@ -30,6 +30,7 @@ from dacast.cli.console import (
     run_errors,
 )
 from dacast.cli.console import out as stdout
+from dacast.cli.diffusion import app as diffusion_app
 from dacast.cli.nowcast import app as nowcast_app
 from dacast.cli.obsop import app as obsop_app
 from dacast.cli.realtime import app as realtime_app
@@ -51,6 +52,7 @@ app.add_typer(bda_app, name="bda")
 app.add_typer(surrogate_app, name="surrogate")
 app.add_typer(realtime_app, name="realtime")
 app.add_typer(obsop_app, name="obsop")
+app.add_typer(diffusion_app, name="diffusion")
 
 
 def _version(value: bool) -> None:

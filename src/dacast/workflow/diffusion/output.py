@@ -79,8 +79,9 @@ def results_table(config: DiffusionConfig, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=f"Lorenz-96 40, F=8, dt=0.05, {config.members} members, {config.cycles} cycles "
                         f"(scores after {config.skip}), {len(config.seeds)} seeds")  # fmt: skip
     columns = ("network", "method", "RMSE", "spread/RMSE", "CRPS", "s/analysis", "diverged", "RMSE ratio", "CRPS ratio")
-    for col in columns:
-        table.add_column(col, justify="left" if col in ("network", "method") else "right")
+    for col in columns:  # the labels stay whole in a narrow terminal; the headers of numbers wrap
+        label = col in ("network", "method")
+        table.add_column(col, justify="left" if label else "right", min_width=9 if label else None)
     by = {(r["network"], r["method"]): r for r in rows}
     for r in rows:
         base = by[(r["network"], "letkf")]
