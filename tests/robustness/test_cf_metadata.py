@@ -2,7 +2,7 @@
 
 Each file is produced through the real code path with tiny settings (twin, Big Data
 Assimilation, surrogate cycle, radar nowcast and its re-verification, radiance experiments, the learned
-regional model in the 30-s LETKF) and read back
+regional model in the 30-s LETKF, the diffusion filter against the LETKF) and read back
 with `xarray.open_dataset` without decoding times, so the attributes on disk are checked.
 Units are checked against UDUNITS syntax for the symbols dacast uses (``cf_units`` is
 not a dependency): a product of symbols with integer exponents, ``1``, or
@@ -215,6 +215,25 @@ def radiance_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
 
 
 @pytest.fixture(scope="module")
+def diffusion_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
+    from dacast.workflow.diffusion.config import DiffusionConfig, SamplerSpec, TrainingSpec
+    from dacast.workflow.diffusion.run import run_diffusion
+
+    config = DiffusionConfig(
+        networks=("all",),
+        seeds=(1,),
+        members=5,
+        cycles=6,
+        skip=2,
+        sampler=SamplerSpec(steps=2),
+        training=TrainingSpec(runs=1, cycles=40, steps=5, batch_size=8, channels=4, layers=1, kernel=3),
+        threads=1,
+    )
+    run = run_diffusion(config, tmp_path_factory.mktemp("diffusion") / "run", plots=False)
+    return Files({"diffusion_run.nc": run.paths["dataset"]})
+
+
+@pytest.fixture(scope="module")
 def bda_surrogate_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     from dacast.workflow.bda_surrogate.config import bda_surrogate_config_from_dict
     from dacast.workflow.bda_surrogate.run import run_bda_surrogate
@@ -239,7 +258,16 @@ def bda_surrogate_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
 
 
 @pytest.mark.parametrize(
-    "app", ["twin_files", "bda_files", "surrogate_files", "nowcast_files", "radiance_files", "bda_surrogate_files"]
+    "app",
+    [
+        "twin_files",
+        "bda_files",
+        "surrogate_files",
+        "nowcast_files",
+        "radiance_files",
+        "bda_surrogate_files",
+        "diffusion_files",
+    ],
 )
 def test_every_file_is_cf(app: str, request: pytest.FixtureRequest) -> None:
     files: Files = request.getfixturevalue(app)
