@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dacast.ml.diffusion import DenoiserSpec, GaussianDenoiser, NoiseSchedule, PeriodicDenoiserNet, denoising_loss
-from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample
+from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, guided_denoiser, posterior_sample
 
 
 def _gaussian_problem(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -76,6 +76,32 @@ def test_isotropic_likelihood_pulls_samples_towards_the_observations() -> None:
     )  # fmt: skip
     exact = y / (1 + 0.25)  # posterior mean with prior N(0, I) and R = 0.25 I
     assert ((x.mean(0) - exact).abs() < 0.1 * exact.abs()).all()
+
+
+def test_matrix_free_likelihood_equals_the_dense_one_and_truncation_damps_it() -> None:
+    """CG with as many iterations as state variables solves the isotropic system exactly (nonlinear h)."""
+    g = torch.Generator().manual_seed(1)
+    n, p = 6, 9
+    a = torch.randn(n, n, generator=g, dtype=torch.float64)
+    denoiser = GaussianDenoiser(
+        torch.zeros(n, dtype=torch.float64), a @ a.T / n + 0.2 * torch.eye(n, dtype=torch.float64)
+    )
+    h = torch.randn(p, n, generator=g, dtype=torch.float64)
+    likelihood = GaussianLikelihood(y=torch.randn(p, generator=g, dtype=torch.float64),
+                                    operator=lambda x: torch.tanh(x) @ h.T,
+                                    error_std=torch.full((p,), 0.4, dtype=torch.float64))  # fmt: skip
+    x = torch.randn(5, n, generator=g, dtype=torch.float64)
+    dense = SamplerConfig(covariance="isotropic", gamma=0.7)
+    exact = guided_denoiser(denoiser, x, 0.8, None, likelihood, dense)
+    cg = guided_denoiser(denoiser, x, 0.8, None, likelihood, SamplerConfig(covariance="isotropic", gamma=0.7,
+                                                                          cg_iterations=n))  # fmt: skip
+    torch.testing.assert_close(cg, exact, rtol=1e-8, atol=1e-10)
+    prior_only = denoiser(x, 0.8)
+    one = guided_denoiser(denoiser, x, 0.8, None, likelihood, SamplerConfig(covariance="isotropic", gamma=0.7,
+                                                                           cg_iterations=1))  # fmt: skip
+    assert 0 < float((one - prior_only).norm()) and float((one - exact).norm()) > 1e-6
+    with pytest.raises(ValueError, match="cg_iterations"):
+        SamplerConfig(covariance="isotropic", cg_iterations=-1)
 
 
 def test_samples_are_a_function_of_the_seed() -> None:

@@ -19,7 +19,11 @@ Two choices of ``Sigma`` (`SamplerConfig.covariance`):
 * ``"isotropic"``: ``Sigma = gamma * sigma**2 * sd**2 / (sigma**2 + sd**2) I``, ``sd`` the
   denoiser's ``sigma_data`` (score-based data assimilation's ``gamma sigma**2 I``, Rozet &
   Louppe 2023, kept below the data variance at large ``sigma``): one vector-Jacobian
-  product per step, for large states.
+  product per step, for large states. With ``cg_iterations > 0`` the ``p x p`` system is not formed:
+  ``Hj^T S^-1 r = u / v`` (``v`` the isotropic variance) where ``(I / v + Hj^T R^-1 Hj) u = Hj^T R^-1 r``
+  is solved by conjugate gradients in state space with Jacobian-vector products of ``h`` (no Jacobian
+  of ``h`` is stored): for thousands of observations (radar volumes) and operators through a decoder.
+  Truncated early, CG under-shoots the update, as a damped Kalman step.
 
 The posterior denoiser ``D(x) + sigma**2 grad log p(y | x)`` then drives the Heun
 sampler of EDM (deterministic given the initial noise; ``churn`` adds EDM's
@@ -62,6 +66,8 @@ class SamplerConfig:
         schedule: the noise levels (``sigma_min``, ``sigma_max``, ``rho``).
         covariance: ``"jacobian"`` (Tweedie, exact for linear-Gaussian) or ``"isotropic"`` (SDA-like, see the module).
         gamma: the isotropic variance factor (``"isotropic"`` only).
+        cg_iterations: ``"isotropic"`` only: 0 solves with the operator's dense Jacobian, more runs that many
+            matrix-free conjugate-gradient iterations (for many observations; see the module).
         churn: EDM's ``S_churn`` (0: deterministic ODE given the initial noise).
     """
 
@@ -70,12 +76,15 @@ class SamplerConfig:
     covariance: Literal["jacobian", "isotropic"] = "jacobian"
     gamma: float = 1.0
     churn: float = 0.0
+    cg_iterations: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.covariance not in ("jacobian", "isotropic"):
             raise ValueError(f"covariance must be 'jacobian' or 'isotropic', got {self.covariance!r}")
+        if self.cg_iterations < 0:
+            raise ValueError(f"cg_iterations must be >= 0, got {self.cg_iterations}")
         if self.gamma <= 0 or self.churn < 0:
             raise ValueError("gamma must be positive and churn non-negative")
 
@@ -110,6 +119,27 @@ def _operator_jacobian(likelihood: GaussianLikelihood, d: Tensor) -> tuple[Tenso
     return _batched_jacobian(likelihood.operator, d, int(likelihood.y.shape[0]))
 
 
+def _cg_guidance(likelihood: GaussianLikelihood, d: Tensor, var: float, iterations: int) -> Tensor:
+    """``Hj^T (R + var Hj Hj^T)^-1 (y - h(d))`` ``(B, n)`` at flat states ``d`` ``(B, n)``, by matrix-free CG."""
+    y, w = likelihood.y.to(d), likelihood.error_std.to(d).pow(-2)
+    hd, vjp = torch.func.vjp(likelihood.operator, d)
+
+    def jvp(v: Tensor) -> Tensor:  # forward mode each time: operators with data-dependent shapes cannot be traced
+        return torch.func.jvp(likelihood.operator, (d,), (v,))[1]
+
+    rhs = vjp(w * (y - hd))[0]
+    u, res = torch.zeros_like(rhs), rhs.clone()
+    direction, rr = res.clone(), res.pow(2).sum(1, keepdim=True)
+    for _ in range(iterations):
+        a_dir = direction / var + vjp(w * jvp(direction))[0]
+        alpha = rr / (direction * a_dir).sum(1, keepdim=True).clamp_min(torch.finfo(d.dtype).tiny)
+        u, res = u + alpha * direction, res - alpha * a_dir
+        rr_next = res.pow(2).sum(1, keepdim=True)
+        direction = res + rr_next / rr.clamp_min(torch.finfo(d.dtype).tiny) * direction
+        rr = rr_next
+    return u / var
+
+
 def guided_denoiser(
     denoiser: Denoiser,
     x: Tensor,
@@ -136,10 +166,13 @@ def guided_denoiser(
         xg = x.detach().requires_grad_(True)
         dg = denoiser(xg, sigma, cond).reshape(b, -1)
         d = dg.detach()
-        hd, hj = _operator_jacobian(likelihood, d)
-        s = torch.diag_embed(std**2).expand(b, -1, -1) + var * hj @ hj.transpose(1, 2)
-        u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
-        v = (u[:, None, :] @ hj)[:, 0, :]
+        if config.cg_iterations:
+            v = _cg_guidance(likelihood, d, var, config.cg_iterations)
+        else:
+            hd, hj = _operator_jacobian(likelihood, d)
+            s = torch.diag_embed(std**2).expand(b, -1, -1) + var * hj @ hj.transpose(1, 2)
+            u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
+            v = (u[:, None, :] @ hj)[:, 0, :]
         (grad,) = torch.autograd.grad(dg, xg, grad_outputs=v)
     return d.reshape(x.shape) + sigma**2 * grad.reshape(x.shape)
 
