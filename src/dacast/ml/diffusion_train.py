@@ -19,7 +19,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
-from dacast.ml.diffusion import DenoiserSpec, NoiseSchedule, denoising_loss
+from dacast.ml.diffusion import DenoiserSpec, NoiseSchedule, PeriodicDenoiserNet, denoising_loss
 from dacast.ml.diffusion_filter import ErrorPriorSpec, ForecastErrorPrior
 from dacast.ml.digest import tensors_sha256
 
@@ -69,6 +69,58 @@ class PriorTrainResult:
     record: dict[str, Any]
 
 
+def train_denoiser(
+    net: PeriodicDenoiserNet,
+    x0: Tensor,
+    cond: Tensor | None,
+    *,
+    n_train: int,
+    config: DiffusionTrainConfig,
+    progress: bool = False,
+    label: str = "training prior",
+) -> dict[str, float]:
+    """Train ``net`` in place on clean states ``x0`` ``(N, state_channels, *grid)`` (the first ``n_train``).
+
+    AdamW with a one-cycle learning rate for ``config.steps`` steps of ``config.batch_size`` random
+    samples, EDM's denoising loss; ``cond`` ``(N, C, *grid)`` or ``None``. Returns the mean loss of the
+    first and last 100 steps, the validation loss of the held-out samples (fixed noise draws) and the seconds.
+    """
+    opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.learning_rate, total_steps=config.steps)
+    g = torch.Generator().manual_seed(config.seed)
+    device = x0.device
+
+    def pick(t: Tensor | None, idx: Tensor | slice) -> Tensor | None:
+        return None if t is None else t[idx]
+
+    start, losses = time.perf_counter(), []
+    columns = (TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, TimeElapsedColumn(), disable=not progress) as bar:
+        task = bar.add_task("", total=config.steps)
+        net.train()
+        for step in range(config.steps):
+            idx = torch.randint(0, n_train, (config.batch_size,), generator=g).to(device)
+            loss = denoising_loss(net, x0[idx], pick(cond, idx), config.schedule, g)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            if (step + 1) % 100 == 0:
+                bar.update(task, completed=step + 1, description=f"loss {sum(losses[-100:]) / 100:.3f}")
+    net.eval().requires_grad_(False)
+    with torch.no_grad():
+        held = slice(n_train, None)
+        val = float(denoising_loss(net, x0[held], pick(cond, held), config.schedule,
+                                   torch.Generator().manual_seed(config.seed + 1)))  # fmt: skip
+    return {
+        "loss_first_100": sum(losses[:100]) / len(losses[:100]),
+        "loss_last_100": sum(losses[-100:]) / len(losses[-100:]),
+        "validation_loss": val,
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def train_error_prior(
     mean: Tensor,
     spread: Tensor,
@@ -114,46 +166,15 @@ def train_error_prior(
         prior = ForecastErrorPrior(spec).to(device)
     cond = prior.features(mean, spread).float().to(device)
     e = (err / spec.spread_scale).float()[:, None].to(device)
-    opt = torch.optim.AdamW(prior.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.learning_rate, total_steps=config.steps)
-    g = torch.Generator().manual_seed(config.seed)
-
-    def val_loss() -> float:
-        with torch.no_grad():
-            return float(denoising_loss(prior.net, e[n_train:], cond[n_train:], config.schedule,
-                                        torch.Generator().manual_seed(config.seed + 1)))  # fmt: skip
-
-    start, losses = time.perf_counter(), []
-    columns = (
-        TextColumn("[bold]training prior[/]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-    )
-    with Progress(*columns, TimeElapsedColumn(), disable=not progress) as bar:
-        task = bar.add_task("", total=config.steps)
-        prior.train()
-        for step in range(config.steps):
-            idx = torch.randint(0, n_train, (config.batch_size,), generator=g).to(device)
-            loss = denoising_loss(prior.net, e[idx], cond[idx], config.schedule, g)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-            if (step + 1) % 100 == 0:
-                bar.update(task, completed=step + 1, description=f"loss {sum(losses[-100:]) / 100:.3f}")
+    fit = train_denoiser(prior.net, e, cond, n_train=n_train, config=config, progress=progress)
     prior.eval().requires_grad_(False)
     record = {
         "train": {**asdict(config), "schedule": asdict(config.schedule)},
         "samples": {"train": n_train, "validation": n_val},
-        "loss_first_100": sum(losses[:100]) / len(losses[:100]),
-        "loss_last_100": sum(losses[-100:]) / len(losses[-100:]),
-        "validation_loss": val_loss(),
-        "seconds": time.perf_counter() - start,
+        **fit,
         "training_data_sha256": tensors_sha256(mean, spread, truth),
     }
     return PriorTrainResult(prior=prior, record=record)
 
 
-__all__ = ["DiffusionTrainConfig", "PriorTrainResult", "train_error_prior"]
+__all__ = ["DiffusionTrainConfig", "PriorTrainResult", "train_denoiser", "train_error_prior"]
