@@ -43,7 +43,7 @@ from dacast.workflow.bda.forecast import (
 )
 from dacast.workflow.bda.output import summarise, to_dataset
 from dacast.workflow.bda.plots import make_bda_plots
-from dacast.workflow.cycle import CycleStep, GriddedAnalyser, Observation, cycle
+from dacast.workflow.cycle import Analyser, CycleStep, GriddedAnalyser, Observation, cycle
 from dacast.workflow.files import atomic_write, run_folder, write_json
 from dacast.workflow.runtime import Say, quiet, resolve_device
 from dacast.workflow.runtime import progress as progress_bar
@@ -117,6 +117,7 @@ def run_cycles(
     on_cycle: Callable[[CycleState], None] | None = None,
     say: Say = quiet,
     ensemble_model: EnsembleModel | None = None,
+    analyser: Analyser | None = None,
 ) -> CycleState:
     """Cycle from ``state`` (or from the spun-up initial state) to ``config.cycles``.
 
@@ -130,6 +131,8 @@ def run_cycles(
             physics model, a learned surrogate); None: the truth's model. The truth and the
             initial ensemble always come from ``config.model``. A surrogate's non-finite output
             (`NonFiniteForecast`) ends the run like a diverged filter, naming the cycle.
+        analyser: what makes the analysis (a diffusion filter, ...); None: the gridded LETKF of
+            ``config.letkf`` (on Dask tiles with a client). Its failure (`AnalysisFailed`) ends the run.
 
     Returns:
         The final `CycleState`.
@@ -151,7 +154,7 @@ def run_cycles(
         state.ensemble,
         forecast=forecast,
         observations=radar,
-        analyse=GriddedAnalyser(config.letkf, config.dx_km, client),
+        analyse=analyser or GriddedAnalyser(config.letkf, config.dx_km, client),
         cycles=range(state.cycle, config.cycles),
         precompute_hx=True,
     )
