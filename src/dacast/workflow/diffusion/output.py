@@ -25,6 +25,7 @@ from rich.table import Table
 import dacast
 from dacast.workflow.diffusion.config import FILTERS, DiffusionConfig, diffusion_config_to_dict
 from dacast.workflow.diffusion.experiment import RunStats
+from dacast.workflow.diffusion.priors import prior_name
 from dacast.workflow.files import atomic_write, write_json
 
 #: ``(network, seed) -> filter -> RunStats``: the scores of a comparison.
@@ -65,8 +66,8 @@ def rank_frequencies(config: DiffusionConfig, results: Results) -> dict[tuple[st
     out = {}
     for network in config.networks:
         for method in FILTERS:
-            counts = sum(results[(network, s)][method].rank_counts for s in config.seeds)
-            out[(network, method)] = (counts / counts.sum().clamp_min(1)).tolist()  # type: ignore[union-attr]
+            counts = torch.stack([results[(network, s)][method].rank_counts for s in config.seeds]).sum(0)
+            out[(network, method)] = (counts / counts.sum().clamp_min(1)).tolist()
     return out
 
 
@@ -104,7 +105,7 @@ def diffusion_summary(
     config: DiffusionConfig, results: Results, rows: list[dict[str, Any]], training: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The contents of ``summary.json`` (without the wall time): per network both filters' rows, the ratios
-    diffusion/LETKF, the divergences and the prior's training record; the rank frequencies; the machine."""
+    diffusion/LETKF, the divergences, the prior's file and training record; the rank frequencies; the machine."""
     by = {(r["network"], r["method"]): r for r in rows}
     networks: dict[str, Any] = {}
     for network in config.networks:
@@ -117,6 +118,7 @@ def diffusion_summary(
             if s["diverged"]
         ]
         entry["prior"] = training.get(network, {})
+        entry["prior_file"] = f"priors/{prior_name(network, config.iterations)}"
         networks[network] = entry
     ranks = {f"{n}/{m}": freq for (n, m), freq in rank_frequencies(config, results).items()}
     return {"name": config.name, "networks": networks, "ranks": ranks, "seeds": list(config.seeds),

@@ -35,6 +35,7 @@ def plot_rank_histograms(
             ax.axhline(1 / len(freq), color="k", lw=0.8, ls="--")
             ax.set_title(f"{network}: {method}", fontsize=9)
             ax.set_xlabel("rank of the truth among the members", fontsize=8)
+        axes[i][0].set_ylabel("relative frequency", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -57,7 +58,7 @@ def plot_rmse_time(ds: xr.Dataset, config: DiffusionConfig, path: Path) -> Path:
             if np.isnan(rmse).all():
                 ax.plot([], [], color=COLOURS[method], ls="--", label=f"{method} (diverged)")
         ax.axvline(config.skip, color="k", ls=":", lw=0.8)
-        ax.set(ylabel="analysis RMSE", yscale="log", title=f"{network}: mean of {ds.sizes['seed']} seed(s)")
+        ax.set(ylabel="analysis RMSE, spread", yscale="log", title=f"{network}: mean of {ds.sizes['seed']} seed(s)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     axes[-1].set_xlabel("cycle (dt = 0.05)")

@@ -173,9 +173,8 @@ def run_comparison(
     for network in config.observation_networks():
         prior, training[network.name] = priors(network)
         for seed in config.seeds:
-            saved = store.load(network.name, seed) if store is not None else None
-            if saved is not None:
-                say(f"{network.name} seed {seed}: read back from {store.path(network.name, seed)}")  # type: ignore[union-attr]
+            if store is not None and (saved := store.load(network.name, seed)) is not None:
+                say(f"{network.name} seed {seed}: read back from {store.path(network.name, seed)}")
                 results[(network.name, seed)] = saved
                 continue
             result = compare_filters(twin, network, prior, config, seed, progress=progress)
