@@ -104,6 +104,25 @@ def test_matrix_free_likelihood_equals_the_dense_one_and_truncation_damps_it() -
         SamplerConfig(covariance="isotropic", cg_iterations=-1)
 
 
+@pytest.mark.parametrize("cg", [0, 3])
+def test_mean_guidance_is_exact_for_a_standard_normal_prior(cg: int) -> None:
+    """For N(0, I) Tweedie's covariance is the isotropic one (gamma = 1): the Kalman posterior, dense or by CG."""
+    denoiser = GaussianDenoiser(torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
+    y = torch.tensor([2.0, -2.0, 1.0], dtype=torch.float64)
+    likelihood = GaussianLikelihood(y=y, operator=lambda x: x, error_std=torch.full((3,), 0.5, dtype=torch.float64))
+    config = SamplerConfig(steps=32, schedule=NoiseSchedule(sigma_max=80.0), covariance="isotropic",
+                           guidance="mean", cg_iterations=cg)  # fmt: skip
+    n = 4000
+    x = posterior_sample(denoiser, (n, 3), cond=None, likelihood=likelihood, config=config,
+                         generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # fmt: skip
+    mean_a, var_a = y / 1.25, torch.full((3,), 0.2, dtype=torch.float64)  # prior N(0, I), R = 0.25 I
+    se_mean, se_var = (var_a / n).sqrt(), var_a * (2 / n) ** 0.5
+    assert ((x.mean(0) - mean_a).abs() < 4 * se_mean).all()
+    assert ((x.var(0) - var_a).abs() < 4 * se_var + 0.02 * var_a).all()
+    with pytest.raises(ValueError, match="guidance"):
+        SamplerConfig(guidance="mean")
+
+
 def test_samples_are_a_function_of_the_seed() -> None:
     net = PeriodicDenoiserNet(DenoiserSpec(cond_channels=1, channels=8, layers=2))
     cond = torch.randn(3, 1, 10)

@@ -25,6 +25,13 @@ Two choices of ``Sigma`` (`SamplerConfig.covariance`):
   of ``h`` is stored): for thousands of observations (radar volumes) and operators through a decoder.
   Truncated early, CG under-shoots the update, as a damped Kalman step.
 
+How the likelihood enters (`SamplerConfig.guidance`): ``"score"`` differentiates ``log p(y | x)``
+through the denoiser, ``D + sigma**2 (dD/dx)^T Hj^T S^-1 r`` (as SDA); ``"mean"`` (isotropic only)
+takes Tweedie's ``sigma**2 dD/dx`` to be the same ``Sigma = v I`` the likelihood assumes, so the
+posterior denoiser is the Kalman update of ``D(x)``, ``D + v Hj^T S^-1 r``, without a backward pass
+through the denoiser. With many observations the score form can overshoot where ``sigma**2 dD/dx``
+of the network is larger than ``v`` (at large ``sigma``), and the mean form stays bounded.
+
 The posterior denoiser ``D(x) + sigma**2 grad log p(y | x)`` then drives the Heun
 sampler of EDM (deterministic given the initial noise; ``churn`` adds EDM's
 stochastic noise re-injection). Everything is batched over samples.
@@ -68,6 +75,7 @@ class SamplerConfig:
         gamma: the isotropic variance factor (``"isotropic"`` only).
         cg_iterations: ``"isotropic"`` only: 0 solves with the operator's dense Jacobian, more runs that many
             matrix-free conjugate-gradient iterations (for many observations; see the module).
+        guidance: ``"score"`` (through the denoiser, as SDA) or ``"mean"`` (``"isotropic"`` only; see the module).
         churn: EDM's ``S_churn`` (0: deterministic ODE given the initial noise).
     """
 
@@ -77,6 +85,7 @@ class SamplerConfig:
     gamma: float = 1.0
     churn: float = 0.0
     cg_iterations: int = 0
+    guidance: Literal["score", "mean"] = "score"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -85,6 +94,8 @@ class SamplerConfig:
             raise ValueError(f"covariance must be 'jacobian' or 'isotropic', got {self.covariance!r}")
         if self.cg_iterations < 0:
             raise ValueError(f"cg_iterations must be >= 0, got {self.cg_iterations}")
+        if self.guidance not in ("score", "mean") or (self.guidance == "mean" and self.covariance != "isotropic"):
+            raise ValueError(f"guidance must be 'score', or 'mean' with isotropic covariance, got {self.guidance!r}")
         if self.gamma <= 0 or self.churn < 0:
             raise ValueError("gamma must be positive and churn non-negative")
 
@@ -140,6 +151,17 @@ def _cg_guidance(likelihood: GaussianLikelihood, d: Tensor, var: float, iteratio
     return u / var
 
 
+def _isotropic_gain(likelihood: GaussianLikelihood, d: Tensor, var: float, config: SamplerConfig) -> Tensor:
+    """``Hj^T (R + var Hj Hj^T)^-1 (y - h(d))`` ``(B, n)`` at flat states ``d`` ``(B, n)``: dense or by CG."""
+    if config.cg_iterations:
+        return _cg_guidance(likelihood, d, var, config.cg_iterations)
+    std, y = likelihood.error_std.to(d), likelihood.y.to(d)
+    hd, hj = _operator_jacobian(likelihood, d)
+    s = torch.diag_embed(std**2).expand(d.shape[0], -1, -1) + var * hj @ hj.transpose(1, 2)
+    u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
+    return (u[:, None, :] @ hj)[:, 0, :]
+
+
 def guided_denoiser(
     denoiser: Denoiser,
     x: Tensor,
@@ -162,17 +184,15 @@ def guided_denoiser(
         return (d + sigma**2 * grad).reshape(x.shape)
     sd2 = getattr(getattr(denoiser, "spec", None), "sigma_data", 1.0) ** 2
     var = config.gamma * sigma**2 * sd2 / (sigma**2 + sd2)
+    if config.guidance == "mean":
+        with torch.no_grad():
+            d = denoiser(x, sigma, cond).reshape(b, -1)
+        return (d + var * _isotropic_gain(likelihood, d, var, config)).reshape(x.shape)
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
         dg = denoiser(xg, sigma, cond).reshape(b, -1)
         d = dg.detach()
-        if config.cg_iterations:
-            v = _cg_guidance(likelihood, d, var, config.cg_iterations)
-        else:
-            hd, hj = _operator_jacobian(likelihood, d)
-            s = torch.diag_embed(std**2).expand(b, -1, -1) + var * hj @ hj.transpose(1, 2)
-            u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
-            v = (u[:, None, :] @ hj)[:, 0, :]
+        v = _isotropic_gain(likelihood, d, var, config)
         (grad,) = torch.autograd.grad(dg, xg, grad_outputs=v)
     return d.reshape(x.shape) + sigma**2 * grad.reshape(x.shape)
 
