@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import torch
 
-from dacast.da import AnalysisFailed
+from dacast.da import Analysis, AnalysisFailed
 from dacast.ml.diffusion import NoiseSchedule
 from dacast.ml.diffusion_sampling import SamplerConfig
 from dacast.ml.diffusion_train import DiffusionTrainConfig
@@ -55,3 +55,13 @@ def test_a_failing_analysis_stops_the_run_and_is_recorded() -> None:
     scores = score_run(replace(TINY, cycles=3), failing)
     assert scores.diverged_cycle == 2 and "non-finite" in scores.reason
     assert math.isfinite(float(scores.rain_rmse[0])) and math.isnan(float(scores.rain_rmse[1]))
+
+
+def test_a_collapsed_ensemble_is_recorded_like_a_divergence() -> None:
+    def collapsing(prior, obs, hx, cycle):
+        mean = prior.mean(0, keepdim=True).expand_as(prior).clone()
+        return Analysis.of(mean, obs.y - obs.operator(prior.flatten(1)).mean(0))
+
+    scores = score_run(replace(TINY, cycles=2), collapsing)
+    assert scores.diverged_cycle == 1 and "collapsed" in scores.reason
+    assert bool(torch.isnan(scores.rain_rmse).all())

@@ -34,6 +34,8 @@ from dacast.workflow.cycle import Analyser, GriddedAnalyser, Observation
 from dacast.workflow.runtime import progress as progress_bar
 
 RAIN = VARS.index("r")
+#: A run whose rain spread falls below this fraction of its rain RMSE has collapsed (as `run_filter`'s check).
+COLLAPSE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,14 @@ def score_run(config: BDAConfig, analyser: Analyser | None = None) -> TwinScores
     state = run_cycles(config, analyser=analyser)
     rain_rmse, rain_spread, h_rmse, ts30 = analysis_scores(config, state)
     seconds = [r["seconds_letkf"] for r in state.records if not r["outage"]]
+    diverged, reason = state.diverged_cycle, state.diverged_reason
+    collapsed = (rain_spread < COLLAPSE * rain_rmse).nonzero().flatten()
+    if not diverged and collapsed.numel():  # recorded like a diverged filter: no scores from that cycle on
+        c = int(collapsed[0])
+        spread, error = float(rain_spread[c]), float(rain_rmse[c])
+        diverged, reason = c + 1, f"the ensemble collapsed (rain spread {spread:.2g} at RMSE {error:.2g})"
+        for v in (rain_rmse, rain_spread, h_rmse, ts30):
+            v[c:] = math.nan
     return TwinScores(
         rain_rmse=rain_rmse,
         rain_spread=rain_spread,
@@ -140,8 +150,8 @@ def score_run(config: BDAConfig, analyser: Analyser | None = None) -> TwinScores
         ts30=ts30,
         forecast_ts30=threat_scores(state.forecasts) if state.forecasts else {},
         analysis_seconds=sum(seconds) / max(len(seconds), 1),
-        diverged_cycle=state.diverged_cycle,
-        reason=state.diverged_reason,
+        diverged_cycle=diverged,
+        reason=reason,
     )
 
 
@@ -163,11 +173,12 @@ class LatentSetup:
         members_per_sample: forecast members per training cycle the autoencoder also learns from.
     """
 
-    autoencoder: AutoencoderTrainConfig = AutoencoderTrainConfig(width=32, epochs=20, patience=4)
-    prior: DiffusionTrainConfig = DiffusionTrainConfig(steps=2000, batch_size=32, channels=64, layers=6, kernel=3,
+    autoencoder: AutoencoderTrainConfig = AutoencoderTrainConfig(log_channels=(), levels=1, width=32, epochs=15,
+                                                                 patience=4)  # fmt: skip
+    prior: DiffusionTrainConfig = DiffusionTrainConfig(steps=1500, batch_size=16, channels=32, layers=4, kernel=3,
                                                        schedule=NoiseSchedule(sigma_max=20.0))  # fmt: skip
-    sampler: SamplerConfig = SamplerConfig(steps=6, covariance="isotropic", gamma=1.0, cg_iterations=4,
-                                           schedule=NoiseSchedule(sigma_max=10.0))  # fmt: skip
+    sampler: SamplerConfig = SamplerConfig(steps=4, covariance="isotropic", gamma=3.0, cg_iterations=2,
+                                           guidance="mean", schedule=NoiseSchedule(sigma_max=10.0))  # fmt: skip
     inflation: float = 1.0
     members_per_sample: int = 2
 
