@@ -20,7 +20,9 @@ from dacast.workflow.diffusion.radar import LatentSetup, build_latent_filter, co
 TINY = BDAConfig(members=6, grid=32, cycles=3, spinup_minutes=10.0, ensemble_pool=4, ensemble_lag_minutes=1.0,
                  forecast_every=0, forecast_minutes=2.0, device="cpu", seed=3)  # fmt: skip
 SETUP = LatentSetup(
-    autoencoder=AutoencoderTrainConfig(latent_channels=2, width=8, epochs=2, batch_size=4),
+    autoencoder=AutoencoderTrainConfig(
+        log_channels=(), levels=1, latent_channels=2, width=8, epochs=20, batch_size=4, lr=1e-2
+    ),
     prior=DiffusionTrainConfig(steps=10, batch_size=2, channels=8, layers=1, kernel=3, val_fraction=0.2),
     sampler=SamplerConfig(steps=2, covariance="isotropic", cg_iterations=2, schedule=NoiseSchedule(sigma_max=5.0)),
 )
@@ -43,7 +45,7 @@ def test_samples_filter_and_scores_end_to_end() -> None:
     first, again = run(0), run(0)
     assert first.diverged_cycle == 0 and bool(torch.isfinite(first.rain_rmse).all())
     assert torch.equal(first.rain_rmse, again.rain_rmse)
-    assert first.analysis_seconds > 0 and math.isfinite(first.summary(1)["rain_spread_ratio"])
+    assert first.analysis_seconds > 0 and first.summary(1)["rain_spread_ratio"] > 0.01  # about 0.3: not collapsed
 
 
 def test_a_failing_analysis_stops_the_run_and_is_recorded() -> None:
