@@ -1,4 +1,4 @@
-"""``dacast diffusion run``: the diffusion filter against the LETKF on Lorenz-96 twins.
+"""``dacast diffusion run``: the diffusion filter against the LETKF on Lorenz-96 twins (``radar``: the latent filter).
 
 Bad input (unknown preset, missing or malformed YAML, invalid values, an unknown
 network, an existing run without ``--resume``, a prior in ``--prior-dir`` that does
@@ -26,6 +26,7 @@ from dacast.cli.console import (
     run_errors,
 )
 from dacast.cli.console import out as stdout
+from dacast.cli.diffusion_radar import app as radar_app
 from dacast.workflow.diffusion.config import DIFFUSION_PRESET_REGISTRY, diffusion_config_to_dict, load_diffusion_target
 from dacast.workflow.diffusion.output import results_table
 from dacast.workflow.diffusion.run import DiffusionRun, run_diffusion
@@ -34,12 +35,13 @@ from dacast.workflow.schema import ConfigError
 
 app = typer.Typer(
     name="diffusion",
-    help="The diffusion filter (a learned forecast-error prior) against the LETKF on Lorenz-96 twins.",
+    help="A learned forecast-error prior against the LETKF: Lorenz-96 twins (run), the radar twin (radar run).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     cls=OneLineErrors,
 )
+app.add_typer(radar_app, name="radar")
 
 
 def _seeds(text: str | None) -> list[int] | None:
