@@ -2,8 +2,9 @@
 
 Each file is produced through the real code path with tiny settings (twin, Big Data
 Assimilation, surrogate cycle, radar nowcast and its re-verification, radiance experiments, the learned
-regional model in the 30-s LETKF, the diffusion filter against the LETKF) and read back
-with `xarray.open_dataset` without decoding times, so the attributes on disk are checked.
+regional model in the 30-s LETKF, the diffusion filter against the LETKF, the latent filter on the
+radar twin) and read back with `xarray.open_dataset` without decoding times, so the attributes on
+disk are checked.
 Units are checked against UDUNITS syntax for the symbols dacast uses (``cf_units`` is
 not a dependency): a product of symbols with integer exponents, ``1``, or
 ``<unit> since <date>``.
@@ -234,6 +235,18 @@ def diffusion_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
 
 
 @pytest.fixture(scope="module")
+def latent_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
+    from dacast.workflow.diffusion.radar_config import radar_config_from_dict
+    from dacast.workflow.diffusion.radar_run import run_latent
+
+    bda = {"members": 4, "cycles": 2, "spinup_minutes": 5.0, "ensemble_pool": 2, "forecast_minutes": 2.0}
+    config = radar_config_from_dict({"preset": "latent-radar-quick", "bda": bda, "train_cycles": 2, "keep_members": 1,
+                                     "members_per_sample": 1})  # fmt: skip
+    run = run_latent(config, tmp_path_factory.mktemp("latent") / "run", plots=False)
+    return Files({"latent_run.nc": run.paths["dataset"]})
+
+
+@pytest.fixture(scope="module")
 def bda_surrogate_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
     from dacast.workflow.bda_surrogate.config import bda_surrogate_config_from_dict
     from dacast.workflow.bda_surrogate.run import run_bda_surrogate
@@ -267,6 +280,7 @@ def bda_surrogate_files(tmp_path_factory: pytest.TempPathFactory) -> Files:
         "radiance_files",
         "bda_surrogate_files",
         "diffusion_files",
+        "latent_files",
     ],
 )
 def test_every_file_is_cf(app: str, request: pytest.FixtureRequest) -> None:

@@ -2,7 +2,7 @@
 
 For every application that reads a configuration file (``dacast run``, ``dacast bda run``,
 ``dacast surrogate run``, ``dacast nowcast train``, ``dacast realtime run``, ``dacast obsop run``,
-``dacast diffusion run``),
+``dacast diffusion run``, ``dacast diffusion radar run``),
 Hypothesis starts from a valid configuration (a preset's settings or an example YAML file) and breaks it: a value of the
 wrong type, a missing or unknown key at any depth, NaN and infinities, zero, negative and
 huge numbers (10^12, 2^63, 2^70), strings where numbers go, deep nesting, repeated keys,
@@ -40,6 +40,7 @@ from dacast.workflow import PRESETS, config_to_dict
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict
 from dacast.workflow.bda_surrogate.config import BDA_SURROGATE_PRESETS, bda_surrogate_config_to_dict
 from dacast.workflow.diffusion.config import DIFFUSION_PRESETS, diffusion_config_to_dict
+from dacast.workflow.diffusion.radar_config import RADAR_PRESETS, radar_config_to_dict
 from dacast.workflow.radiance.config import RADIANCE_PRESETS, radiance_config_to_dict
 from dacast.workflow.realtime.config import REALTIME_PRESETS, realtime_config_to_dict
 from dacast.workflow.surrogate.config import SURROGATE_PRESET_REGISTRY, surrogate_config_to_dict
@@ -92,6 +93,11 @@ BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
         [_json(diffusion_config_to_dict(c)) for c in DIFFUSION_PRESETS.values()]
         + [{"preset": "diffusion-quick", "cycles": 80, "training": {"steps": 100}}],
     ),
+    "dacast diffusion radar run": (
+        ["diffusion", "radar", "run"],
+        [_json(radar_config_to_dict(c)) for c in RADAR_PRESETS.values()]
+        + [{"preset": "latent-radar-quick", "bda": {"cycles": 4}, "prior": {"steps": 20}}],
+    ),
 }
 #: Entry point -> its command-line options that take a value (besides ``--out``).
 OPTIONS: dict[str, tuple[str, ...]] = {
@@ -102,6 +108,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     "dacast realtime run": ("--speed", "--folder", "--max-issues"),
     "dacast obsop run": ("--cycles", "--seeds"),
     "dacast diffusion run": ("--cycles", "--seeds", "--prior-dir"),
+    "dacast diffusion radar run": ("--cycles", "--seeds", "--filter"),
 }
 
 HUGE = (10**12, 2**63 - 1, 2**63, 2**70, -(2**70), 10**400)
