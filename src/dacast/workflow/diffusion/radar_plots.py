@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from matplotlib.ticker import MaxNLocator
 
 from dacast.workflow.diffusion.radar_config import RadarDiffusionConfig
 from dacast.workflow.diffusion.radar_output import LABELS
@@ -46,6 +47,7 @@ def plot_rain_time(ds: xr.Dataset, config: RadarDiffusionConfig, path: Path) -> 
     top.set(ylabel="rain r: analysis RMSE, spread", yscale="log",
             title=f"mean of {ds.sizes['seed']} seed(s); scores after cycle {config.skip}")  # fmt: skip
     bottom.set(ylabel="threat score at 30 dBZ", ylim=(0, 1), xlabel=f"cycle ({config.bda.cycle_seconds:g} s each)")
+    bottom.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     return save_figure(fig, path)
 
