@@ -114,7 +114,8 @@ class TwinScores:
     def summary(self, skip: int) -> dict[str, float]:
         """Means over cycles after ``skip``: rain RMSE, spread/RMSE, h RMSE, TS 30 dBZ, seconds per analysis."""
         rr, sp, hr = (float(v[skip:].mean()) for v in (self.rain_rmse, self.rain_spread, self.h_rmse))
-        return {"rain_rmse": rr, "rain_spread_ratio": sp / rr, "h_rmse": hr, "ts30": float(self.ts30[skip:].mean()),
+        ratio = sp / rr if rr > 0 else math.nan  # no rain anywhere: no ratio
+        return {"rain_rmse": rr, "rain_spread_ratio": ratio, "h_rmse": hr, "ts30": float(self.ts30[skip:].mean()),
                 "seconds_per_analysis": self.analysis_seconds}  # fmt: skip
 
 
