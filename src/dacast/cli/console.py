@@ -61,6 +61,16 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(code=EXIT_BAD_INPUT)
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """``--seeds 3000,3001`` as a list of integers (None when not given); one-line `fail` when it is not one."""
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise fail(f"--seeds must be comma-separated integers, got {text!r}") from None
+
+
 @contextlib.contextmanager
 def run_errors(out_dir: Path) -> Iterator[None]:
     """Around a command's run: a `ConfigError` or a failed write to ``out_dir`` becomes the one-line exit 2."""
@@ -188,6 +198,7 @@ __all__ = [
     "err",
     "fail",
     "interrupted",
+    "parse_seeds",
     "out",
     "plain",
     "print_config",

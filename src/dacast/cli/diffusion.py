@@ -22,6 +22,7 @@ from dacast.cli.console import (
     ProgressFlag,
     check_out_dir,
     fail,
+    parse_seeds,
     print_config,
     run_errors,
 )
@@ -42,15 +43,6 @@ app = typer.Typer(
     cls=OneLineErrors,
 )
 app.add_typer(radar_app, name="radar")
-
-
-def _seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise fail(f"--seeds must be comma-separated integers, got {text!r}") from None
 
 
 def print_result(result: DiffusionRun) -> None:
@@ -81,7 +73,7 @@ def run(
 ) -> None:
     """Run (or resume) the comparison; write diffusion_run.nc, summary.json, the priors and plots."""
     try:
-        config = load_diffusion_target(target, cycles=cycles, seeds=_seeds(seeds), prior_dir=prior_dir)
+        config = load_diffusion_target(target, cycles=cycles, seeds=parse_seeds(seeds), prior_dir=prior_dir)
     except ConfigError as err:
         raise fail(str(err)) from None
     out_dir = out or Path("runs") / config.name

@@ -22,6 +22,7 @@ from dacast.cli.console import (
     ProgressFlag,
     check_out_dir,
     fail,
+    parse_seeds,
     print_config,
     run_errors,
 )
@@ -40,15 +41,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=OneLineErrors,
 )
-
-
-def _seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise fail(f"--seeds must be comma-separated integers, got {text!r}") from None
 
 
 def print_result(result: LatentRun) -> None:
@@ -78,7 +70,7 @@ def run(
 ) -> None:
     """Run (or resume) the comparison; write latent_run.nc, summary.json, the filter and the plot."""
     try:
-        config = load_radar_target(target, cycles=cycles, seeds=_seeds(seeds), filter_file=filter_file)
+        config = load_radar_target(target, cycles=cycles, seeds=parse_seeds(seeds), filter_file=filter_file)
     except ConfigError as err:
         raise fail(str(err)) from None
     out_dir = out or Path("runs") / config.name

@@ -23,6 +23,7 @@ from dacast.cli.console import (
     ProgressFlag,
     check_out_dir,
     fail,
+    parse_seeds,
     print_config,
     run_errors,
 )
@@ -39,15 +40,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     cls=OneLineErrors,
 )
-
-
-def _seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise fail(f"--seeds must be comma-separated integers, got {text!r}") from None
 
 
 def print_table(result: RadianceRun) -> None:
@@ -94,7 +86,7 @@ def run(
 ) -> None:
     """Run (or resume) the experiments; write radiance_run.nc, summary.json, the operators and plots."""
     try:
-        config = load_radiance_target(target, cycles=cycles, seeds=_seeds(seeds))
+        config = load_radiance_target(target, cycles=cycles, seeds=parse_seeds(seeds))
     except ConfigError as err:
         raise fail(str(err)) from None
     out_dir = out or Path("runs") / config.name
