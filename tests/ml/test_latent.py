@@ -117,6 +117,8 @@ def test_another_grid_is_refused(trained: dict) -> None:
     prior = _states(3, size=8)
     with pytest.raises(PriorMismatch, match="grid"):
         _analyser(trained["filter"])(prior, _obs(prior[0]), None, 0)
+    with pytest.raises(ValueError, match="inflation"):
+        LatentDiffusionAnalyser(trained["filter"], _analyser(trained["filter"]).sampler, torch.Generator(), 0.0)
 
 
 def test_checkpoint_round_trip_and_mismatches(trained: dict, tmp_path) -> None:

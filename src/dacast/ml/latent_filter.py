@@ -151,6 +151,10 @@ class LatentDiffusionAnalyser:
     generator: torch.Generator
     inflation: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.inflation) and self.inflation > 0):
+            raise ValueError(f"inflation must be positive and finite, got {self.inflation}")
+
     def __call__(self, prior: Tensor, obs: Any, hx: Tensor | None, cycle: int) -> Analysis:
         """The analysis ensemble ``(k, V, ny, nx)`` of the forecast ``prior`` (same shape) given ``obs``."""
         k, shape = prior.shape[0], prior.shape[1:]
