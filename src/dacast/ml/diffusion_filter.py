@@ -169,9 +169,7 @@ class DiffusionAnalyser:
             _Flat(self.prior), (k, n), cond=cond, likelihood=likelihood, config=self.sampler,
             generator=self.generator, dtype=net_dtype, device=device,
         )  # fmt: skip
-        if not bool(torch.isfinite(z).all()):
-            bad = (~torch.isfinite(z)).any(1).nonzero().flatten().tolist()
-            raise AnalysisFailed(f"the diffusion sampler returned non-finite values (members {bad[:8]})")
+        require_finite(z, "diffusion sampler")
         ensemble = (m + s * z).to(prior)
         innovation = obs.y.to(prior) - operator(prior).mean(0)
         return Analysis.of(ensemble, innovation)
@@ -189,15 +187,59 @@ class _Flat(nn.Module):
         return self.prior(x[:, None, :], sigma, cond)[:, 0, :]
 
 
+def save_weights(
+    module: nn.Module, path: str | Path, card: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``path`` (``.pt``, weights only) and ``path.json`` atomically: both diffusion filters' checkpoints.
+
+    The card is ``card``, then ``weights_sha256``, then ``extra`` (training records, provenance).
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
+    full = {**card, "weights_sha256": tensors_sha256(*state.values()), **(extra or {})}
+    write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(full, indent=2) + "\n"))
+    return path
+
+
+def read_card(path: Path, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON card beside ``path``; one-line `PriorMismatch` when it is missing, unreadable or not ``fmt``."""
+    try:
+        card = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError) as exc:
+        raise PriorMismatch(f"{path}: cannot read the {what}'s card ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != fmt:
+        found = card.get("format") if isinstance(card, dict) else None
+        raise PriorMismatch(f"{path}: not a dacast {what} (format {found!r})")
+    return card
+
+
+def require_model(path: Path, have: dict[str, Any], need: dict[str, Any]) -> None:
+    """One-line `PriorMismatch` naming the first model setting where ``have`` (the file's) differs from ``need``."""
+    for key in sorted(set(have) | set(need)):
+        if have.get(key) != need.get(key):
+            raise PriorMismatch(f"{path}: model.{key} {have.get(key)!r} (need {need.get(key)!r})")
+
+
+def load_weights(module: nn.Module, path: Path) -> nn.Module:
+    """``module`` with the weights of ``path`` (``weights_only``), in eval mode without gradients."""
+    try:
+        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        raise PriorMismatch(f"{path}: cannot load the weights ({str(exc).splitlines()[0]})") from None
+    return module.eval().requires_grad_(False)
+
+
+def require_finite(samples: Tensor, what: str) -> None:
+    """`AnalysisFailed` naming the members (first axis of ``samples``) with non-finite values."""
+    if not bool(torch.isfinite(samples).all()):
+        bad = (~torch.isfinite(samples)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise AnalysisFailed(f"the {what} returned non-finite values (members {bad[:8]})")
+
+
 def save_prior(prior: ForecastErrorPrior, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (``.pt``, weights only) and ``path.json`` (spec, weights SHA-256, ``extra``) atomically."""
-    path = Path(path)
-    state = {k: v.detach().cpu() for k, v in prior.state_dict().items()}
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
-    card = {"format": FORMAT, "spec": asdict(prior.spec), "weights_sha256": tensors_sha256(*state.values())}
-    card.update(extra or {})
-    write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
-    return path
+    return save_weights(prior, path, {"format": FORMAT, "spec": asdict(prior.spec)}, extra)
 
 
 def load_prior(
@@ -213,29 +255,19 @@ def load_prior(
         device: where to put the weights.
     """
     path = Path(path)
+    raw = read_card(path, FORMAT, "diffusion prior").get("spec")
     try:
-        card = json.loads(path.with_suffix(".json").read_text())
-        if card.get("format") != FORMAT:
-            raise PriorMismatch(f"{path}: not a dacast diffusion prior (format {card.get('format')!r})")
-        raw = card["spec"]
         spec = ErrorPriorSpec(**{**raw, "networks": tuple(raw["networks"])})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, PriorMismatch):
             raise
-        raise PriorMismatch(f"{path}: cannot read the prior's card ({exc})") from None
+        raise PriorMismatch(f"{path}: cannot read the diffusion prior's card ({exc})") from None
     if spec.n_state != n_state:
         raise PriorMismatch(f"{path}: the prior is for {spec.n_state} state variables (need {n_state})")
-    for key in sorted(set(spec.model) | set(model)):
-        if spec.model.get(key) != model.get(key):
-            raise PriorMismatch(f"{path}: model.{key} {spec.model.get(key)!r} (need {model.get(key)!r})")
+    require_model(path, spec.model, model)
     if network not in spec.networks:
         raise PriorMismatch(f"{path}: trained on networks {', '.join(spec.networks)}, not on {network!r}")
-    prior = ForecastErrorPrior(spec)
-    try:
-        prior.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-        raise PriorMismatch(f"{path}: cannot load the weights ({str(exc).splitlines()[0]})") from None
-    return prior.to(device).eval().requires_grad_(False)
+    return load_weights(ForecastErrorPrior(spec), path).to(device)  # type: ignore[return-value]
 
 
 __all__ = [
@@ -244,5 +276,10 @@ __all__ = [
     "ForecastErrorPrior",
     "PriorMismatch",
     "load_prior",
+    "load_weights",
+    "read_card",
+    "require_finite",
+    "require_model",
     "save_prior",
+    "save_weights",
 ]

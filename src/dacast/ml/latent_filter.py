@@ -24,9 +24,7 @@ JSON card; a file for another grid, model or normalisation is refused in one lin
 
 from __future__ import annotations
 
-import json
 import math
-import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +32,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dacast.atomic import write_atomic
-from dacast.da import Analysis, AnalysisFailed
+from dacast.da import Analysis
 from dacast.ml.diffusion import DenoiserSpec, PeriodicDenoiserNet
-from dacast.ml.diffusion_filter import PriorMismatch
+from dacast.ml.diffusion_filter import (
+    PriorMismatch,
+    load_weights,
+    read_card,
+    require_finite,
+    require_model,
+    save_weights,
+)
 from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample
 from dacast.ml.diffusion_train import DiffusionTrainConfig, train_denoiser
 from dacast.ml.digest import tensors_sha256
@@ -179,9 +183,7 @@ class LatentDiffusionAnalyser:
         z = posterior_sample(net.denoiser, (k, *latent), cond=net.condition(phi_f).expand(k, -1, -1, -1),
                              likelihood=likelihood, config=self.sampler, generator=self.generator,
                              dtype=dtype)  # fmt: skip
-        if not bool(torch.isfinite(z).all()):
-            bad = (~torch.isfinite(z)).flatten(1).any(1).nonzero().flatten().tolist()
-            raise AnalysisFailed(f"the latent diffusion sampler returned non-finite values (members {bad[:8]})")
+        require_finite(z, "latent diffusion sampler")
         with torch.no_grad():
             ensemble = members(z)
         ensemble = torch.cat((ensemble[:, :-1], ensemble[:, -1:].clamp_min(0)), dim=1).to(prior)
@@ -191,40 +193,26 @@ class LatentDiffusionAnalyser:
 
 def save_latent_filter(model: LatentFilterModel, path: str | Path, *, extra: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (``.pt``, weights only) and ``path.json`` (both specs, SHA-256, ``extra``) atomically."""
-    path = Path(path)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    write_atomic(path, lambda tmp: torch.save(state, tmp))
-    card = {"format": FORMAT, "autoencoder": asdict(model.autoencoder.spec), "prior": asdict(model.spec),
-            "weights_sha256": tensors_sha256(*state.values()), **(extra or {})}  # fmt: skip
-    write_atomic(path.with_suffix(".json"), lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
-    return path
+    card = {"format": FORMAT, "autoencoder": asdict(model.autoencoder.spec), "prior": asdict(model.spec)}
+    return save_weights(model, path, card, extra)
 
 
 def load_latent_filter(path: str | Path, *, grid: tuple[int, int], model: dict[str, Any]) -> LatentFilterModel:
     """Read a file of `save_latent_filter`; one-line `PriorMismatch` when it does not fit ``grid`` and ``model``."""
     path = Path(path)
+    card = read_card(path, FORMAT, "latent diffusion filter")
     try:
-        card = json.loads(path.with_suffix(".json").read_text())
-        if card.get("format") != FORMAT:
-            raise PriorMismatch(f"{path}: not a dacast latent diffusion filter (format {card.get('format')!r})")
         ae = AutoencoderSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["autoencoder"].items()})
         spec = LatentPriorSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["prior"].items()})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, PriorMismatch):
             raise
         raise PriorMismatch(f"{path}: cannot read the filter's card ({exc})") from None
     if tuple(spec.grid) != tuple(grid):
         have, need = "x".join(map(str, spec.grid)), "x".join(map(str, grid))
         raise PriorMismatch(f"{path}: the filter is for a {have} grid (need {need})")
-    for key in sorted(set(spec.model) | set(model)):
-        if spec.model.get(key) != model.get(key):
-            raise PriorMismatch(f"{path}: model.{key} {spec.model.get(key)!r} (need {model.get(key)!r})")
-    filt = LatentFilterModel(ae, spec)
-    try:
-        filt.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
-        raise PriorMismatch(f"{path}: cannot load the weights ({str(exc).splitlines()[0]})") from None
-    return filt.eval().requires_grad_(False)
+    require_model(path, spec.model, model)
+    return load_weights(LatentFilterModel(ae, spec), path)  # type: ignore[return-value]
 
 
 __all__ = ["FORMAT", "LatentDiffusionAnalyser", "LatentFilterModel", "LatentPriorSpec", "load_latent_filter",
