@@ -172,9 +172,8 @@ def guided_denoiser(
 ) -> Tensor:
     """The posterior denoiser ``D(x) + sigma**2 grad_x log p(y | x)``, shape of ``x`` ``(B, *state)``."""
     b = x.shape[0]
-    std = likelihood.error_std.to(x)
-    y = likelihood.y.to(x)
     if config.covariance == "jacobian":
+        std, y = likelihood.error_std.to(x), likelihood.y.to(x)
         d, jac = _jacobian(denoiser, x, sigma, cond)
         hd, hj = _operator_jacobian(likelihood, d)
         cov = sigma**2 * 0.5 * (jac + jac.transpose(1, 2))
