@@ -178,3 +178,24 @@ def test_cuda_matches_chunking_and_is_close_to_cpu():
 def test_unstable_step_names_the_limit_broken(change: dict, fragment: str | None) -> None:
     problem = unstable_step(WurschCraigConfig(**change))
     assert problem is None if fragment is None else problem is not None and problem.startswith(fragment)
+
+
+@pytest.mark.parametrize(("origin", "shape"), [((40, 50), (30, 34)), ((5, 0), (20, 64)), ((0, 0), (48, 64))])
+def test_a_window_forecast_equals_the_grid_forecast_inside_its_halo(origin, shape):
+    from dacast.models.wursch_craig import STENCIL_RADIUS
+
+    model = WurschCraig(WurschCraigConfig(ny=48, nx=64))
+    x = model.forecast(model.initial_state(3, seed=0, dtype=torch.float64), 600, seed=3)
+    full = model.forecast(x, 30, seed=5, start_step=77, member_offset=10)
+    rows = (torch.arange(shape[0]) + origin[0]) % 48
+    cols = (torch.arange(shape[1]) + origin[1]) % 64
+    window = model.forecast(x[:, :, rows][:, :, :, cols], 30, seed=5, start_step=77, member_offset=10, origin=origin)
+    want = full[:, :, rows][:, :, :, cols]
+    h = STENCIL_RADIUS * 3
+    hy, hx = (0 if shape[0] == 48 else h), (0 if shape[1] == 64 else h)
+    inner = (slice(None), slice(None), slice(hy, shape[0] - hy), slice(hx, shape[1] - hx))
+    assert torch.equal(window[inner], want[inner])  # bitwise: same cells, same operations
+    if hy and hx:
+        assert not torch.equal(window, want)  # the edges are not valid: the halo is needed
+    with pytest.raises(ValueError, match="window"):
+        model.forecast(torch.zeros(1, 4, 49, 8, dtype=torch.float64), 10, seed=1, origin=(0, 0))

@@ -152,3 +152,26 @@ def test_operator_on_cuda():
     y, op = observe_radar(truth.cuda(), MC, RC, torch.Generator().manual_seed(0))
     assert y.is_cuda
     torch.testing.assert_close(op(truth.reshape(1, -1).cuda()).cpu(), op(truth.reshape(1, -1)))
+
+
+def test_window_operator_equals_the_grid_operator_on_its_observations():
+    gen = torch.Generator().manual_seed(4)
+    truth = _truth(r=2e-4)
+    truth[0] += torch.randn((64, 64), generator=gen, dtype=torch.float64)
+    truth[1] += torch.randn((64, 64), generator=gen, dtype=torch.float64)
+    truth[3] *= torch.rand((64, 64), generator=gen, dtype=torch.float64) * 4
+    y, op = observe_radar(truth, MC, RadarConfig(max_range=30e3, vr_requires_echo=False), gen)
+    ens = truth[None] + 0.1 * torch.randn((5, 4, 64, 64), generator=gen, dtype=torch.float64)
+    ens[:, 3].clamp_(min=0)
+    j, i = op.cell // 64, op.cell % 64
+    select = torch.nonzero((j >= 32) & (i < 16)).reshape(-1)  # a tile at the west edge: its ring wraps
+    assert op.n_vr > 0 and bool((op.kind[select] == 1).any())
+    origin, shape = (31, 63), (33, 17)  # one row south and one column west of the tile, periodic
+    rows, cols = (torch.arange(33) + 31) % 64, (torch.arange(17) + 63) % 64
+    window = ens[:, :, rows][:, :, :, cols]
+    sub = op.window(select, origin, shape)
+    assert sub.n_obs == select.numel() and sub.n_state == 4 * 33 * 17
+    torch.testing.assert_close(sub(window.reshape(5, -1)), op(ens.reshape(5, -1))[:, select], rtol=0, atol=0)
+    torch.testing.assert_close(sub.locations, op.locations[select], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="outside"):
+        op.window(select, (40, 63), shape)

@@ -50,6 +50,25 @@ def tile_bounds(n: int, parts: int, stride: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+def localise(index: Tensor, sqrt_w: Tensor) -> tuple[Tensor, Tensor]:
+    """The observations a neighbour table uses, and the table re-indexed into them.
+
+    Args:
+        index: global observation indices, any shape ``(..., width)``.
+        sqrt_w: taper weights of the same shape (0: padding).
+
+    Returns:
+        ``(used, local)``: the sorted global indices with a non-zero weight ``(m,)`` (``[0]`` when
+        there are none, so padding can index it) and ``index`` re-indexed into ``used``.
+    """
+    live = sqrt_w > 0
+    used = torch.unique(index[live])
+    local = torch.where(live, torch.searchsorted(used, index), torch.zeros_like(index))
+    if used.numel() == 0:
+        used = torch.zeros(1, dtype=index.dtype, device=index.device)
+    return used, local
+
+
 def _payload(
     prior: Tensor,
     ya_t: Tensor,
@@ -65,12 +84,7 @@ def _payload(
     cols = weight_rows(*xs, nx, config.weight_stride).to(index.device)
     idx = index[rows][:, cols]
     sw = sqrt_w[rows][:, cols]
-    live = sw > 0
-    halo = torch.unique(idx[live])  # sorted observation indices used by this tile
-    local_idx = torch.where(live, torch.searchsorted(halo, idx), torch.zeros_like(idx))
-    if halo.numel() == 0:
-        # No observation reaches the tile: keep one (zero-weighted) row so padding can index it.
-        halo = torch.zeros(1, dtype=idx.dtype, device=idx.device)
+    halo, local_idx = localise(idx, sw)  # sorted observation indices used by this tile
     return TilePayload(
         prior=prior[:, :, ys[0] : ys[1], xs[0] : xs[1]].contiguous(),
         ya_t=ya_t[halo].contiguous(),
@@ -131,4 +145,4 @@ def gridded_letkf_dask(
     return Analysis.of(out, innovation)
 
 
-__all__ = ["TilePayload", "gridded_letkf_dask", "tile_bounds"]
+__all__ = ["TilePayload", "gridded_letkf_dask", "localise", "tile_bounds"]

@@ -27,6 +27,8 @@ from torch import Tensor
 _MASK31 = (1 << 31) - 1
 _NOISE_QUANTUM = 1 << 12  # patch values are stored as integers in units of amplitude / 4096
 _R_MIN = 1e-12  # rain below this is set to 0
+#: Cells (Chebyshev distance) one model step reaches: a change spreads at most this far per step.
+STENCIL_RADIUS = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,11 +243,18 @@ class WurschCraig:
             ox.reshape(-1)[keep].to(torch.int64).to(device),
         )
 
-    def _add_noise(self, u: Tensor, v: Tensor, seed: int, members: Tensor, step: int, patches) -> None:
-        """Add the triggering perturbations of one step to ``u, v`` (``(k, ny, nx)``) in place."""
+    def _add_noise(
+        self, u: Tensor, v: Tensor, seed: int, members: Tensor, step: int, patches, origin: tuple[int, int] = (0, 0)
+    ) -> None:
+        """Add the triggering perturbations of one step to ``u, v`` in place.
+
+        ``u, v`` are ``(k, wy, wx)`` windows of the periodic grid whose cell ``(0, 0)`` is global
+        cell ``origin`` (the whole grid by default); perturbations are drawn for the whole grid
+        and the parts inside the window are added, as integer sums (exact in any order).
+        """
         c = self.config
         ny, nx = self.shape
-        k = u.shape[0]
+        k, wy, wx = u.shape
         lam = c.noise_rate * (ny * nx * c.dx * c.dx) * c.dt  # expected perturbations per member and step
         if lam <= 0 or c.noise_amplitude == 0:
             return
@@ -266,15 +275,17 @@ class WurschCraig:
         if m.numel() == 0:
             return
         du, dv, oy, ox = patches
-        flat = m[:, None] * (ny * nx) + ((iy[:, None] + oy) % ny) * nx + (ix[:, None] + ox) % nx
-        flat = flat.reshape(-1)
-        acc = torch.zeros(k * ny * nx, dtype=torch.int32, device=dev)
+        ly = (iy[:, None] + oy - origin[0]) % ny  # window coordinates (>= wy: outside the window)
+        lx = (ix[:, None] + ox - origin[1]) % nx
+        inside = ((ly < wy) & (lx < wx)).reshape(-1)
+        flat = (m[:, None] * (wy * wx) + ly * wx + lx).reshape(-1)[inside]
+        acc = torch.zeros(k * wy * wx, dtype=torch.int32, device=dev)
         scale = c.noise_amplitude / _NOISE_QUANTUM
-        acc.index_put_((flat,), du.repeat(m.numel()), accumulate=True)
-        u.add_(acc.view(k, ny, nx).to(u.dtype), alpha=scale)
+        acc.index_put_((flat,), du.repeat(m.numel())[inside], accumulate=True)
+        u.add_(acc.view(k, wy, wx).to(u.dtype), alpha=scale)
         acc.zero_()
-        acc.index_put_((flat,), dv.repeat(m.numel()), accumulate=True)
-        v.add_(acc.view(k, ny, nx).to(v.dtype), alpha=scale)
+        acc.index_put_((flat,), dv.repeat(m.numel())[inside], accumulate=True)
+        v.add_(acc.view(k, wy, wx).to(v.dtype), alpha=scale)
 
     # ------------------------------------------------------------------ public runs
     def forecast(
@@ -286,6 +297,7 @@ class WurschCraig:
         start_step: int = 0,
         member_offset: int = 0,
         chunk_members: int | None = None,
+        origin: tuple[int, int] | None = None,
     ) -> Tensor:
         """Run every member ``seconds / dt`` steps with stochastic triggering.
 
@@ -295,8 +307,12 @@ class WurschCraig:
         chunks, or a forecast in pieces, gives bitwise the same result on the
         same device and dtype.
 
+        With ``origin``, ``x`` is a window whose cell ``(0, 0)`` is global cell ``origin``: after ``n`` steps
+        cells ``STENCIL_RADIUS * n`` inside its edges (where it is not the whole axis) equal the grid's forecast.
+
         Args:
-            x: states, shape ``(k, 4, ny, nx)``; not modified.
+            x: states, shape ``(k, 4, ny, nx)`` (a window: ``(k, 4, wy, wx)``, ``wy <= ny``, ``wx <= nx``);
+                not modified.
             seconds: forecast length (s), a multiple of ``config.dt``.
             seed: noise seed; ``None`` runs without triggering noise.
             start_step: global index of the first step.
@@ -308,8 +324,10 @@ class WurschCraig:
         """
         c = self.config
         ny, nx = self.shape
-        if x.ndim != 4 or tuple(x.shape[1:]) != (4, ny, nx):
+        if origin is None and (x.ndim != 4 or tuple(x.shape[1:]) != (4, ny, nx)):
             raise ValueError(f"x must have shape (k, 4, {ny}, {nx}), got {tuple(x.shape)}")
+        if origin is not None and (x.ndim != 4 or x.shape[1] != 4 or x.shape[2] > ny or x.shape[3] > nx):
+            raise ValueError(f"a window must have shape (k, 4, <={ny}, <={nx}), got {tuple(x.shape)}")
         n_steps = round(seconds / c.dt)
         if n_steps < 0 or abs(n_steps * c.dt - seconds) > 1e-9 * max(1.0, abs(seconds)):
             raise ValueError(f"seconds must be a non-negative multiple of dt={c.dt}, got {seconds}")
@@ -325,7 +343,7 @@ class WurschCraig:
             members = torch.arange(member_offset + lo, member_offset + hi, device=x.device, dtype=torch.int64)
             for j in range(n_steps):
                 if seed is not None:
-                    self._add_noise(u, v, seed, members, start_step + j, patches)
+                    self._add_noise(u, v, seed, members, start_step + j, patches, origin or (0, 0))
                 self._advance(u, v, h, r, c.dt)
         return out
 

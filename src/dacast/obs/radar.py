@@ -15,7 +15,7 @@ distance to the site. Reflectivity power law and units: ``docs/bda_model.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -188,6 +188,27 @@ class RadarOperator:
             rain_to_rhoqr=config.rain_to_rhoqr,
             floor_dbz=config.floor_dbz,
         )
+
+    def window(self, select: Tensor, origin: tuple[int, int], shape: tuple[int, int]) -> RadarOperator:
+        """The operator of observations ``select`` on a window of this operator's periodic grid (a domain tile).
+
+        The window ``shape = (wy, wx)`` has global cell ``origin`` at ``(0, 0)``; its states are
+        ``(*batch, 4 * wy * wx)``. A radial velocity reads the cells west and south of its own, so
+        those must lie in the window too (or the window spans that axis).
+
+        Args:
+            select: ascending indices of the kept observations, ``(n,)`` int64.
+
+        Returns:
+            The operator whose ``i``-th observation is observation ``select[i]`` of this one.
+        """
+        wy, wx = shape
+        cell = self.cell[select]
+        ly, lx = (cell // self.nx - origin[0]) % self.ny, (cell % self.nx - origin[1]) % self.nx
+        if bool(((ly >= wy) | (lx >= wx)).any()):
+            raise ValueError(f"observations outside the {wy}x{wx} window at {origin}")
+        fields = {name: getattr(self, name)[select] for name in ("locations", "error_std", "kind", "ex", "ey")}
+        return replace(self, n_state=4 * wy * wx, ny=wy, nx=wx, cell=ly * wx + lx, **fields)
 
     def __call__(self, x: Tensor) -> Tensor:
         """``(*batch, 4 * ny * nx)`` -> ``(*batch, n_obs)``: dBZ (clipped below at the clear-air value), Vr."""
