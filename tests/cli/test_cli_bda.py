@@ -34,6 +34,8 @@ device: cpu
         (["bda", "run", "bda-small", "--grid", "2"], "grid"),
         (["bda", "run", "bda-small", "--workers", "0"], "workers"),
         (["bda", "run", "bda-small", "--device", "tpu"], "device"),
+        (["bda", "run", "bda-small", "--tiles", "3"], "--tiles must look like 2x2"),
+        (["bda", "run", "bda-small", "--grid", "16", "--tiles", "2x1"], "use fewer tiles"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], message: str) -> None:
@@ -77,3 +79,17 @@ def test_presets_listed() -> None:
     assert result.exit_code == 0
     for name in ("bda-small", "bda-256", "bda-256-1000"):
         assert name in result.output
+
+
+def test_tiled_run_end_to_end(tmp_path) -> None:
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY)
+    out = tmp_path / "out"
+    base = ["bda", "run", str(cfg), "--out", str(out), "--grid", "32", "--workers", "1", "--no-progress"]
+    result = runner.invoke(app, [*base, "--tiles", "1x2", "--no-plots"])
+    assert result.exit_code == 0, result.output
+    assert "LETKF with H(x)" in result.output and "outage" in result.output
+    assert json.loads((out / "summary.json").read_text())["tiles"] == [1, 2]
+    assert sorted(p.name for p in (out / "tiles").glob("*/*.pt")) == ["tile-0000.pt", "tile-0001.pt"]
+    other = runner.invoke(app, [*base, "--tiles", "2x1", "--cycles", "3", "--resume"])
+    assert other.exit_code == 2 and "resume with --tiles 1x2" in other.output

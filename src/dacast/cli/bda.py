@@ -32,6 +32,7 @@ from dacast.cli.console import (
 from dacast.cli.console import out as stdout
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict, load_bda_target
 from dacast.workflow.bda.run import run_bda_experiment
+from dacast.workflow.bda.tiled_run import parse_tiles, tile_spec
 from dacast.workflow.runtime import dask_client, say
 from dacast.workflow.schema import ConfigError, is_yaml_path
 from dacast.workflow.twin.loader import resolve_device
@@ -60,9 +61,20 @@ def run(
         str | None, typer.Option("--scheduler", help="Address of a running Dask scheduler (tcp://host:port).")
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Workers of the local Dask cluster.")] = 2,
+    tiles: Annotated[
+        str | None,
+        typer.Option(
+            "--tiles",
+            help="Keep the ensemble as NYxNX spatial tiles on the Dask workers (e.g. 2x2): only halos move.",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help=escape("Output directory [default: runs/<name>, or runs/<name>-dask].")),
+        typer.Option(
+            "--out",
+            "-o",
+            help=escape("Output directory [default: runs/<name>, runs/<name>-dask or runs/<name>-tiled]."),
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the checkpoint in --out.", metavar=FLAG)
@@ -75,14 +87,18 @@ def run(
     try:
         config, preset = load_bda_target(target, members=members, grid=grid, cycles=cycles, device=device)
         resolve_device(config.device)
+        layout = None if tiles is None else parse_tiles(tiles)
+        if layout is not None:
+            tile_spec(config, layout)  # a grid too small for so many tiles: one line, before anything starts
     except ConfigError as err:
         raise fail(str(err)) from None
     if not 1 <= workers <= 1024:
         raise fail(f"--workers must be >= 1 and <= 1024, got {workers}")
     label = Path(target).stem if is_yaml_path(target, BDA_PRESETS) else target
-    use_dask = dask or scheduler is not None
+    use_dask = dask or scheduler is not None or layout is not None
     # A Dask run of the same preset gets a folder of its own instead of replacing the one-process results.
-    out_dir = out if out is not None else Path("runs") / (f"{label}-dask" if use_dask else label)
+    suffix = "-tiled" if layout is not None else "-dask" if use_dask else ""
+    out_dir = out if out is not None else Path("runs") / f"{label}{suffix}"
     check_out_dir(out_dir)
     if check:
         print_config(bda_config_to_dict(config))
@@ -91,7 +107,15 @@ def run(
     with run_errors(out_dir):
         with dask_client(scheduler, workers=workers) if use_dask else contextlib.nullcontext() as client:
             result = run_bda_experiment(
-                config, out_dir, preset=preset, resume=resume, client=client, progress=progress, plots=plots, say=say
+                config,
+                out_dir,
+                preset=preset,
+                resume=resume,
+                client=client,
+                progress=progress,
+                plots=plots,
+                say=say,
+                tiles=layout,
             )
     _report(label, result.summary, result.out_dir, result.plots)
 
@@ -115,9 +139,11 @@ def _report(label: str, summary: dict, out_dir: Path, plots: tuple[Path, ...]) -
             )
             stdout.print(f"threat score 30 dBZ (forecast/persistence): {row}", highlight=False)
         cs, obs = summary["cycle_seconds"], summary["obs_per_cycle"]
+        # on tiles H(x) runs inside the analysis stage, tile by tile
+        hx = " + LETKF with H(x) " if "tiles" in summary else f" + H(x) {_g(cs['observation'], '.2f')} + LETKF "
         stdout.print(
-            f"cycle {_g(cs['total'], '.2f')} s = forecast {_g(cs['forecast'], '.2f')} + H(x) "
-            f"{_g(cs['observation'], '.2f')} + LETKF {_g(cs['letkf'], '.2f')}; {_g(obs['dbz'], '.0f')} dBZ + "
+            f"cycle {_g(cs['total'], '.2f')} s = forecast {_g(cs['forecast'], '.2f')}{hx}"
+            f"{_g(cs['letkf'], '.2f')}; {_g(obs['dbz'], '.0f')} dBZ + "
             f"{_g(obs['vr'], '.0f')} Vr obs per volume",
             highlight=False,
         )

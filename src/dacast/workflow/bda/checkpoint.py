@@ -17,6 +17,8 @@ from dacast.workflow.bda.forecast import CycleState
 from dacast.workflow.schema import ConfigError
 
 CHECKPOINT = "checkpoint.pt"
+#: The checkpoint of a run whose ensemble is tiled on Dask workers (`dacast.workflow.bda.tiled_run`).
+TILED_CHECKPOINT = "checkpoint-tiled.pt"
 #: Written into every checkpoint, so that another program's file is refused by name.
 FORMAT = "dacast.bda.checkpoint/1"
 
@@ -90,4 +92,4 @@ def _check(state: CycleState, config: BDAConfig, path: Path) -> None:
         raise ConfigError(f"checkpoint {path} is inconsistent: {len(state.records)} records for {state.cycle} cycles")
 
 
-__all__ = ["CHECKPOINT", "FORMAT", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT", "FORMAT", "TILED_CHECKPOINT", "load_checkpoint", "save_checkpoint"]

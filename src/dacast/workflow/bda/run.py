@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ from dacast.ml.grid_surrogate import NonFiniteForecast
 from dacast.models import TriggeredWurschCraig, WurschCraig, advance
 from dacast.obs.radar import RadarOperator, observe_radar
 from dacast.verify import ensemble_spread, rmse
-from dacast.workflow.bda.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from dacast.workflow.bda.checkpoint import CHECKPOINT, TILED_CHECKPOINT, load_checkpoint, save_checkpoint
 from dacast.workflow.bda.config import BDAConfig, BDAPreset
 from dacast.workflow.bda.forecast import (
     CycleState,
@@ -47,6 +48,7 @@ from dacast.workflow.cycle import Analyser, CycleStep, GriddedAnalyser, Observat
 from dacast.workflow.files import atomic_write, run_folder, write_json
 from dacast.workflow.runtime import Say, quiet, resolve_device
 from dacast.workflow.runtime import progress as progress_bar
+from dacast.workflow.schema import ConfigError
 
 
 class RadarTwin:
@@ -159,14 +161,14 @@ def run_cycles(
         precompute_hx=True,
     )
     try:
-        _record_cycles(config, steps, state, model, forecaster, radar, seeds, on_cycle, say)
+        record_cycles(config, steps, state, model, forecaster, radar, seeds, on_cycle, say)
     except NonFiniteForecast as err:
         state.diverged_cycle, state.diverged_reason = state.cycle + 1, str(err)
         say(f"cycle {state.cycle + 1}: {err}; the run stops after {state.cycle} cycles")
     return state
 
 
-def _record_cycles(
+def record_cycles(
     config: BDAConfig,
     steps: Iterable[CycleStep],
     state: CycleState,
@@ -234,6 +236,7 @@ def run_bda_experiment(
     plots: bool = True,
     say: Say = quiet,
     ensemble_model: EnsembleModel | None = None,
+    tiles: tuple[int, int] | None = None,
 ) -> BDAResult:
     """Run (or resume) the twin; write checkpoint, ``cycles.nc``, ``summary.json`` and plots to ``out_dir``.
 
@@ -247,14 +250,27 @@ def run_bda_experiment(
         plots: write PNG figures.
         say: receives one-line notes (outages, resume point).
         ensemble_model: what runs the ensemble (see `run_cycles`); None: the truth's model.
+        tiles: keep the ensemble as ``tiles[0] x tiles[1]`` spatial tiles on the workers of ``client``
+            (`dacast.workflow.bda.tiled_run`); None: in this process.
     """
-    with run_folder(out_dir, resume=resume, keep=(CHECKPOINT,)) as out:
+    if tiles is not None and (client is None or ensemble_model is not None):
+        raise ConfigError("a tiled run needs a Dask client and the physics model")
+    with run_folder(out_dir, resume=resume, keep=(CHECKPOINT, TILED_CHECKPOINT)) as out:
         state, wall = _cycle_with_checkpoints(
-            config, out, resume=resume, client=client, progress=progress, say=say, ensemble_model=ensemble_model
+            config,
+            out,
+            resume=resume,
+            client=client,
+            progress=progress,
+            say=say,
+            ensemble_model=ensemble_model,
+            tiles=tiles,
         )
         summary = _summary(state, config, wall)
         if preset is not None:
             summary["preset"] = preset.name
+        if tiles is not None:
+            summary["tiles"] = list(tiles)
         ds = to_dataset(state, config) if state.records else None
         if ds is not None:
             atomic_write(out / "cycles.nc", ds.to_netcdf)
@@ -274,12 +290,23 @@ def _cycle_with_checkpoints(
     progress: bool,
     say: Say,
     ensemble_model: EnsembleModel | None = None,
+    tiles: tuple[int, int] | None = None,
 ) -> tuple[CycleState, float]:
     """Run (or resume) the cycles, checkpointing every ``checkpoint_every`` cycles; the state and wall time (s)."""
+    from dacast.workflow.bda import tiled_run as tiled  # it builds on this module's cycle pieces
+
     ckpt = out / CHECKPOINT
+    save: Callable[[CycleState], object] = partial(save_checkpoint, config=config, path=ckpt)
+    run = partial(run_cycles, client=client, ensemble_model=ensemble_model)
+    if tiles is not None:
+        save = partial(tiled.save_tiled_checkpoint, config=config, tiles=tiles, out=out)
+        run = partial(tiled.run_tiled_cycles, client=client, tiles=tiles)
     state = None
     if resume:
-        state = load_checkpoint(ckpt, config)
+        if tiles is None:
+            state = load_checkpoint(ckpt, config)
+        else:
+            state = tiled.load_tiled_checkpoint(out, config, tiles, client)
         say(f"resuming after cycle {state.cycle} of {config.cycles}")
     wall0 = time.perf_counter()
     with progress_bar("cycles", config.cycles, enabled=progress, completed=state.cycle if state else 0) as update:
@@ -288,11 +315,9 @@ def _cycle_with_checkpoints(
             h, r = s.records[-1]["rmse_analysis"][2:]
             update(s.cycle, f"rmse.a h={h:.3g} r={r:.3g}  {s.records[-1]['seconds_cycle']:.2f} s")
             if s.cycle % config.checkpoint_every == 0 or s.cycle == config.cycles:
-                save_checkpoint(s, config, ckpt)
+                save(s)
 
-        state = run_cycles(
-            config, state=state, client=client, on_cycle=on_cycle, say=say, ensemble_model=ensemble_model
-        )
+        state = run(config, state=state, on_cycle=on_cycle, say=say)
     return state, time.perf_counter() - wall0
 
 
@@ -310,4 +335,4 @@ def _summary(state: CycleState, config: BDAConfig, wall: float) -> dict:
     return summary
 
 
-__all__ = ["BDAResult", "RadarTwin", "divergence_reason", "run_bda_experiment", "run_cycles"]
+__all__ = ["BDAResult", "RadarTwin", "divergence_reason", "record_cycles", "run_bda_experiment", "run_cycles"]

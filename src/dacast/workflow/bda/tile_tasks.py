@@ -1,0 +1,237 @@
+"""What a Dask worker does with the ensemble tile it owns: forecast with a halo, H(x), its LETKF, checkpoints.
+
+Every function here runs on the worker that holds the tile (the client only
+submits them, `dacast.workflow.bda.tiled` wires them per cycle). Shapes:
+a tile is ``(k, 4, ty, tx)``; a *forecast* tile keeps one more row south and
+column west, ``(k, 4, ty + ry, tx + rx)`` (``ry, rx`` = `TileLayout.ring`),
+because the radial velocities of its first row and column read them.
+Observations are owned by the tile whose cells they sit in; whitened rows
+``(m, k)`` of them travel to the tiles whose localization reaches them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+from dask.sizeof import sizeof
+from torch import Tensor
+
+from dacast.da.analysis import whiten
+from dacast.da.gridded import GriddedLETKFConfig, analyse_tile
+from dacast.da.tiles import Piece, TileLayout, localise, tile_table
+from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
+from dacast.obs.radar import RadarOperator
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """The settings every tile task reads (small; sent with each task).
+
+    Attributes:
+        layout: the tiles.
+        model: the Würsch-Craig model of the ensemble.
+        letkf: the gridded LETKF.
+        dx_km: grid spacing (km).
+        seed: the ensemble's triggering-noise seed.
+        steps_per_cycle: model steps between analyses.
+    """
+
+    layout: TileLayout
+    model: WurschCraigConfig
+    letkf: GriddedLETKFConfig
+    dx_km: float
+    seed: int
+    steps_per_cycle: int
+
+    def ring(self) -> tuple[int, int]:
+        """Rows south and columns west a forecast tile keeps: ``(ry, rx)``."""
+        return self.layout.ring(0), self.layout.ring(1)
+
+
+@dataclass(frozen=True)
+class OwnObs:
+    """The whitened observations of one tile's own cells.
+
+    Attributes:
+        ids: global observation indices, ascending, ``(p,)`` int64.
+        ya_t: whitened anomalies ``(H(x) - mean) / sigma``, ``(p, k)``.
+        d: whitened innovations ``(p,)``.
+        innovation: ``y - mean(H(x))`` in observation units, ``(p,)``.
+    """
+
+    ids: Tensor
+    ya_t: Tensor
+    d: Tensor
+    innovation: Tensor
+
+
+@dataclass(frozen=True)
+class Table:
+    """A tile's neighbour table: observations used (global, ascending) and weights indexing them."""
+
+    used: Tensor
+    local: Tensor
+    sqrt_w: Tensor
+
+
+@sizeof.register(Tensor)
+def _tensor_bytes(x: Tensor) -> int:
+    """Dask's size of a tensor (its default reads ~80 bytes; transfer metrics and memory limits need the real one)."""
+    return int(x.element_size() * x.nelement())
+
+
+@sizeof.register(OwnObs)
+@sizeof.register(Table)
+def _tensors_bytes(x: OwnObs | Table) -> int:
+    return sum(_tensor_bytes(getattr(x, f.name)) for f in fields(x))
+
+
+def crop(x: Tensor, box: tuple[slice, slice]) -> Tensor:
+    """A copy of ``x[:, :, rows, cols]`` (what one piece of a halo sends)."""
+    return x[:, :, box[0], box[1]].contiguous()
+
+
+def tile_of(x: Tensor, spec: TileSpec, ring: bool) -> Tensor:
+    """The tile's own cells ``(k, 4, ty, tx)`` of a tile (``ring=False``) or a forecast tile (``ring=True``)."""
+    if not ring:
+        return x
+    ry, rx = spec.ring()
+    return x[:, :, ry:, rx:]
+
+
+def forecast_tile(spec: TileSpec, t: int, cycle: int, pieces: list[Piece], parts: list[Tensor]) -> Tensor:
+    """One cycle's forecast of tile ``t`` from its window, assembled from ``parts`` (one per piece).
+
+    Returns:
+        The forecast tile ``(k, 4, ty + ry, tx + rx)``, equal to the same cells of the whole-grid forecast.
+    """
+    layout = spec.layout
+    origin, (wy, wx) = layout.window(t)
+    k = parts[0].shape[0]
+    window = torch.empty((k, 4, wy, wx), dtype=parts[0].dtype, device=parts[0].device)
+    for piece, part in zip(pieces, parts, strict=True):
+        window[:, :, piece.dst[0], piece.dst[1]] = part
+    model = WurschCraig(spec.model)
+    seconds = spec.steps_per_cycle * spec.model.dt
+    out = model.forecast(window, seconds, seed=spec.seed, start_step=cycle * spec.steps_per_cycle, origin=origin)
+    (y0, y1), (x0, x1) = layout.box(t)
+    (ly, _), (lx, _) = layout.pads(0), layout.pads(1)
+    ry, rx = spec.ring()
+    return out[:, :, ly - ry : ly + y1 - y0, lx - rx : lx + x1 - x0].contiguous()
+
+
+def own_obs(spec: TileSpec, t: int, fc: Tensor, y: Tensor, operator: RadarOperator) -> OwnObs:
+    """H(x) of the forecast tile ``fc`` for the observations in tile ``t``'s cells, whitened."""
+    layout = spec.layout
+    ids = torch.nonzero(layout.owner(operator.cell) == t).reshape(-1)
+    (y0, _), (x0, _) = layout.box(t)
+    ry, rx = spec.ring()
+    origin = ((y0 - ry) % layout.shape[0], (x0 - rx) % layout.shape[1])
+    sub = operator.window(ids, origin, (fc.shape[2], fc.shape[3]))
+    flat = fc.reshape(fc.shape[0], -1)
+    ya, d, innovation = whiten(flat, y[ids.to(y.device)], sub, sub(flat))
+    return OwnObs(ids=ids, ya_t=ya.T.contiguous(), d=d, innovation=innovation)
+
+
+def table(spec: TileSpec, t: int, locations: Tensor, dtype: torch.dtype) -> Table:
+    """Tile ``t``'s neighbour table from every observation's location ``(n_obs, 2)`` km."""
+    index, sqrt_w = tile_table(spec.layout, t, locations, spec.letkf, spec.dx_km, dtype)
+    used, local = localise(index, sqrt_w)
+    return Table(used=used, local=local, sqrt_w=sqrt_w)
+
+
+def asked(tab: Table, owners: Tensor, source: int) -> Tensor:
+    """The observations (global indices, ascending) that ``tab`` uses and tile ``source`` owns.
+
+    Args:
+        owners: the owning tile of every observation, ``(n_obs,)``.
+    """
+    live = (tab.sqrt_w > 0).any()
+    if not bool(live):
+        return tab.used[:0]
+    return tab.used[owners[tab.used] == source]
+
+
+def rows(own: OwnObs, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(ids, ya_t[ids], d[ids])`` of observations ``ids`` (owned by this tile): what a neighbour receives."""
+    at = torch.searchsorted(own.ids, ids)
+    return ids, own.ya_t[at], own.d[at]
+
+
+def analyse(spec: TileSpec, fc: Tensor, tab: Table, received: list[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
+    """The LETKF analysis of the forecast tile ``fc`` from the rows its table uses: ``(k, 4, ty, tx)``."""
+    prior = tile_of(fc, spec, ring=True).contiguous()
+    k = prior.shape[0]
+    ids = torch.cat([r[0] for r in received]) if received else tab.used[:0]
+    if ids.numel() == 0:  # no observation reaches the tile: weights all zero, a padding row
+        ya_t, d = prior.new_zeros((1, k)), prior.new_zeros(1)
+    else:
+        order = torch.argsort(ids)
+        if not torch.equal(ids[order], tab.used):
+            raise RuntimeError("the observation rows received do not match the tile's neighbour table")
+        ya_t = torch.cat([r[1] for r in received])[order]
+        d = torch.cat([r[2] for r in received])[order]
+    return analyse_tile(prior, ya_t, d, tab.local, tab.sqrt_w, spec.letkf)
+
+
+def moments(x: Tensor, spec: TileSpec, ring: bool) -> Tensor:
+    """Mean and spread (ddof 1) over members of a tile: ``(2, 4, ty, tx)``, the tile's dtype."""
+    tile = tile_of(x, spec, ring)
+    return torch.stack([tile.mean(0), tile.std(0)])
+
+
+def members(x: Tensor, spec: TileSpec, ring: bool, m: int) -> Tensor:
+    """The first ``m`` members of a tile, ``(m, 4, ty, tx)``."""
+    return tile_of(x, spec, ring)[:m].contiguous()
+
+
+def save_tile(x: Tensor, spec: TileSpec, ring: bool, path: str) -> str:
+    """Write the tile's own cells to ``path`` atomically (temporary file, fsync, rename); returns ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(tile_of(x, spec, ring).contiguous().cpu(), fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return str(target)
+
+
+def load_tile(path: str, shape: tuple[int, ...], device: str) -> Tensor:
+    """A tile written by `save_tile` (weights-only load), checked against ``shape``."""
+    x = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(x, Tensor) or tuple(x.shape) != shape:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"tile file {path} holds {got}, expected {shape}")
+    return x
+
+
+def initial_tile(make: object, t: int, layout: TileLayout) -> Tensor:
+    """Tile ``t`` of the ensemble that ``make()`` builds on this worker (no ensemble crosses the network)."""
+    full = make()  # type: ignore[operator]
+    (y0, y1), (x0, x1) = layout.box(t)
+    return full[:, :, y0:y1, x0:x1].contiguous()
+
+
+__all__ = [
+    "OwnObs",
+    "Table",
+    "TileSpec",
+    "analyse",
+    "asked",
+    "crop",
+    "forecast_tile",
+    "initial_tile",
+    "load_tile",
+    "members",
+    "moments",
+    "own_obs",
+    "rows",
+    "save_tile",
+    "table",
+    "tile_of",
+]

@@ -1,0 +1,356 @@
+"""The BDA ensemble as spatial tiles that stay on Dask workers: only halos, observations and small results move.
+
+`TiledEnsemble` is a handle: each tile ``(k, 4, ty, tx)`` lives on the worker
+that owns it (neighbouring tiles on the same worker where there are fewer
+workers than tiles) and is never sent to the client. One cycle is a small
+task graph per tile, every task pinned to the tile's worker:
+
+1. *forecast*: the tile's window (its cells plus ``halo`` cells around them,
+   copied from the tiles that own them: the only state that moves) runs one
+   cycle; the cells inside equal the whole-grid forecast bitwise;
+2. *H(x)*: the tile computes the whitened model equivalents of the
+   observations in its own cells;
+3. *table*: the tile searches the neighbours of its own weight points
+   (every tile gets the observation list, a few MB) and asks each owner for
+   the rows it uses; owners send those rows ``(m, k)``;
+4. *analysis*: `analyse_tile` on the tile, with RTPP/RTPS.
+
+Mean and spread fields ``(4, ny, nx)``, innovations ``(n_obs,)`` and, for the
+extended forecasts, the first members are all that reach the client.
+A worker that disappears mid-cycle raises `TileLost` naming its tiles; the
+run resumes from the last per-tile checkpoint (`save` / `load`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from dacast.obs.radar import RadarOperator
+from dacast.workflow.bda import tile_tasks as tasks
+from dacast.workflow.bda.tile_tasks import TileSpec
+
+#: Seconds between checks that every tile's worker is still there while a cycle runs.
+POLL_SECONDS = 0.5
+
+
+class TileLost(RuntimeError):
+    """A worker holding tiles left the cluster; the message names the tiles and the cycle."""
+
+
+class TileFailed(RuntimeError):
+    """A tile task raised; the message names the tile and the error."""
+
+
+def tile_workers(client: Any, n_tiles: int) -> tuple[str, ...]:
+    """Worker address of each tile: consecutive tiles (neighbours along x) share a worker."""
+    workers = sorted(client.ncores())
+    if not workers:
+        raise TileLost("the Dask cluster has no workers")
+    return tuple(workers[t * len(workers) // n_tiles] for t in range(n_tiles))
+
+
+@dataclass(frozen=True)
+class TiledEnsemble:
+    """An ensemble ``(members, 4, ny, nx)`` held as tiles on Dask workers (see the module docs).
+
+    Attributes:
+        client: the ``dask.distributed.Client``.
+        spec: the tiles and the model and filter settings the tasks read.
+        workers: the worker address of each tile.
+        futures: one future per tile: a tile, or a forecast tile (``ring``).
+        ring: whether the tiles carry the extra row and column of a forecast.
+        members: ensemble size.
+        label: what errors call the step that made these tiles (``cycle 12``).
+    """
+
+    client: Any
+    spec: TileSpec
+    workers: tuple[str, ...]
+    futures: tuple[Any, ...]
+    ring: bool
+    members: int
+    label: str = "start"
+    cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    device = torch.device("cpu")  # the cycle engine synchronises on it; tiles live on the workers
+
+    # ------------------------------------------------------------------ construction
+    @staticmethod
+    def build(client: Any, spec: TileSpec, make: Callable[[], Tensor], members: int) -> TiledEnsemble:
+        """Tiles of the ensemble ``make()`` returns, built on each tile's worker (``make`` must be picklable)."""
+        workers = tile_workers(client, spec.layout.n_tiles)
+        futures = tuple(
+            _submit(client, w, tasks.initial_tile, make, t, spec.layout, key=f"initial-{t}")
+            for t, w in enumerate(workers)
+        )
+        out = TiledEnsemble(client, spec, workers, futures, ring=False, members=members)
+        out.wait(futures, "building the ensemble")
+        return out
+
+    @staticmethod
+    def scatter(client: Any, spec: TileSpec, ensemble: Tensor) -> TiledEnsemble:
+        """Tiles of an ensemble ``(k, 4, ny, nx)`` held by the client, sent once to their workers."""
+        workers = tile_workers(client, spec.layout.n_tiles)
+        futures = []
+        for t, w in enumerate(workers):
+            (y0, y1), (x0, x1) = spec.layout.box(t)
+            futures.append(client.scatter(ensemble[:, :, y0:y1, x0:x1].contiguous(), workers=[w], direct=True))
+        return TiledEnsemble(client, spec, workers, tuple(futures), ring=False, members=ensemble.shape[0])
+
+    @staticmethod
+    def load(client: Any, spec: TileSpec, paths: Sequence[str], members: int, dtype: torch.dtype) -> TiledEnsemble:
+        """Tiles read by their workers from the files `save` wrote (one per tile)."""
+        workers = tile_workers(client, spec.layout.n_tiles)
+        futures = []
+        for t, w in enumerate(workers):
+            (y0, y1), (x0, x1) = spec.layout.box(t)
+            shape = (members, 4, y1 - y0, x1 - x0)
+            futures.append(_submit(client, w, tasks.load_tile, paths[t], shape, "cpu", key=f"load-{t}"))
+        out = TiledEnsemble(client, spec, workers, tuple(futures), ring=False, members=members, label="resume")
+        out.wait(out.futures, "reading the tile checkpoints")
+        return out
+
+    # ------------------------------------------------------------------ one cycle
+    def forecast(self, cycle: int) -> TiledEnsemble:
+        """The forecast tiles of cycle ``cycle`` (0-based): each window assembled from its pieces, run one cycle."""
+        layout, out = self.spec.layout, []
+        for t, w in enumerate(self.workers):
+            pieces = layout.pieces(t)
+            parts = [
+                self._on(
+                    p.source,
+                    _crop_piece,
+                    self.futures[p.source],
+                    self.spec,
+                    self.ring,
+                    p.src,
+                    key=f"halo-{cycle}-{t}-{i}",
+                )
+                for i, p in enumerate(pieces)
+            ]
+            out.append(
+                _submit(
+                    self.client, w, tasks.forecast_tile, self.spec, t, cycle, pieces, parts, key=f"forecast-{cycle}-{t}"
+                )
+            )
+        forecast = replace(self, futures=tuple(out), ring=True, label=f"cycle {cycle + 1}")
+        forecast.wait(forecast.futures, "the forecast")  # the stage's time is its own; a lost worker shows here
+        return forecast
+
+    def analyse(self, y: Tensor, operator: RadarOperator, cycle: int) -> tuple[TiledEnsemble, Tensor]:
+        """The LETKF analysis of these forecast tiles and the innovation ``y - mean(H(x))`` ``(n_obs,)``.
+
+        The analysis's ``cache["seconds"]`` holds the wall time of H(x) with the neighbour tables
+        (``observation``) and of the LETKF with the row exchange (``analysis``).
+        """
+        if not self.ring:
+            raise ValueError("analyse needs forecast tiles")
+        layout, client = self.spec.layout, self.client
+        t0 = time.perf_counter()
+        # the observations go to every worker (a few MB); each tile picks what it needs
+        y_f, op_f, owners_f = client.scatter(
+            [y.cpu(), operator, layout.owner(operator.cell)], broadcast=True, hash=False
+        )
+        dtype = y.dtype
+        own = [
+            self._on(t, tasks.own_obs, self.spec, t, f, y_f, op_f, key=f"hx-{cycle}-{t}")
+            for t, f in enumerate(self.futures)
+        ]
+        tabs = [self._on(t, _table, self.spec, t, op_f, dtype, key=f"table-{cycle}-{t}") for t in range(layout.n_tiles)]
+        self.wait(own + tabs, "H(x) and the neighbour tables")
+        t1 = time.perf_counter()
+        reach = self.spec.letkf.taper.cutoff / self.spec.dx_km
+        out = []
+        for t in range(layout.n_tiles):
+            received = []
+            for n in layout.near(t, reach):
+                ids = self._on(t, tasks.asked, tabs[t], owners_f, n, key=f"ask-{cycle}-{t}-{n}")
+                received.append(self._on(n, tasks.rows, own[n], ids, key=f"rows-{cycle}-{t}-{n}"))
+            out.append(
+                self._on(t, tasks.analyse, self.spec, self.futures[t], tabs[t], received, key=f"letkf-{cycle}-{t}")
+            )
+        innov = [self._on(t, _innovation, own[t], key=f"innov-{cycle}-{t}") for t in range(layout.n_tiles)]
+        parts = self.wait(innov, "the analysis", out)
+        innovation = torch.empty(operator.n_obs, dtype=dtype)
+        for ids, values in parts:
+            innovation[ids] = values.to(dtype)
+        posterior = replace(self, futures=tuple(out), ring=False)
+        posterior.cache["seconds"] = {"observation": t1 - t0, "analysis": time.perf_counter() - t1}
+        return posterior, innovation
+
+    # ------------------------------------------------------------------ small results
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """Mean and spread (ddof 1) over members, each ``(4, ny, nx)``, reduced on the workers (once)."""
+        if "moments" not in self.cache:
+            self.cache["moments"] = self._moments()
+        return self.cache["moments"]
+
+    def _moments(self) -> tuple[Tensor, Tensor]:
+        parts = self.wait(
+            [self._on(t, tasks.moments, f, self.spec, self.ring, key=None) for t, f in enumerate(self.futures)],
+            "the mean and spread",
+        )
+        return self._assemble([p[0] for p in parts]), self._assemble([p[1] for p in parts])
+
+    # The few tensor operations the BDA records and forecasts apply to an ensemble, over members only.
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(members, 4, ny, nx)``."""
+        return (self.members, 4, *self.spec.layout.shape)
+
+    def mean(self, dim: int = 0, keepdim: bool = False) -> Tensor:
+        """Mean over members ``(4, ny, nx)`` (``(1, 4, ny, nx)`` with ``keepdim``)."""
+        _member_axis(dim)
+        mean = self.moments()[0]
+        return mean[None] if keepdim else mean
+
+    def std(self, dim: int = 0) -> Tensor:
+        """Spread over members (ddof 1) ``(4, ny, nx)``."""
+        _member_axis(dim)
+        return self.moments()[1]
+
+    def var(self, dim: int = 0) -> Tensor:
+        """Variance over members (ddof 1) ``(4, ny, nx)``."""
+        return self.std(dim).square()
+
+    def __getitem__(self, index: slice) -> Tensor:
+        """``ensemble[:m]``: the first ``m`` members on the client, ``(m, 4, ny, nx)``."""
+        if not isinstance(index, slice) or index.start not in (None, 0) or index.step not in (None, 1):
+            raise TypeError("a tiled ensemble gives only its first members, as ensemble[:m]")
+        return self.first_members(min(self.members, self.members if index.stop is None else index.stop))
+
+    def first_members(self, m: int) -> Tensor:
+        """The first ``m`` members, ``(m, 4, ny, nx)``, gathered to the client (extended forecasts)."""
+        parts = self.wait(
+            [self._on(t, tasks.members, f, self.spec, self.ring, m, key=None) for t, f in enumerate(self.futures)],
+            "gathering members",
+        )
+        return self._assemble(parts)
+
+    def gather(self) -> Tensor:
+        """The whole ensemble ``(k, 4, ny, nx)`` on the client (tests and small runs only)."""
+        return self.first_members(self.members)
+
+    def save(self, folder: Path) -> list[str]:
+        """Each worker writes its tiles to ``folder/tile-<t>.pt`` (atomically); returns the paths."""
+        paths = [str(Path(folder) / f"tile-{t:04d}.pt") for t in range(self.spec.layout.n_tiles)]
+        futures = [
+            self._on(t, tasks.save_tile, f, self.spec, self.ring, paths[t], key=None)
+            for t, f in enumerate(self.futures)
+        ]
+        return self.wait(futures, "writing the tile checkpoints")
+
+    # ------------------------------------------------------------------ plumbing
+    def _on(self, t: int, fn: Callable[..., Any], *args: Any, key: str | None) -> Any:
+        return _submit(self.client, self.workers[t], fn, *args, key=key)
+
+    def _assemble(self, parts: list[Tensor]) -> Tensor:
+        ny, nx = self.spec.layout.shape
+        out = torch.empty((*parts[0].shape[:-2], ny, nx), dtype=parts[0].dtype)
+        for t, part in enumerate(parts):
+            (y0, y1), (x0, x1) = self.spec.layout.box(t)
+            out[..., y0:y1, x0:x1] = part
+        return out
+
+    def wait(self, futures: Sequence[Any], what: str, also: Sequence[Any] = ()) -> list[Any]:
+        """Results of ``futures`` (after ``also`` finish too); `TileLost` / `TileFailed` naming the tile."""
+        from distributed import wait
+
+        everything = [*futures, *also]
+        while True:
+            try:
+                wait(everything, timeout=POLL_SECONDS)
+                break
+            except TimeoutError:
+                self._check_workers(what)
+            except Exception as err:  # noqa: BLE001 - Dask cancels what depended on a lost worker's data
+                self._check_workers(what)
+                raise TileFailed(f"{self.label}, {what}: {type(err).__name__}: {err}".splitlines()[0]) from None
+        for t, f in enumerate(everything):
+            if f.status == "error":
+                tile = self.spec.layout.describe(t % self.spec.layout.n_tiles)
+                raise TileFailed(f"{self.label}, {what}: {tile} failed: {f.exception()}")
+            if f.status != "finished":
+                self._check_workers(what)
+                raise TileLost(f"{self.label}, {what}: a tile's result was lost ({f.status})")
+        return self.client.gather(list(futures))
+
+    def _check_workers(self, what: str) -> None:
+        alive = set(self.client.ncores())
+        lost = [t for t, w in enumerate(self.workers) if w not in alive]
+        if lost:
+            tiles = ", ".join(self.spec.layout.describe(t) for t in lost)
+            raise TileLost(
+                f"{self.label}, {what}: the Dask worker {self.workers[lost[0]]} holding {tiles} left the cluster"
+            )
+
+
+def _member_axis(dim: int) -> None:
+    if dim != 0:
+        raise ValueError(f"a tiled ensemble reduces over members only (dim 0), got dim {dim}")
+
+
+def _submit(client: Any, worker: str, fn: Callable[..., Any], *args: Any, key: str | None) -> Any:
+    kwargs: dict[str, Any] = {"workers": [worker], "allow_other_workers": False, "pure": False}
+    if key is not None:
+        kwargs["key"] = f"{key}-{uuid.uuid4().hex[:12]}"
+    return client.submit(fn, *args, **kwargs)
+
+
+def _crop_piece(x: Tensor, spec: TileSpec, ring: bool, box: tuple[slice, slice]) -> Tensor:
+    return tasks.crop(tasks.tile_of(x, spec, ring), box)
+
+
+def _table(spec: TileSpec, t: int, operator: RadarOperator, dtype: torch.dtype) -> tasks.Table:
+    return tasks.table(spec, t, operator.locations, dtype)
+
+
+def _innovation(own: tasks.OwnObs) -> tuple[Tensor, Tensor]:
+    return own.ids, own.innovation
+
+
+def transfer_bytes(client: Any) -> int:
+    """Bytes the workers have received from other workers so far (Dask's own transfer log, all workers)."""
+
+    def received(dask_worker: Any) -> int:
+        # The log keeps the latest 1000 transfers: add the new entries to a total kept on the worker.
+        mark = getattr(dask_worker, "dacast_transfer_mark", float("-inf"))
+        new = [e for e in dask_worker.transfer_incoming_log if e["stop"] > mark]
+        total = getattr(dask_worker, "dacast_transfer_total", 0) + sum(int(e["total"]) for e in new)
+        dask_worker.dacast_transfer_total = total
+        dask_worker.dacast_transfer_mark = max((e["stop"] for e in new), default=mark)
+        return total
+
+    return int(sum(client.run(received).values()))
+
+
+def peak_memory_mb(client: Any) -> dict[str, float]:
+    """Resident-memory high-water mark (VmHWM, MB) of each worker process."""
+
+    def peak() -> float:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    return {str(k): float(v) for k, v in client.run(peak).items()}
+
+
+__all__ = [
+    "POLL_SECONDS",
+    "TileFailed",
+    "TileLost",
+    "TiledEnsemble",
+    "peak_memory_mb",
+    "tile_workers",
+    "transfer_bytes",
+]
