@@ -11,8 +11,12 @@ from dacast.da.gridded import prepare
 from dacast.da.tiles import TileLayout, localise, tile_table
 
 
-@pytest.mark.parametrize(("shape", "parts", "stride"), [((32, 48), (2, 3), 1), ((64, 64), (4, 4), 2), ((40, 24), (1, 2), 4)])
-def test_pieces_fill_each_window_from_the_owning_tiles(shape: tuple[int, int], parts: tuple[int, int], stride: int) -> None:
+@pytest.mark.parametrize(
+    ("shape", "parts", "stride"), [((32, 48), (2, 3), 1), ((64, 64), (4, 4), 2), ((40, 24), (1, 2), 4)]
+)
+def test_pieces_fill_each_window_from_the_owning_tiles(
+    shape: tuple[int, int], parts: tuple[int, int], stride: int
+) -> None:
     layout = TileLayout(shape, parts, stride, halo=5)
     grid = torch.arange(shape[0] * shape[1]).reshape(shape)
     tiles = [grid[slice(*layout.box(t)[0]), slice(*layout.box(t)[1])] for t in range(layout.n_tiles)]
