@@ -66,13 +66,21 @@ def make_states(
     return model, truth, ens
 
 
-def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -> dict:
+def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str, tiles: str = "2x2") -> dict:
     """Time one cycle; returns seconds per stage, observation counts and peak memory."""
     device = "cuda" if mode == "cuda" else "cpu"
     dtype = torch.float32 if dtype_name == "float32" else torch.float64
+    if mode.startswith("tiled"):
+        from bda_tiled import tiled_cell
+
+        ty, tx = (int(n) for n in tiles.split("x"))
+        return {"tiles": tiles, **tiled_cell(members, grid, int(mode[5:] or 1), (ty, tx), stride, dtype)}
+    if mode == "cpu1":
+        torch.set_num_threads(1)
     config = GriddedLETKFConfig(weight_stride=stride)
     dx_km = 0.5
     model, truth, ens = make_states(members, grid, device, dtype)
+    truth = model.forecast(truth, 30.0, seed=1, start_step=0)  # the observed time (as bda_tiled)
     client = cluster = None
     if mode == "dask":
         from dask.distributed import Client, LocalCluster
@@ -88,7 +96,6 @@ def run_cell(members: int, grid: int, mode: str, stride: int, dtype_name: str) -
     wy, wop = observe_radar(w_truth[0], w_model.config, RadarConfig(), torch.Generator().manual_seed(0))
     if wop.n_obs:
         gridded_letkf(w_ens, wy.to(device=device, dtype=dtype), wop, config, dx_km=dx_km)
-    truth = model.forecast(truth, 30.0, seed=1, start_step=0)
     y, op = observe_radar(truth[0], model.config, RadarConfig(), torch.Generator().manual_seed(1))
     y = y.to(device=device, dtype=dtype)
     _sync(device)
@@ -148,7 +155,6 @@ def dapper_comparison(members: int = 50, grid: int = 48) -> dict:
     config = GriddedLETKFConfig(rtpp=0.0, weight_stride=1)
     model, truth, ens = make_states(members, grid, "cpu", torch.float64)
     ens = model.forecast(ens, 30.0, seed=2, start_step=0)
-    truth = model.forecast(truth, 30.0, seed=1, start_step=0)
     y, op = observe_radar(truth[0], model.config, RadarConfig(), torch.Generator().manual_seed(1))
     y = y.double()
     t0 = time.perf_counter()
@@ -236,11 +242,27 @@ def _child(args: list[str]) -> dict:
 def render(rows: list[dict], console: Console) -> None:
     table = Table(title="one 30-s cycle (seconds) and peak memory")
     cols = ("mode", "members", "grid", "stride", "obs (dBZ+Vr)", "forecast", "H(x)", "LETKF", "cycle", "peak MB")
-    for col in (*cols, "rmse r a/f"):
+    for col in (*cols, "rmse r a/f", "moved MB (% ens)"):
         table.add_column(col, justify="right")
     for r in rows:
         if "error" in r:
-            table.add_row(r["mode"], str(r["members"]), str(r["grid"]), str(r["stride"]), r["error"], *[""] * 6)
+            table.add_row(r["mode"], str(r["members"]), str(r["grid"]), str(r["stride"]), r["error"], *[""] * 7)
+            continue
+        if "tiles" in r:  # a tiled run: peak per worker, bytes the workers received from each other
+            table.add_row(
+                f"{r['mode']} {r['tiles']}",
+                str(r["members"]),
+                f"{r['grid']}²",
+                str(r["stride"]),
+                f"{r['n_obs_dbz']}+{r['n_obs_vr']}",
+                f"{r['forecast_s']:.2f}",
+                f"{r['hx_s']:.3f}",
+                f"{r['letkf_s']:.2f}",
+                f"{r['cycle_s']:.2f}",
+                f"{r['worker_peak_mb']:.0f}/worker",
+                "",
+                f"{r['bytes_moved'] / 2**20:.0f} ({100 * r['moved_fraction']:.0f} %)",
+            )
             continue
         table.add_row(
             r["mode"],
@@ -254,15 +276,66 @@ def render(rows: list[dict], console: Console) -> None:
             f"{r['cycle_s']:.2f}",
             f"{r['peak_mb']:.0f}" + (f" (GPU {r['gpu_peak_mb']:.0f})" if "gpu_peak_mb" in r else ""),
             f"{r['rmse_analysis_r'] / r['rmse_prior_r']:.3f}",
+            "",
         )
     console.print(table)
+
+
+def cost_model(rows: list[dict], dtype_name: str, console: Console) -> list[dict]:
+    """Predicted seconds per cycle for 1-256 workers (one tile each) from the tiled1 and tiled2 rows; a table."""
+    from bda_tiled import halo_cells, layout_for, predict, rates
+
+    one = next((r for r in rows if r["mode"] == "tiled1" and "error" not in r), None)
+    two = next((r for r in rows if r["mode"] == "tiled2" and "error" not in r), None)
+    if one is None or two is None:
+        console.print("cost model: needs a tiled1 and a tiled2 row of the same size")
+        return []
+    itemsize = 4 if dtype_name == "float32" else 8
+    k, grid, stride = one["members"], one["grid"], one["stride"]
+    ty, tx = (int(n) for n in one["tiles"].split("x"))
+    base = layout_for(grid, (ty, tx), stride)
+    rate = rates(one, base, k)
+    # the one-worker times include its own task overhead: take it out of the compute rates
+    overhead_1 = predict(rate, base, 1, k, itemsize, two, 0.0)["overhead_s"]
+    rate = {key: value * max(0.0, 1.0 - overhead_1 / one["cycle_s"]) for key, value in rate.items()}
+    per_cell = two["row_bytes"] / max(1, sum(halo_cells(base, 2)))  # observation rows per halo cell, measured
+    out = []
+    table = Table(title=f"cost model: {k} members, {grid}², stride {stride} (from tiled1 rates; probe of tiled2)")
+    for col in ("workers", "tiles", "compute s", "transfer s", "overhead s", "cycle s", "measured s"):
+        table.add_column(col, justify="right")
+    for workers, tiles in ((1, (ty, tx)), (2, (ty, tx)), (16, (4, 4)), (64, (8, 8)), (256, (16, 16))):
+        try:
+            layout = layout_for(grid, tiles, stride)
+        except ValueError as err:
+            table.add_row(str(workers), f"{tiles[0]}x{tiles[1]}", str(err)[:40], *[""] * 4)
+            continue
+        p = predict(rate, layout, workers, k, itemsize, two, per_cell)
+        measured = {1: one["cycle_s"], 2: two["cycle_s"]}.get(workers) if tiles == (ty, tx) else None
+        out.append({"workers": workers, "tiles": list(tiles), **p, "measured_s": measured})
+        table.add_row(
+            str(workers),
+            f"{tiles[0]}x{tiles[1]}",
+            *(f"{p[key]:.2f}" for key in ("compute_s", "transfer_s", "overhead_s", "cycle_s")),
+            "" if measured is None else f"{measured:.2f}",
+        )
+    console.print(table)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", default="50,100,250,1000")
     parser.add_argument("--grids", default="64,128,256")
-    parser.add_argument("--modes", default=None, help="cpu,dask[,cuda] (default: cpu,dask and cuda when present)")
+    parser.add_argument(
+        "--modes",
+        default=None,
+        help="cpu,cpu1,dask,tiled1,tiled2[,cuda]: cpu1 = one thread, tiledN = N workers x 1 thread holding --tiles "
+        "(default: cpu,dask and cuda when present)",
+    )
+    parser.add_argument("--tiles", default="2x2", help="tile layout of the tiled modes (tiles along y x x)")
+    parser.add_argument(
+        "--cost-model", action="store_true", help="after the table: predicted cycle time, 1-256 workers"
+    )
     parser.add_argument("--stride", default="1", help="weight strides to time, e.g. 1,2,4")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--no-dapper", action="store_true", help="skip the DAPPER comparison")
@@ -289,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cell:
         m, g, mode, s = args.cell
-        print(json.dumps(run_cell(int(m), int(g), mode, int(s), args.dtype)))
+        print(json.dumps(run_cell(int(m), int(g), mode, int(s), args.dtype, args.tiles)))
         return 0
     if args.dapper_cell:
         print(json.dumps(dapper_comparison()))
@@ -302,9 +375,11 @@ def main(argv: list[str] | None = None) -> int:
             for members in (int(m) for m in args.members.split(",")):
                 for stride in (int(s) for s in args.stride.split(",")):
                     console.print(f"[dim]{mode} {members} members {grid}² stride {stride}...[/]")
-                    row = _child(["--cell", str(members), str(grid), mode, str(stride), "--dtype", args.dtype])
+                    cell = ["--cell", str(members), str(grid), mode, str(stride), "--dtype", args.dtype]
+                    row = _child([*cell, "--tiles", args.tiles])
                     rows.append({"members": members, "grid": grid, "mode": mode, "stride": stride, **row})
     render(rows, console)
+    model = cost_model(rows, args.dtype, console) if args.cost_model else None
     dapper = None
     if not args.no_dapper:
         dapper = _child(["--dapper-cell"])
@@ -320,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         info = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
         with open(args.json, "w") as fh:
-            json.dump({"machine": info, "rows": rows, "dapper": dapper}, fh, indent=2)
+            json.dump({"machine": info, "rows": rows, "dapper": dapper, "cost_model": model}, fh, indent=2)
     return 0
 
 

@@ -14,6 +14,7 @@ from dacast.models import (
     rain_fraction,
     unstable_step,
 )
+from dacast.models.wursch_craig_trigger import noise_patches
 
 
 def _model(n: int = 32, **kw) -> WurschCraig:
@@ -144,7 +145,7 @@ def test_bad_inputs():
 def test_noise_rate_sets_the_number_of_triggers():
     m = _model(32, noise_rate=1e-9, initial_h_std=0.0)
     x = m.initial_state(1, seed=0, dtype=torch.float64)
-    patches = m._noise_patches(x.device)
+    patches = noise_patches(m.config, x.device)
     u, v = x[:, 0].clone(), x[:, 1].clone()
     m._add_noise(u, v, 0, torch.tensor([0]), 0, patches)
     lam = 1e-9 * (32 * 500.0) ** 2 * 10.0
@@ -199,3 +200,23 @@ def test_a_window_forecast_equals_the_grid_forecast_inside_its_halo(origin, shap
         assert not torch.equal(window, want)  # the edges are not valid: the halo is needed
     with pytest.raises(ValueError, match="window"):
         model.forecast(torch.zeros(1, 4, 49, 8, dtype=torch.float64), 10, seed=1, origin=(0, 0))
+
+
+def test_member_chunks_are_cache_sized_on_a_cpu():
+    from dacast.models.wursch_craig_trigger import default_chunk
+
+    assert default_chunk(torch.zeros(100, 4, 256, 256)) == 4
+    assert default_chunk(torch.zeros(100, 4, 128, 128)) == 16
+    assert default_chunk(torch.zeros(2, 4, 1024, 1024)) == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_member_chunks_fill_the_gpu_and_keep_the_numbers():
+    from dacast.models.wursch_craig_trigger import default_chunk
+
+    model = _model(64)
+    x = model.initial_state(64, seed=0, device="cuda")
+    assert default_chunk(x) == 64  # 64 members of 64^2 fit many times over
+    a = model.forecast(x, 30.0, seed=1)
+    b = model.forecast(x, 30.0, seed=1, chunk_members=4)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -53,6 +53,8 @@ def test_presets_have_the_issue_sizes() -> None:
         assert p.config.letkf.max_obs == 100
     scale = BDA_PRESETS["bda-256-1000"].config.letkf
     assert (scale.rtpp, scale.localization) == (0.95, 2.0)
+    huge = BDA_PRESETS["bda-256-10240"].config
+    assert (huge.members, huge.grid, huge.device, huge.dtype, huge.letkf) == (10240, 256, "cuda", "float32", scale)
 
 
 @pytest.mark.parametrize(

@@ -140,3 +140,14 @@ def test_resume_with_another_layout_is_refused(client: Client, tmp_path) -> None
         run_bda_experiment(
             replace(cfg, cycles=3), tmp_path, client=client, tiles=(1, 2), resume=True, progress=False, plots=False
         )
+
+
+def test_a_corrupt_tile_file_is_named_on_resume(client: Client, tmp_path) -> None:
+    cfg = config(2, cycles=2)
+    run_bda_experiment(cfg, tmp_path, client=client, tiles=(2, 2), progress=False, plots=False)
+    bad = next((tmp_path / "tiles").glob("*/tile-0001.pt"))
+    bad.write_bytes(b"not a tensor")
+    with pytest.raises(ConfigError, match=r"cannot resume.*tile 1 \(rows 0:16, cols 16:32\)"):
+        run_bda_experiment(
+            replace(cfg, cycles=3), tmp_path, client=client, tiles=(2, 2), resume=True, progress=False, plots=False
+        )

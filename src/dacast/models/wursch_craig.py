@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-_MASK31 = (1 << 31) - 1
-_NOISE_QUANTUM = 1 << 12  # patch values are stored as integers in units of amplitude / 4096
+from dacast.models.wursch_craig_trigger import MASK31, NOISE_QUANTUM, default_chunk, hash31, noise_patches
+
 _R_MIN = 1e-12  # rain below this is set to 0
 #: Cells (Chebyshev distance) one model step reaches: a change spreads at most this far per step.
 STENCIL_RADIUS = 2
@@ -75,16 +75,6 @@ class WurschCraigConfig:
             raise ValueError(f"need H0 < hc < hr, got {self.H0}, {self.hc}, {self.hr}")
         if self.noise_radius <= 0:
             raise ValueError(f"noise_radius must be positive, got {self.noise_radius}")
-
-
-def _hash(x: Tensor) -> Tensor:
-    """A 31-bit integer mixer (int64 in, int64 in ``[0, 2**31)`` out); no overflow anywhere."""
-    for mult, add in ((1103515245, 12345), (69069, 2891336453 & _MASK31), (1664525, 1013904223)):
-        x = x & _MASK31
-        x = x ^ (x >> 15)
-        x = (x * mult + add) & _MASK31
-        x = x ^ (x >> 13)
-    return x & _MASK31
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,36 +203,6 @@ class WurschCraig:
         return y.reshape(*batch, self.n_state)
 
     # ------------------------------------------------------------------ noise
-    def _noise_patches(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Integer patch values of one convergent perturbation and their offsets.
-
-        Returns ``(du, dv, oy, ox)``, each ``(P,)``: ``du``/``dv`` in units of
-        ``noise_amplitude / 4096`` at ``u``/``v`` points offset ``(oy, ox)``
-        from the perturbation's centre cell.
-        """
-        c = self.config
-        ell = c.noise_radius / c.dx
-        w = max(1, math.ceil(3.0 * ell))
-        off = torch.arange(-w, w + 1, dtype=torch.float64)
-        oy, ox = torch.meshgrid(off, off, indexing="ij")
-        # u at (j, i + 1/2), v at (j + 1/2, i); the wind points at the centre (convergence)
-        norm = math.exp(0.5)  # max of s exp(-s^2/2) is exp(-1/2)
-
-        def patch(along: Tensor, across: Tensor) -> Tensor:
-            s = along / ell
-            val = -norm * s * torch.exp(-0.5 * (s * s + (across / ell) ** 2))
-            return torch.round(val * _NOISE_QUANTUM).to(torch.int32)
-
-        du = patch(ox + 0.5, oy).reshape(-1)
-        dv = patch(oy + 0.5, ox).reshape(-1)
-        keep = (du != 0) | (dv != 0)
-        return (
-            du[keep].to(device),
-            dv[keep].to(device),
-            oy.reshape(-1)[keep].to(torch.int64).to(device),
-            ox.reshape(-1)[keep].to(torch.int64).to(device),
-        )
-
     def _add_noise(
         self, u: Tensor, v: Tensor, seed: int, members: Tensor, step: int, patches, origin: tuple[int, int] = (0, 0)
     ) -> None:
@@ -262,12 +222,12 @@ class WurschCraig:
         p_on = lam / n_slots
         dev = u.device
         slot = torch.arange(n_slots, device=dev, dtype=torch.int64)
-        base = _hash(
-            _hash(_hash(torch.full((1,), seed & _MASK31, device=dev, dtype=torch.int64) + 7919) + members[:, None])
+        base = hash31(
+            hash31(hash31(torch.full((1,), seed & MASK31, device=dev, dtype=torch.int64) + 7919) + members[:, None])
             + step * 2654435
             + slot[None, :] * 40503
         )  # (k, S)
-        draws = [_hash(base + 97 * (i + 1)) for i in range(3)]
+        draws = [hash31(base + 97 * (i + 1)) for i in range(3)]
         on = draws[0].to(torch.float64) < p_on * 2.0**31
         iy = (draws[1] % ny)[on]
         ix = (draws[2] % nx)[on]
@@ -275,12 +235,18 @@ class WurschCraig:
         if m.numel() == 0:
             return
         du, dv, oy, ox = patches
+        if (wy, wx) != (ny, nx):  # a window: only the perturbations whose patch can reach it
+            reach = int(oy.abs().max()) if oy.numel() else 0
+            near = (((iy - origin[0] + reach) % ny) < wy + 2 * reach) & (
+                ((ix - origin[1] + reach) % nx) < wx + 2 * reach
+            )
+            iy, ix, m = iy[near], ix[near], m[near]
         ly = (iy[:, None] + oy - origin[0]) % ny  # window coordinates (>= wy: outside the window)
         lx = (ix[:, None] + ox - origin[1]) % nx
         inside = ((ly < wy) & (lx < wx)).reshape(-1)
         flat = (m[:, None] * (wy * wx) + ly * wx + lx).reshape(-1)[inside]
         acc = torch.zeros(k * wy * wx, dtype=torch.int32, device=dev)
-        scale = c.noise_amplitude / _NOISE_QUANTUM
+        scale = c.noise_amplitude / NOISE_QUANTUM
         acc.index_put_((flat,), du.repeat(m.numel())[inside], accumulate=True)
         u.add_(acc.view(k, wy, wx).to(u.dtype), alpha=scale)
         acc.zero_()
@@ -317,25 +283,28 @@ class WurschCraig:
             seed: noise seed; ``None`` runs without triggering noise.
             start_step: global index of the first step.
             member_offset: global index of member 0 of ``x``.
-            chunk_members: members advanced together (default 4: cache-sized chunks).
+            chunk_members: members advanced together (default: `default_chunk`).
 
         Returns:
             States after the forecast, shape ``(k, 4, ny, nx)``, dtype and device of ``x``.
         """
         c = self.config
         ny, nx = self.shape
-        if origin is None and (x.ndim != 4 or tuple(x.shape[1:]) != (4, ny, nx)):
-            raise ValueError(f"x must have shape (k, 4, {ny}, {nx}), got {tuple(x.shape)}")
-        if origin is not None and (x.ndim != 4 or x.shape[1] != 4 or x.shape[2] > ny or x.shape[3] > nx):
-            raise ValueError(f"a window must have shape (k, 4, <={ny}, <={nx}), got {tuple(x.shape)}")
+        fits = (
+            x.ndim == 4
+            and x.shape[1] == 4
+            and (x.shape[2] <= ny and x.shape[3] <= nx if origin else x.shape[2:] == (ny, nx))
+        )
+        if not fits:
+            raise ValueError(f"x must have shape (k, 4, {ny}, {nx}) (a window: at most that), got {tuple(x.shape)}")
         n_steps = round(seconds / c.dt)
         if n_steps < 0 or abs(n_steps * c.dt - seconds) > 1e-9 * max(1.0, abs(seconds)):
             raise ValueError(f"seconds must be a non-negative multiple of dt={c.dt}, got {seconds}")
-        chunk = chunk_members or 4
+        chunk = chunk_members or default_chunk(x)
         if chunk < 1:
             raise ValueError(f"chunk_members must be >= 1, got {chunk}")
         out = x.clone()
-        patches = self._noise_patches(x.device) if seed is not None else None
+        patches = noise_patches(self.config, x.device) if seed is not None else None
         for lo in range(0, x.shape[0], chunk):
             hi = min(lo + chunk, x.shape[0])
             y = out[lo:hi]
@@ -364,7 +333,7 @@ class WurschCraig:
             The perturbed states, shape, dtype and device of ``x`` (only ``u`` and ``v`` change, m/s).
         """
         out = x.clone()
-        patches = self._noise_patches(x.device)
+        patches = noise_patches(self.config, x.device)
         members = torch.arange(member_offset, member_offset + x.shape[0], device=x.device, dtype=torch.int64)
         for j in range(n_steps):
             self._add_noise(out[:, 0], out[:, 1], seed, members, start_step + j, patches)

@@ -70,18 +70,24 @@ def _gigabytes(nbytes: float) -> str:
     return f"{gb:,.0f} GB" if 10 <= gb < 1e7 else f"{gb:.3g} GB"
 
 
-def require_fits(nbytes: float, what: str) -> None:
+def require_fits(nbytes: float, what: str, *, gpu: bool = False) -> None:
     """`ConfigError` when ``nbytes``, the estimated memory of a run, exceeds this machine's memory.
 
     Args:
         nbytes: estimate of the run's largest arrays together (bytes; a float, so that no product overflows).
         what: the sizes behind it, e.g. ``"members=50 x grid 64^2 x 20 cycles"``.
+        gpu: the arrays live on the GPU: checked against its memory where there is one (a machine
+            without CUDA refuses such a run when it resolves the device, not here).
     """
-    total = machine_memory()
+    if gpu:
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else 0
+        where = "this GPU has"
+    else:
+        total, where = machine_memory(), "this machine has"
     if total and not nbytes <= total:
-        raise ConfigError(
-            f"{what} needs about {nbytes:.2g} bytes ({_gigabytes(nbytes)}); this machine has {_gigabytes(total)}"
-        )
+        raise ConfigError(f"{what} needs about {nbytes:.2g} bytes ({_gigabytes(nbytes)}); {where} {_gigabytes(total)}")
 
 
 def require_steps(steps: float, what: str) -> None:

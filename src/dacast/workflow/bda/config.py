@@ -141,7 +141,7 @@ class BDAConfig:
         sizes = (
             f"members={self.members} x grid {self.grid}^2 x cycles={self.cycles}, radar {rays:.3g} x {gates:.3g} gates"
         )
-        require_fits(self.estimated_bytes(), sizes)
+        require_fits(self.estimated_bytes(), sizes, gpu=self.device == "cuda")
         require_steps(self.model_steps(), f"spin-up, cycles={self.cycles} of {self.cycle_seconds:g} s and forecasts")
         if (self.model.ny, self.model.nx) != (self.grid, self.grid):
             object.__setattr__(self, "model", replace(self.model, ny=self.grid, nx=self.grid))

@@ -131,6 +131,9 @@ class Forecaster:
 def _forecast_chunk(
     config: object, x: Tensor, seconds: float, seed: int | None, start_step: int, offset: int
 ) -> Tensor:
+    from dacast.workflow.bda.tile_tasks import tune_malloc  # the worker's allocator, as for tiles
+
+    tune_malloc()
     return WurschCraig(config).forecast(x, seconds, seed=seed, start_step=start_step, member_offset=offset)  # type: ignore[arg-type]
 
 

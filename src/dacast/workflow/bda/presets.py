@@ -40,6 +40,12 @@ def bda_presets() -> tuple[Preset[BDAConfig], ...]:
     big = replace(
         mid, members=1000, cycles=10, forecast_every=10, forecast_members=100, letkf=GriddedLETKFConfig(weight_stride=4)
     )
+    # 10240 members on one GPU: SCALE-LETKF's settings as bda-256-1000; a larger pool lagged less keeps
+    # the spin-up of the initial members short (40 snapshots x 2 min); the model's member chunks are sized
+    # for the device (`default_chunk`).
+    huge = replace(
+        big, members=10240, cycles=5, forecast_every=5, ensemble_pool=256, ensemble_lag_minutes=2.0, device="cuda"
+    )
     return (
         Preset(
             name="bda-small",
@@ -56,6 +62,12 @@ def bda_presets() -> tuple[Preset[BDAConfig], ...]:
             description="256x256 at 500 m, 1000 members, 10 cycles, SCALE-LETKF's L=2 km, RTPP 0.95; "
             "weights every 4th point",
             config=big,
+        ),
+        Preset(
+            name="bda-256-10240",
+            description="256x256 at 500 m, 10240 members on one GPU (float32), 5 cycles, L=2 km, RTPP 0.95; "
+            "weights every 4th point",
+            config=huge,
         ),
     )
 

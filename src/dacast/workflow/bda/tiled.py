@@ -37,6 +37,8 @@ from dacast.obs.radar import RadarOperator
 from dacast.workflow.bda import tile_tasks as tasks
 from dacast.workflow.bda.tile_tasks import TileSpec
 
+#: A tile's global bounds ``((y0, y1), (x0, x1))``.
+Box = tuple[tuple[int, int], tuple[int, int]]
 #: Seconds between checks that every tile's worker is still there while a cycle runs.
 POLL_SECONDS = 0.5
 
@@ -84,15 +86,18 @@ class TiledEnsemble:
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def build(client: Any, spec: TileSpec, make: Callable[[], Tensor], members: int) -> TiledEnsemble:
-        """Tiles of the ensemble ``make()`` returns, built on each tile's worker (``make`` must be picklable)."""
+    def build(client: Any, spec: TileSpec, make: Callable[[Box], Tensor], members: int) -> TiledEnsemble:
+        """Tiles built on their workers by ``make(((y0, y1), (x0, x1)))`` ``-> (members, 4, y1 - y0, x1 - x0)``.
+
+        ``make`` must be picklable (a module-level function or a `functools.partial` of one).
+        """
         workers = tile_workers(client, spec.layout.n_tiles)
         futures = tuple(
             _submit(client, w, tasks.initial_tile, make, t, spec.layout, key=f"initial-{t}")
             for t, w in enumerate(workers)
         )
         out = TiledEnsemble(client, spec, workers, futures, ring=False, members=members)
-        out.wait(futures, "building the ensemble")
+        out.settle(futures, "building the ensemble")
         return out
 
     @staticmethod
@@ -115,34 +120,53 @@ class TiledEnsemble:
             shape = (members, 4, y1 - y0, x1 - x0)
             futures.append(_submit(client, w, tasks.load_tile, paths[t], shape, "cpu", key=f"load-{t}"))
         out = TiledEnsemble(client, spec, workers, tuple(futures), ring=False, members=members, label="resume")
-        out.wait(out.futures, "reading the tile checkpoints")
+        out.settle(out.futures, "reading the tile checkpoints")
         return out
 
     # ------------------------------------------------------------------ one cycle
     def forecast(self, cycle: int) -> TiledEnsemble:
-        """The forecast tiles of cycle ``cycle`` (0-based): each window assembled from its pieces, run one cycle."""
-        layout, out = self.spec.layout, []
-        for t, w in enumerate(self.workers):
-            pieces = layout.pieces(t)
-            parts = [
-                self._on(
+        """The forecast tiles of cycle ``cycle`` (0-based): each window assembled from its pieces, run one cycle.
+
+        A piece of another tile is cropped on that tile's worker and sent; a tile's own cells are read in place.
+        """
+        layout = self.spec.layout
+        # the halo pieces first and at a higher priority: a worker crops what others need before it
+        # starts its own (long) forecasts, so that no other worker waits for them
+        parts = [
+            [
+                None
+                if p.source == t
+                else self._on(
                     p.source,
                     _crop_piece,
                     self.futures[p.source],
                     self.spec,
                     self.ring,
                     p.src,
-                    key=f"halo-{cycle}-{t}-{i}",
+                    key=f"halo-{cycle}-{t}",
+                    priority=1,
                 )
-                for i, p in enumerate(pieces)
+                for p in layout.pieces(t)
             ]
-            out.append(
-                _submit(
-                    self.client, w, tasks.forecast_tile, self.spec, t, cycle, pieces, parts, key=f"forecast-{cycle}-{t}"
-                )
+            for t in range(layout.n_tiles)
+        ]
+        out = [
+            self._on(
+                t,
+                tasks.forecast_tile,
+                self.spec,
+                t,
+                cycle,
+                layout.pieces(t),
+                parts[t],
+                self.futures[t],
+                self.ring,
+                key=f"forecast-{cycle}-{t}",
             )
+            for t in range(layout.n_tiles)
+        ]
         forecast = replace(self, futures=tuple(out), ring=True, label=f"cycle {cycle + 1}")
-        forecast.wait(forecast.futures, "the forecast")  # the stage's time is its own; a lost worker shows here
+        forecast.settle(forecast.futures, "the forecast")  # the stage's time is its own; a lost worker shows here
         return forecast
 
     def analyse(self, y: Tensor, operator: RadarOperator, cycle: int) -> tuple[TiledEnsemble, Tensor]:
@@ -165,18 +189,21 @@ class TiledEnsemble:
             for t, f in enumerate(self.futures)
         ]
         tabs = [self._on(t, _table, self.spec, t, op_f, dtype, key=f"table-{cycle}-{t}") for t in range(layout.n_tiles)]
-        self.wait(own + tabs, "H(x) and the neighbour tables")
+        self.settle(own + tabs, "H(x) and the neighbour tables")
         t1 = time.perf_counter()
         reach = self.spec.letkf.taper.cutoff / self.spec.dx_km
-        out = []
+        # every exchange first and at a higher priority: a worker sends its rows before it starts its
+        # own (long) analyses, so that no other worker waits for them
+        received: list[list[Any]] = []
         for t in range(layout.n_tiles):
-            received = []
+            received.append([])
             for n in layout.near(t, reach):
-                ids = self._on(t, tasks.asked, tabs[t], owners_f, n, key=f"ask-{cycle}-{t}-{n}")
-                received.append(self._on(n, tasks.rows, own[n], ids, key=f"rows-{cycle}-{t}-{n}"))
-            out.append(
-                self._on(t, tasks.analyse, self.spec, self.futures[t], tabs[t], received, key=f"letkf-{cycle}-{t}")
-            )
+                ids = self._on(t, tasks.asked, tabs[t], owners_f, n, key=f"ask-{cycle}-{t}-{n}", priority=1)
+                received[t].append(self._on(n, tasks.rows, own[n], ids, key=f"rows-{cycle}-{t}-{n}", priority=1))
+        out = [
+            self._on(t, tasks.analyse, self.spec, self.futures[t], tabs[t], received[t], key=f"letkf-{cycle}-{t}")
+            for t in range(layout.n_tiles)
+        ]
         innov = [self._on(t, _innovation, own[t], key=f"innov-{cycle}-{t}") for t in range(layout.n_tiles)]
         parts = self.wait(innov, "the analysis", out)
         innovation = torch.empty(operator.n_obs, dtype=dtype)
@@ -249,8 +276,8 @@ class TiledEnsemble:
         return self.wait(futures, "writing the tile checkpoints")
 
     # ------------------------------------------------------------------ plumbing
-    def _on(self, t: int, fn: Callable[..., Any], *args: Any, key: str | None) -> Any:
-        return _submit(self.client, self.workers[t], fn, *args, key=key)
+    def _on(self, t: int, fn: Callable[..., Any], *args: Any, key: str | None, priority: int = 0) -> Any:
+        return _submit(self.client, self.workers[t], fn, *args, key=key, priority=priority)
 
     def _assemble(self, parts: list[Tensor]) -> Tensor:
         ny, nx = self.spec.layout.shape
@@ -261,10 +288,18 @@ class TiledEnsemble:
         return out
 
     def wait(self, futures: Sequence[Any], what: str, also: Sequence[Any] = ()) -> list[Any]:
-        """Results of ``futures`` (after ``also`` finish too); `TileLost` / `TileFailed` naming the tile."""
+        """Results of ``futures`` on the client (small ones only), after ``also`` finish too (see `settle`)."""
+        self.settle([*futures, *also], what)
+        return self.client.gather(list(futures))
+
+    def settle(self, futures: Sequence[Any], what: str) -> None:
+        """Wait until ``futures`` are done, results left on the workers; `TileLost` / `TileFailed` name the tile.
+
+        Futures are taken as one per tile in tile order, repeated (``i``-th: tile ``i % n_tiles``).
+        """
         from distributed import wait
 
-        everything = [*futures, *also]
+        everything = list(futures)
         while True:
             try:
                 wait(everything, timeout=POLL_SECONDS)
@@ -281,7 +316,6 @@ class TiledEnsemble:
             if f.status != "finished":
                 self._check_workers(what)
                 raise TileLost(f"{self.label}, {what}: a tile's result was lost ({f.status})")
-        return self.client.gather(list(futures))
 
     def _check_workers(self, what: str) -> None:
         alive = set(self.client.ncores())
@@ -298,8 +332,8 @@ def _member_axis(dim: int) -> None:
         raise ValueError(f"a tiled ensemble reduces over members only (dim 0), got dim {dim}")
 
 
-def _submit(client: Any, worker: str, fn: Callable[..., Any], *args: Any, key: str | None) -> Any:
-    kwargs: dict[str, Any] = {"workers": [worker], "allow_other_workers": False, "pure": False}
+def _submit(client: Any, worker: str, fn: Callable[..., Any], *args: Any, key: str | None, priority: int = 0) -> Any:
+    kwargs: dict[str, Any] = {"workers": [worker], "allow_other_workers": False, "pure": False, "priority": priority}
     if key is not None:
         kwargs["key"] = f"{key}-{uuid.uuid4().hex[:12]}"
     return client.submit(fn, *args, **kwargs)

@@ -65,10 +65,15 @@ def tile_spec(config: BDAConfig, tiles: tuple[int, int]) -> TileSpec:
     )
 
 
-def initial_ensemble(config: BDAConfig) -> Tensor:
-    """The run's initial ensemble ``(members, 4, ny, nx)`` on CPU (each worker builds it and keeps its tile)."""
+def initial_ensemble(config: BDAConfig, box: tuple[tuple[int, int], tuple[int, int]]) -> Tensor:
+    """Tile ``box = ((y0, y1), (x0, x1))`` of the run's initial ensemble, ``(members, 4, y1 - y0, x1 - x0)``.
+
+    Each worker spins the pool runs up on the whole grid itself (their triggering needs it) and keeps its tile.
+    """
     model = WurschCraig(config.model)
-    return initial_state(config, model, Forecaster(model), torch.device("cpu")).ensemble
+    full = initial_state(config, model, Forecaster(model), torch.device("cpu")).ensemble
+    (y0, y1), (x0, x1) = box
+    return full[:, :, y0:y1, x0:x1].clone()
 
 
 @dataclass(frozen=True)
