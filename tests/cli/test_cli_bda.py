@@ -93,3 +93,12 @@ def test_tiled_run_end_to_end(tmp_path) -> None:
     assert sorted(p.name for p in (out / "tiles").glob("*/*.pt")) == ["tile-0000.pt", "tile-0001.pt"]
     other = runner.invoke(app, [*base, "--tiles", "2x1", "--cycles", "3", "--resume"])
     assert other.exit_code == 2 and "resume with --tiles 1x2" in other.output
+
+
+def test_unreachable_scheduler_is_one_line(tmp_path) -> None:
+    out = tmp_path / "never"
+    args = ["bda", "run", "bda-small", "--tiles", "2x2", "--scheduler", "tcp://127.0.0.1:9", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output and not out.exists()

@@ -251,13 +251,13 @@ def save_tile(x: Tensor, spec: TileSpec, ring: bool, path: str) -> str:
     return str(target)
 
 
-def load_tile(path: str, shape: tuple[int, ...], device: str) -> Tensor:
-    """A tile written by `save_tile` (weights-only load), checked against ``shape``."""
+def load_tile(path: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """A tile written by `save_tile` (weights-only load, on the CPU), checked against ``shape`` and ``dtype``."""
     tune_malloc()
-    x = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(x, Tensor) or tuple(x.shape) != shape:
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"tile file {path} holds {got}, expected {shape}")
+    x = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(x, Tensor) or tuple(x.shape) != shape or x.dtype != dtype:
+        got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"tile file {path} holds {got}, expected {shape} {dtype}")
     return x
 
 

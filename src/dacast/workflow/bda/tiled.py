@@ -118,7 +118,7 @@ class TiledEnsemble:
         for t, w in enumerate(workers):
             (y0, y1), (x0, x1) = spec.layout.box(t)
             shape = (members, 4, y1 - y0, x1 - x0)
-            futures.append(_submit(client, w, tasks.load_tile, paths[t], shape, "cpu", key=f"load-{t}"))
+            futures.append(_submit(client, w, tasks.load_tile, paths[t], shape, dtype, key=f"load-{t}"))
         out = TiledEnsemble(client, spec, workers, tuple(futures), ring=False, members=members, label="resume")
         out.settle(out.futures, "reading the tile checkpoints")
         return out
