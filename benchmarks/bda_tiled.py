@@ -31,15 +31,12 @@ SPINUP_S = 20 * 60.0
 STEPS = 3  # model steps per 30-s cycle
 
 
-def make_tile(
-    box: tuple[tuple[int, int], tuple[int, int]], members: int, grid: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """Tile ``box`` of ``members`` states repeated from 8 spun-up runs (built on the worker)."""
+def make_tile(boxes: list, members: int, grid: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """Tiles ``boxes`` of ``members`` states repeated from 8 spun-up runs (built on the worker)."""
     model = WurschCraig(WurschCraigConfig(ny=grid, nx=grid))
     pool = model.forecast(model.initial_state(min(members, 8), seed=2, dtype=dtype), SPINUP_S, seed=2, start_step=0)
-    (y0, y1), (x0, x1) = box
-    tile = pool[:, :, y0:y1, x0:x1]
-    return tile.repeat(-(-members // tile.shape[0]), 1, 1, 1)[:members].contiguous()
+    reps = -(-members // pool.shape[0])
+    return [pool[:, :, y0:y1, x0:x1].repeat(reps, 1, 1, 1)[:members].contiguous() for (y0, y1), (x0, x1) in boxes]
 
 
 def _reset_peak() -> None:

@@ -261,10 +261,18 @@ def load_tile(path: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     return x
 
 
-def initial_tile(make: object, t: int, layout: TileLayout) -> Tensor:
-    """Tile ``t`` built on this worker by ``make(((y0, y1), (x0, x1)))`` (no ensemble crosses the network)."""
+def initial_tiles(make: object, tiles: list[int], layout: TileLayout) -> list[Tensor]:
+    """Tiles ``tiles`` built on this worker, all by one call ``make([box, ...])`` (no ensemble crosses the network).
+
+    One call per worker: building the initial ensemble spins model runs up on the whole grid, once.
+    """
     tune_malloc()
-    return make(layout.box(t)).contiguous()  # type: ignore[operator]
+    return [x.contiguous() for x in make([layout.box(t) for t in tiles])]  # type: ignore[operator]
+
+
+def pick(parts: list[Tensor], i: int) -> Tensor:
+    """``parts[i]`` (one tile out of a worker's `initial_tiles`)."""
+    return parts[i]
 
 
 __all__ = [
@@ -276,11 +284,12 @@ __all__ = [
     "asked",
     "crop",
     "forecast_tile",
-    "initial_tile",
+    "initial_tiles",
     "load_tile",
     "members",
     "moments",
     "own_obs",
+    "pick",
     "rows",
     "save_tile",
     "table",

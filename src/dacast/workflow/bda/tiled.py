@@ -86,18 +86,21 @@ class TiledEnsemble:
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def build(client: Any, spec: TileSpec, make: Callable[[Box], Tensor], members: int) -> TiledEnsemble:
-        """Tiles built on their workers by ``make(((y0, y1), (x0, x1)))`` ``-> (members, 4, y1 - y0, x1 - x0)``.
+    def build(client: Any, spec: TileSpec, make: Callable[[list[Box]], list[Tensor]], members: int) -> TiledEnsemble:
+        """Tiles built on their workers: ``make([((y0, y1), (x0, x1)), ...])`` gives each ``(members, 4, ty, tx)``.
 
-        ``make`` must be picklable (a module-level function or a `functools.partial` of one).
+        One call per worker for all its tiles; ``make`` must be picklable (a module-level function or a
+        `functools.partial` of one).
         """
         workers = tile_workers(client, spec.layout.n_tiles)
-        futures = tuple(
-            _submit(client, w, tasks.initial_tile, make, t, spec.layout, key=f"initial-{t}")
-            for t, w in enumerate(workers)
-        )
-        out = TiledEnsemble(client, spec, workers, futures, ring=False, members=members)
-        out.settle(futures, "building the ensemble")
+        futures: list[Any] = [None] * spec.layout.n_tiles
+        for w in dict.fromkeys(workers):
+            mine = [t for t, u in enumerate(workers) if u == w]
+            built = _submit(client, w, tasks.initial_tiles, make, mine, spec.layout, key=f"initial-{mine[0]}")
+            for i, t in enumerate(mine):
+                futures[t] = _submit(client, w, tasks.pick, built, i, key=f"tile-{t}")
+        out = TiledEnsemble(client, spec, workers, tuple(futures), ring=False, members=members)
+        out.settle(out.futures, "building the ensemble")
         return out
 
     @staticmethod

@@ -3,9 +3,10 @@
 The same cycle engine, radar stream, records and forecasts as `run_cycles`;
 only the ensemble is a `TiledEnsemble`: built on the workers (each runs the
 spin-up and keeps its tile), forecast with halo exchange, analysed per tile.
-The client keeps the truth, the free run (its first members are gathered
-once) and the small per-cycle results; the extended forecasts gather their
-``forecast_members`` members. The numbers equal the one-process run (the
+The client keeps the truth and runs it, the free run (its first members are
+gathered once) and the 30-minute forecasts (they gather their
+``forecast_members`` members) in its own process, with the small per-cycle
+results. The numbers equal the one-process run (the
 forecast bitwise, the analysis to float rounding).
 
 Checkpoints: each worker writes its tiles to ``tiles/cycle-NNNNNN/`` and then
@@ -65,15 +66,15 @@ def tile_spec(config: BDAConfig, tiles: tuple[int, int]) -> TileSpec:
     )
 
 
-def initial_ensemble(config: BDAConfig, box: tuple[tuple[int, int], tuple[int, int]]) -> Tensor:
-    """Tile ``box = ((y0, y1), (x0, x1))`` of the run's initial ensemble, ``(members, 4, y1 - y0, x1 - x0)``.
+def initial_ensemble(config: BDAConfig, boxes: list[tuple[tuple[int, int], tuple[int, int]]]) -> list[Tensor]:
+    """Tiles ``boxes = [((y0, y1), (x0, x1)), ...]`` of the run's initial ensemble, each ``(members, 4, ty, tx)``.
 
-    Each worker spins the pool runs up on the whole grid itself (their triggering needs it) and keeps its tile.
+    Each worker spins the pool runs up on the whole grid itself (their triggering needs it), once for all
+    its tiles, and keeps only those.
     """
     model = WurschCraig(config.model)
     full = initial_state(config, model, Forecaster(model), torch.device("cpu")).ensemble
-    (y0, y1), (x0, x1) = box
-    return full[:, :, y0:y1, x0:x1].clone()
+    return [full[:, :, y0:y1, x0:x1].clone() for (y0, y1), (x0, x1) in boxes]
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ def run_tiled_cycles(
             analyse=TiledAnalyser(),  # type: ignore[arg-type]
             cycles=range(state.cycle, config.cycles),
         )
-        record_cycles(config, steps, state, model, Forecaster(model, client), radar, seeds, on_cycle, say)
+        # the free run and the 30-minute forecasts run here: sending their members to the workers
+        # every cycle would move more than the tiles' halos do
+        record_cycles(config, steps, state, model, Forecaster(model), radar, seeds, on_cycle, say)
     except (TileLost, TileFailed) as err:
         done = 0 if state is None else state.cycle
         raise ConfigError(f"{err}; completed cycles: {done} (--resume continues from the last checkpoint)") from None
