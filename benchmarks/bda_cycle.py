@@ -248,24 +248,10 @@ def render(rows: list[dict], console: Console) -> None:
         if "error" in r:
             table.add_row(r["mode"], str(r["members"]), str(r["grid"]), str(r["stride"]), r["error"], *[""] * 7)
             continue
-        if "tiles" in r:  # a tiled run: peak per worker, bytes the workers received from each other
-            table.add_row(
-                f"{r['mode']} {r['tiles']}",
-                str(r["members"]),
-                f"{r['grid']}²",
-                str(r["stride"]),
-                f"{r['n_obs_dbz']}+{r['n_obs_vr']}",
-                f"{r['forecast_s']:.2f}",
-                f"{r['hx_s']:.3f}",
-                f"{r['letkf_s']:.2f}",
-                f"{r['cycle_s']:.2f}",
-                f"{r['worker_peak_mb']:.0f}/worker",
-                "",
-                f"{r['bytes_moved'] / 2**20:.0f} ({100 * r['moved_fraction']:.0f} %)",
-            )
-            continue
+        tiled = "tiles" in r  # a tiled run: peak per worker, bytes the workers received from each other
+        gpu = f" (GPU {r['gpu_peak_mb']:.0f})" if "gpu_peak_mb" in r else ""
         table.add_row(
-            r["mode"],
+            f"{r['mode']} {r['tiles']}" if tiled else r["mode"],
             str(r["members"]),
             f"{r['grid']}²",
             str(r["stride"]),
@@ -274,9 +260,9 @@ def render(rows: list[dict], console: Console) -> None:
             f"{r['hx_s']:.3f}",
             f"{r['letkf_s']:.2f}",
             f"{r['cycle_s']:.2f}",
-            f"{r['peak_mb']:.0f}" + (f" (GPU {r['gpu_peak_mb']:.0f})" if "gpu_peak_mb" in r else ""),
-            f"{r['rmse_analysis_r'] / r['rmse_prior_r']:.3f}",
-            "",
+            f"{r['worker_peak_mb']:.0f}/worker" if tiled else f"{r['peak_mb']:.0f}{gpu}",
+            "" if tiled else f"{r['rmse_analysis_r'] / r['rmse_prior_r']:.3f}",
+            f"{r['bytes_moved'] / 2**20:.0f} ({100 * r['moved_fraction']:.0f} %)" if tiled else "",
         )
     console.print(table)
 

@@ -57,3 +57,15 @@ def mch_20150515(radar_root: Path) -> Callable[[str], np.ndarray]:
         return read_mch_gif(path).values.astype(np.float64)
 
     return read
+
+
+@pytest.fixture(scope="module")
+def inprocess_dask():
+    """A Dask client on an in-process LocalCluster of 2 workers x 1 thread (one per test module)."""
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
-from dask.distributed import Client, LocalCluster
+from dask.distributed import Client
 from test_gridded_letkf import DX, gridded_problem, keep_obs
 
 from dacast.da import GriddedLETKFConfig, gridded_letkf, gridded_letkf_dask
 from dacast.da.gridded_dask import tile_bounds
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
+@pytest.fixture
+def client(inprocess_dask: Client) -> Client:
+    return inprocess_dask
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -29,13 +28,9 @@ def config(stride: int = 1, **kw) -> object:
     return tiny(dtype="float64", radar=EDGE_RADAR, letkf=letkf, **kw)
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[Client]:
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
-        Client(cluster) as c,
-    ):
-        yield c
+@pytest.fixture
+def client(inprocess_dask: Client) -> Client:
+    return inprocess_dask
 
 
 @pytest.mark.parametrize(("stride", "tiles"), [(1, (2, 2)), (2, (1, 2)), (2, (2, 1)), (1, (3, 2))], ids=str)

@@ -51,13 +51,7 @@ def load_checkpoint(path: Path, config: BDAConfig) -> CycleState:
     data = files.load_checkpoint(path)
     if data.get("format") != FORMAT:
         raise ConfigError(f"cannot resume from {path}: not a checkpoint of dacast bda run")
-    saved, now = dict(data["config"]), bda_config_to_dict(config)
-    # The number of cycles may grow on resume; everything else must match.
-    saved.pop("cycles", None)
-    now.pop("cycles", None)
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise ConfigError(f"checkpoint {path} was written with other settings (differ: {', '.join(diff)})")
+    require_same_settings(data, config, path)
     state = CycleState(
         cycle=int(data["cycle"]),
         truth=data["truth"],
@@ -69,6 +63,19 @@ def load_checkpoint(path: Path, config: BDAConfig) -> CycleState:
     )
     _check(state, config, path)
     return state
+
+
+def require_same_settings(data: dict, config: BDAConfig, path: Path) -> None:
+    """`ConfigError` naming the keys when a checkpoint's settings (``data["config"]``) differ from ``config``.
+
+    The number of cycles may grow on resume; everything else must match.
+    """
+    saved, now = dict(data["config"]), bda_config_to_dict(config)
+    saved.pop("cycles", None)
+    now.pop("cycles", None)
+    if saved != now:
+        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        raise ConfigError(f"checkpoint {path} was written with other settings (differ: {', '.join(diff)})")
 
 
 def _check(state: CycleState, config: BDAConfig, path: Path) -> None:
@@ -92,4 +99,4 @@ def _check(state: CycleState, config: BDAConfig, path: Path) -> None:
         raise ConfigError(f"checkpoint {path} is inconsistent: {len(state.records)} records for {state.cycle} cycles")
 
 
-__all__ = ["CHECKPOINT", "FORMAT", "TILED_CHECKPOINT", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT", "FORMAT", "TILED_CHECKPOINT", "load_checkpoint", "require_same_settings", "save_checkpoint"]

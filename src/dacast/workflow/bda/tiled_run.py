@@ -31,7 +31,7 @@ from dacast.da.analysis import Analysis
 from dacast.da.tiles import TileLayout
 from dacast.models.wursch_craig import STENCIL_RADIUS, WurschCraig
 from dacast.workflow import files
-from dacast.workflow.bda.checkpoint import TILED_CHECKPOINT
+from dacast.workflow.bda.checkpoint import TILED_CHECKPOINT, require_same_settings
 from dacast.workflow.bda.config import BDAConfig, bda_config_to_dict
 from dacast.workflow.bda.forecast import CycleState, Forecaster, Seeds, initial_state, initial_truth, torch_dtype
 from dacast.workflow.bda.run import RadarTwin, record_cycles
@@ -168,12 +168,7 @@ def load_tiled_checkpoint(out: Path, config: BDAConfig, tiles: tuple[int, int], 
     data = files.load_checkpoint(path)
     if data.get("format") != FORMAT:
         raise ConfigError(f"cannot resume from {path}: not a checkpoint of a tiled dacast bda run")
-    saved, now = dict(data["config"]), bda_config_to_dict(config)
-    saved.pop("cycles", None)
-    now.pop("cycles", None)
-    if saved != now:
-        diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-        raise ConfigError(f"checkpoint {path} was written with other settings (differ: {', '.join(diff)})")
+    require_same_settings(data, config, path)
     if tuple(data["tiles"]) != tuple(tiles):
         got = "x".join(str(t) for t in data["tiles"])
         raise ConfigError(f"checkpoint {path} holds {got} tiles; resume with --tiles {got}")
