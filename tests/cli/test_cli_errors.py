@@ -35,7 +35,7 @@ def test_version() -> None:
     ("args", "shown"),
     [
         (["run", "--help"], "[default: runs/<preset or file stem>]"),
-        (["bda", "run", "--help"], "[default: runs/<name>, or runs/<name>-dask]"),
+        (["bda", "run", "--help"], "[default: runs/<name>, runs/<name>-dask or runs/<name>-tiled]"),
         (["nowcast", "train", "--help"], "--check"),
         (["surrogate", "run", "--help"], "--check"),
         (["--help"], "--version"),
