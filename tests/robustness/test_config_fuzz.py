@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 from hypothesis import given, note
 from hypothesis import strategies as st
@@ -58,6 +59,8 @@ def _yaml_file(name: str) -> dict[str, Any]:
     return yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
 
 
+CUDA = torch.cuda.is_available()
+
 #: Entry point -> (the command before the configuration file, the valid configurations to start from).
 BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
     "dacast run": (
@@ -67,7 +70,9 @@ BASES: dict[str, tuple[list[str], list[dict[str, Any]]]] = {
     ),
     "dacast bda run": (
         ["bda", "run"],
-        [_json(bda_config_to_dict(p.config)) for p in BDA_PRESETS.values()] + [{"preset": "bda-small", "cycles": 3}],
+        # a preset for the GPU (bda-256-10240) is a valid base only where there is one
+        [_json(bda_config_to_dict(p.config)) for p in BDA_PRESETS.values() if p.config.device != "cuda" or CUDA]
+        + [{"preset": "bda-small", "cycles": 3}],
     ),
     "dacast surrogate run": (
         ["surrogate", "run"],
