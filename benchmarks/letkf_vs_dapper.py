@@ -145,10 +145,8 @@ def run_cell(nx: int, members: int, with_dapper: bool, with_memory: bool, repeat
 
 def render(rows: list[Row], console: Console) -> None:
     cuda = any(r.cuda_f64_s is not None for r in rows)
-    table = Table(
-        title=f"LETKF analysis, Lorenz-96 — {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
-    )
+    table = Table(title=f"LETKF analysis, Lorenz-96 — {platform.processor() or platform.machine()}, "
+                  f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     for col in ("Nx", "N", "dacast s", "DAPPER s", "speed-up", "max |diff|", "peak MB"):
         table.add_column(col, justify="right")
     if cuda:
@@ -159,15 +157,8 @@ def render(rows: list[Row], console: Console) -> None:
         return "-" if v is None else format(v, fmt)
 
     for r in rows:
-        cells = [
-            str(r.nx),
-            str(r.members),
-            f(r.dacast_s, ".4f"),
-            f(r.dapper_s, ".3f"),
-            f(r.ratio, ".0f"),
-            f(r.max_abs_diff, ".1e"),
-            f(r.dacast_peak_mb, ".0f"),
-        ]
+        cells = [str(r.nx), str(r.members), f(r.dacast_s, ".4f"), f(r.dapper_s, ".3f"), f(r.ratio, ".0f"),
+                 f(r.max_abs_diff, ".1e"), f(r.dacast_peak_mb, ".0f")]
         if cuda:
             cells += [f(r.cuda_f64_s, ".4f"), f(r.cuda_f32_s, ".4f"), f(r.cuda_f32_max_abs_diff, ".1e")]
         table.add_row(*cells)

@@ -130,12 +130,8 @@ class PystepsMethods:
         self.db = transformation.dB_transform
 
     def _motion(self, past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        db, _ = self.db(
-            past.copy(),
-            {"transform": None, "unit": "mm/h", "threshold": 0.1, "zerovalue": 0.0},
-            threshold=0.1,
-            zerovalue=-15.0,
-        )
+        db, _ = self.db(past.copy(), {"transform": None, "unit": "mm/h", "threshold": 0.1, "zerovalue": 0.0},
+                        threshold=0.1, zerovalue=-15.0)
         db[~np.isfinite(db)] = -15.0
         return db, self.lk(db, verbose=False)
 
@@ -147,16 +143,8 @@ class PystepsMethods:
         db, v = self._motion(past[-3:])
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # S-PROG prints its progress
             warnings.simplefilter("ignore")
-            out = self.sprog(
-                db,
-                v,
-                N_LEADS,
-                n_cascade_levels=8,
-                precip_thr=-10.0,
-                decomp_method="fft",
-                bandpass_filter_method="gaussian",
-                probmatching_method="mean",
-            )
+            out = self.sprog(db, v, N_LEADS, n_cascade_levels=8, precip_thr=-10.0, decomp_method="fft",
+                             bandpass_filter_method="gaussian", probmatching_method="mean")
         rain = 10.0 ** (out / 10.0)
         rain[out < -10.0] = 0.0
         return rain
@@ -169,17 +157,8 @@ class PystepsMethods:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # STEPS prints its progress
             warnings.simplefilter("ignore")
             out = nowcasts.get_method("steps")(
-                db,
-                v,
-                N_LEADS,
-                n_ens_members=members,
-                n_cascade_levels=8,
-                precip_thr=-10.0,
-                kmperpixel=1.0,
-                timestep=5,
-                decomp_method="fft",
-                bandpass_filter_method="gaussian",
-                seed=seed,
+                db, v, N_LEADS, n_ens_members=members, n_cascade_levels=8, precip_thr=-10.0, kmperpixel=1.0,
+                timestep=5, decomp_method="fft", bandpass_filter_method="gaussian", seed=seed,
             )
         rain = 10.0 ** (out / 10.0)
         rain[~(out >= -10.0)] = 0.0
@@ -257,17 +236,8 @@ def ensemble_scores(ens: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> 
     return out
 
 
-def run_event(
-    source: str,
-    start: np.datetime64,
-    end: np.datetime64,
-    root: Path,
-    methods: dict,
-    n_past: int,
-    interval_min: int,
-    held_out_only: bool,
-    console: Console,
-) -> list[Row]:
+def run_event(source: str, start: np.datetime64, end: np.datetime64, root: Path, methods: dict, n_past: int,
+              interval_min: int, held_out_only: bool, console: Console) -> list[Row]:
     rain, report = load_sequence(source, start, end, root=root)
     if not report.complete:
         console.print(f"[yellow]{event_id(source, start)}: {report.summary()}[/]")
@@ -291,46 +261,25 @@ def run_event(
             t0 = time.perf_counter()
             forecast = np.asarray(fn(past), dtype=np.float64)
             seconds = time.perf_counter() - t0
-            common = {
-                "event": event_id(source, start),
-                "method": name,
-                "issue_time": str(times[i])[:16],
-                "held_out": held_out,
-                "seconds": seconds,
-            }
+            common = {"event": event_id(source, start), "method": name, "issue_time": str(times[i])[:16],
+                      "held_out": held_out, "seconds": seconds}
             if forecast.ndim == 4:  # (members, leads, y, x)
                 nan = float("nan")
                 for lead, (crps, ratio, rel) in enumerate(ensemble_scores(forecast, observed, mask)):
-                    rows.append(
-                        Row(
-                            **common,
-                            lead_min=5 * (lead + 1),
-                            csi_1=nan,
-                            csi_5=nan,
-                            fss_10km_1=nan,
-                            spectrum_err=nan,
-                            crps=crps,
-                            spread_skill=ratio,
-                            members=forecast.shape[0],
-                            reliability_1=rel,
-                        )
-                    )
+                    rows.append(Row(**common, lead_min=5 * (lead + 1), csi_1=nan, csi_5=nan, fss_10km_1=nan,
+                                    spectrum_err=nan, crps=crps, spread_skill=ratio, members=forecast.shape[0],
+                                    reliability_1=rel))
                 continue
             scores = score_nowcast(forecast, observed, thresholds=(1.0, 5.0), scales_km=(10.0,), mask=mask)
             for lead in range(N_LEADS):
-                rows.append(
-                    Row(
-                        **common,
-                        lead_min=5 * (lead + 1),
-                        csi_1=float(scores.csi[lead, 0]),
-                        csi_5=float(scores.csi[lead, 1]),
-                        fss_10km_1=float(scores.fss[lead, 0, 0]),
-                        spectrum_err=spectrum_error(
-                            np.where(mask, forecast[lead], 0.0), np.where(mask, observed[lead], 0.0)
-                        ),
-                        crps=float(scores.mae[lead]),  # the CRPS of a one-member ensemble
-                    )
-                )
+                rows.append(Row(
+                    **common, lead_min=5 * (lead + 1),
+                    csi_1=float(scores.csi[lead, 0]), csi_5=float(scores.csi[lead, 1]),
+                    fss_10km_1=float(scores.fss[lead, 0, 0]),
+                    spectrum_err=spectrum_error(np.where(mask, forecast[lead], 0.0),
+                                                np.where(mask, observed[lead], 0.0)),
+                    crps=float(scores.mae[lead]),  # the CRPS of a one-member ensemble
+                ))
     return rows
 
 
@@ -339,39 +288,19 @@ def summarise(rows: list[Row], console: Console, title: str) -> None:
     for r in rows:
         groups[r.method].append(r)
     table = Table(title=title)
-    for col in (
-        "method",
-        "issues",
-        "CSI 1 mm/h",
-        "CSI 5 mm/h",
-        "FSS 10 km",
-        "CSI 1 +30",
-        "CSI 1 +60",
-        "spectrum err",
-        "CRPS mm/h",
-        "spread/skill",
-        "seconds",
-    ):
+    for col in ("method", "issues", "CSI 1 mm/h", "CSI 5 mm/h", "FSS 10 km", "CSI 1 +30", "CSI 1 +60",
+                "spectrum err", "CRPS mm/h", "spread/skill", "seconds"):
         table.add_column(col, justify="right")
     for method, rs in groups.items():
-
         def mean(attr: str, lead: int | None = None, rs=rs) -> float:
             vals = [getattr(r, attr) for r in rs if lead is None or r.lead_min == lead]
             return float(np.nanmean(vals)) if vals else float("nan")
 
         issues = len({(r.event, r.issue_time) for r in rs})
         label = method + (f" ({rs[0].members})" if rs[0].members > 1 else "")
-        cells = [
-            f"{mean('csi_1'):.3f}",
-            f"{mean('csi_5'):.3f}",
-            f"{mean('fss_10km_1'):.3f}",
-            f"{mean('csi_1', 30):.3f}",
-            f"{mean('csi_1', 60):.3f}",
-            f"{mean('spectrum_err'):.3f}",
-            f"{mean('crps'):.3f}",
-            f"{mean('spread_skill'):.2f}",
-            f"{mean('seconds'):.2f}",
-        ]
+        cells = [f"{mean('csi_1'):.3f}", f"{mean('csi_5'):.3f}", f"{mean('fss_10km_1'):.3f}",
+                 f"{mean('csi_1', 30):.3f}", f"{mean('csi_1', 60):.3f}", f"{mean('spectrum_err'):.3f}",
+                 f"{mean('crps'):.3f}", f"{mean('spread_skill'):.2f}", f"{mean('seconds'):.2f}"]
         table.add_row(label, str(issues), *[("-" if c == "nan" else c) for c in cells])
     console.print(table)
 
@@ -434,13 +363,8 @@ def plot_reliability(rows: list[Row], path: Path) -> None:
         centres = (np.arange(N_BINS) + 0.5) / N_BINS
         used = counts > 0
         ax.plot(centres[used], events[used] / counts[used], marker="o", label=method)
-    ax.set(
-        xlabel="forecast probability of R > 1 mm/h",
-        ylabel="observed frequency",
-        xlim=(0, 1),
-        ylim=(0, 1),
-        title="reliability, leads 5-60 min",
-    )
+    ax.set(xlabel="forecast probability of R > 1 mm/h", ylabel="observed frequency", xlim=(0, 1), ylim=(0, 1),
+           title="reliability, leads 5-60 min")
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
@@ -454,14 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, help="radar folder laid out like the shared one")
     parser.add_argument("--events", help="comma-separated event ids (e.g. mch-201505151545); default: all found")
-    parser.add_argument(
-        "--methods",
-        default=",".join(m for m in ALL_METHODS if m != "dacast-convlstm"),
-        help=f"comma-separated, from {', '.join(ALL_METHODS)}",
-    )
-    parser.add_argument(
-        "--checkpoint", help="nowcaster checkpoint (.pt or folder) for dacast-convlstm[-ens]; default: the shipped one"
-    )
+    parser.add_argument("--methods", default=",".join(m for m in ALL_METHODS if m != "dacast-convlstm"),
+                        help=f"comma-separated, from {', '.join(ALL_METHODS)}")
+    parser.add_argument("--checkpoint", help="nowcaster checkpoint (.pt or folder) for dacast-convlstm[-ens]; "
+                        "default: the shipped one")
     parser.add_argument("--members", type=int, default=20, help="members of the ensemble methods")
     parser.add_argument("--reliability", metavar="PNG", help="draw the reliability diagram of the ensembles")
     parser.add_argument("--interval", type=int, default=30, help="minutes between issue times")
@@ -505,14 +425,10 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for ev in events:
         console.log(f"{event_id(ev.source, ev.start)}: {ev.n_frames} frames")
-        rows += run_event(
-            ev.source, ev.start, ev.end, Path(ev.root), methods, n_past, args.interval, args.held_out_only, console
-        )
-        summarise(
-            [r for r in rows if r.event == event_id(ev.source, ev.start)],
-            console,
-            f"{event_id(ev.source, ev.start)} (mean over issue times and leads 5-60 min)",
-        )
+        rows += run_event(ev.source, ev.start, ev.end, Path(ev.root), methods, n_past, args.interval,
+                          args.held_out_only, console)
+        summarise([r for r in rows if r.event == event_id(ev.source, ev.start)], console,
+                  f"{event_id(ev.source, ev.start)} (mean over issue times and leads 5-60 min)")
     summarise(rows, console, "all events")
     lead_gap(rows, console)
     held = [r for r in rows if r.held_out]
