@@ -7,6 +7,7 @@ a resource), never inside the algorithms.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -130,8 +131,16 @@ def dask_client(scheduler: str | None = None, workers: int = 2) -> Iterator[obje
         finally:
             client.close()
         return
+    # Workers' own logs are silenced: a task's error reaches the client with its future, and a worker
+    # still sending a heartbeat while the cluster shuts down printed a traceback after a finished run.
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
         Client(cluster) as client,
     ):
         yield client
