@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dacast.cli.console import check_out_dir, fail, print_config, run_errors
+from dacast.cli.console import fail, run_or_check
 from dacast.cli.console import out as stdout
 from dacast.ml.grid_surrogate import SurrogateMismatch
 from dacast.workflow.bda_surrogate.config import (
@@ -37,16 +37,16 @@ def run_gridded(
         config = load_bda_surrogate_target(target, device=device, iterations=iterations)
     except ConfigError as err:
         raise fail(str(err)) from None
-    out_dir = out or Path("runs") / config.name
-    check_out_dir(out_dir)
-    if check:
-        print_config(bda_surrogate_config_to_dict(config))
+    result = run_or_check(
+        out,
+        config.name,
+        check,
+        lambda: bda_surrogate_config_to_dict(config),
+        lambda out_dir: run_bda_surrogate(config, out_dir, resume=resume, progress=progress, plots=plots, say=say),
+        refused=(SurrogateMismatch,),
+    )
+    if result is None:
         return
-    with run_errors(out_dir):
-        try:
-            result = run_bda_surrogate(config, out_dir, resume=resume, progress=progress, plots=plots, say=say)
-        except SurrogateMismatch as err:
-            raise fail(str(err)) from None
     _report(result.summary, result.paths.get("summary"))
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 import typer
@@ -26,6 +26,8 @@ from typer.core import TyperGroup
 
 from dacast.workflow.runtime import console as out
 from dacast.workflow.schema import ConfigError
+
+R = TypeVar("R")
 
 err = Console(stderr=True)
 
@@ -185,7 +187,42 @@ def print_config(data: Mapping[str, Any]) -> None:
     typer.echo(yaml.safe_dump(plain(data), sort_keys=False, allow_unicode=True).rstrip())
 
 
+def run_or_check(
+    out: Path | None,
+    name: str,
+    check: bool,
+    settings: Callable[[], Mapping[str, Any]],
+    launch: Callable[[Path], R],
+    refused: tuple[type[Exception], ...] = (ValueError,),
+) -> R | None:
+    """The part every application's ``run`` command shares, once its configuration is loaded.
+
+    ``--out`` (default ``runs/<name>``) is checked before anything starts; with ``--check`` the
+    resolved ``settings()`` are printed and None returned; else ``launch(out_dir)`` runs under
+    `run_errors`, and a ``refused`` error (a saved model that does not fit, too few samples) is
+    the one-line exit 2 too.
+    """
+    out_dir = out or Path("runs") / name
+    check_out_dir(out_dir)
+    if check:
+        print_config(settings())
+        return None
+    with run_errors(out_dir):
+        try:
+            return launch(out_dir)
+        except refused as err:
+            raise fail(str(err)) from None
+
+
+def print_presets(registry: Mapping[str, Any]) -> None:
+    """``name: description`` of each preset of a registry, one per line."""
+    for name, preset in registry.items():
+        out.print(f"{name}: {preset.description}", highlight=False)
+
+
 __all__ = [
+    "run_or_check",
+    "print_presets",
     "CheckFlag",
     "PlotsFlag",
     "ProgressFlag",

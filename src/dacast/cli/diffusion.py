@@ -20,11 +20,10 @@ from dacast.cli.console import (
     OneLineErrors,
     PlotsFlag,
     ProgressFlag,
-    check_out_dir,
     fail,
     parse_seeds,
-    print_config,
-    run_errors,
+    print_presets,
+    run_or_check,
 )
 from dacast.cli.console import out as stdout
 from dacast.cli.diffusion_radar import app as radar_app
@@ -76,18 +75,17 @@ def run(
         config = load_diffusion_target(target, cycles=cycles, seeds=parse_seeds(seeds), prior_dir=prior_dir)
     except ConfigError as err:
         raise fail(str(err)) from None
-    out_dir = out or Path("runs") / config.name
-    check_out_dir(out_dir)
-    if check:
-        print_config(diffusion_config_to_dict(config))
+    result = run_or_check(
+        out,
+        config.name,
+        check,
+        lambda: diffusion_config_to_dict(config),
+        lambda out_dir: run_diffusion(
+            config, out_dir, resume=resume, progress=progress, plots=plots, say=say if progress else quiet
+        ),
+    )  # refused: a prior that does not fit, too few training pairs
+    if result is None:
         return
-    with run_errors(out_dir):
-        try:
-            result = run_diffusion(
-                config, out_dir, resume=resume, progress=progress, plots=plots, say=say if progress else quiet
-            )
-        except ValueError as err:  # a prior that does not fit, too few training pairs (one line)
-            raise fail(str(err)) from None
     print_result(result)
     stdout.print(f"wall time {result.wall_time_s:.1f} s; summary: {result.paths['summary']}", highlight=False)
 
@@ -95,5 +93,4 @@ def run(
 @app.command("presets")
 def presets() -> None:
     """List the diffusion presets."""
-    for name, preset in DIFFUSION_PRESET_REGISTRY.items():
-        stdout.print(f"{name}: {preset.description}", highlight=False)
+    print_presets(DIFFUSION_PRESET_REGISTRY)

@@ -20,11 +20,10 @@ from dacast.cli.console import (
     OneLineErrors,
     PlotsFlag,
     ProgressFlag,
-    check_out_dir,
     fail,
     parse_seeds,
-    print_config,
-    run_errors,
+    print_presets,
+    run_or_check,
 )
 from dacast.cli.console import out as stdout
 from dacast.workflow.diffusion.radar_config import RADAR_PRESET_REGISTRY, load_radar_target, radar_config_to_dict
@@ -73,18 +72,17 @@ def run(
         config = load_radar_target(target, cycles=cycles, seeds=parse_seeds(seeds), filter_file=filter_file)
     except ConfigError as err:
         raise fail(str(err)) from None
-    out_dir = out or Path("runs") / config.name
-    check_out_dir(out_dir)
-    if check:
-        print_config(radar_config_to_dict(config))
+    result = run_or_check(
+        out,
+        config.name,
+        check,
+        lambda: radar_config_to_dict(config),
+        lambda out_dir: run_latent(
+            config, out_dir, resume=resume, progress=progress, plots=plots, say=say if progress else quiet
+        ),
+    )  # refused: a filter that does not fit, too few training samples
+    if result is None:
         return
-    with run_errors(out_dir):
-        try:
-            result = run_latent(
-                config, out_dir, resume=resume, progress=progress, plots=plots, say=say if progress else quiet
-            )
-        except ValueError as err:  # a filter that does not fit, too few training samples (one line)
-            raise fail(str(err)) from None
     print_result(result)
     stdout.print(f"wall time {result.wall_time_s:.1f} s; summary: {result.paths['summary']}", highlight=False)
 
@@ -92,5 +90,4 @@ def run(
 @app.command("presets")
 def presets() -> None:
     """List the latent radar presets."""
-    for name, preset in RADAR_PRESET_REGISTRY.items():
-        stdout.print(f"{name}: {preset.description}", highlight=False)
+    print_presets(RADAR_PRESET_REGISTRY)

@@ -21,11 +21,10 @@ from dacast.cli.console import (
     OneLineErrors,
     PlotsFlag,
     ProgressFlag,
-    check_out_dir,
     fail,
     parse_seeds,
-    print_config,
-    run_errors,
+    print_presets,
+    run_or_check,
 )
 from dacast.cli.console import out as stdout
 from dacast.workflow.radiance.config import RADIANCE_PRESET_REGISTRY, load_radiance_target, radiance_config_to_dict
@@ -89,16 +88,15 @@ def run(
         config = load_radiance_target(target, cycles=cycles, seeds=parse_seeds(seeds))
     except ConfigError as err:
         raise fail(str(err)) from None
-    out_dir = out or Path("runs") / config.name
-    check_out_dir(out_dir)
-    if check:
-        print_config(radiance_config_to_dict(config))
+    result = run_or_check(
+        out,
+        config.name,
+        check,
+        lambda: radiance_config_to_dict(config),
+        lambda out_dir: run_radiance(config, out_dir, resume=resume, progress=progress, plots=plots),
+    )  # refused: a bad observation, or a saved operator that does not fit
+    if result is None:
         return
-    with run_errors(out_dir):
-        try:
-            result = run_radiance(config, out_dir, resume=resume, progress=progress, plots=plots)
-        except ValueError as err:  # a bad observation, or a saved operator that does not fit (one line)
-            raise fail(str(err)) from None
     print_table(result)
     stdout.print(f"wall time {result.wall_time_s:.1f} s; summary: {result.paths['summary']}", highlight=False)
 
@@ -106,5 +104,4 @@ def run(
 @app.command("presets")
 def presets() -> None:
     """List the radiance presets."""
-    for name, preset in RADIANCE_PRESET_REGISTRY.items():
-        stdout.print(f"{name}: {preset.description}", highlight=False)
+    print_presets(RADIANCE_PRESET_REGISTRY)
