@@ -106,6 +106,19 @@ def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
+def cf_attributes(title: str, source: str, configuration: dict[str, Any]) -> dict[str, str]:
+    """Global attributes of a results file: CF-1.10, title, the command, when and by which version, the settings."""
+    import dacast  # here: the package imports the workflow at its import
+
+    return {
+        "Conventions": "CF-1.10",
+        "title": title,
+        "source": source,
+        "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} written by dacast {dacast.__version__}",
+        "configuration": json.dumps(configuration),
+    }
+
+
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> Path:
     """``torch.save`` of ``obj`` (tensors, numbers, strings, lists, dicts) into ``path``, atomically."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))

@@ -9,11 +9,9 @@ diffusion/LETKF ratios. The same rows make the printed table (`results_table`), 
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ import dacast
 from dacast.workflow.diffusion.config import FILTERS, DiffusionConfig, diffusion_config_to_dict
 from dacast.workflow.diffusion.experiment import RunStats
 from dacast.workflow.diffusion.priors import prior_name
-from dacast.workflow.files import atomic_write, write_json
+from dacast.workflow.files import atomic_write, cf_attributes, write_json
 
 #: ``(network, seed) -> filter -> RunStats``: the scores of a comparison.
 Results = dict[tuple[str, int], dict[str, RunStats]]
@@ -178,14 +176,12 @@ def _dataset(config: DiffusionConfig, results: Results) -> xr.Dataset:
         "rank": ("rank", np.arange(config.members + 1), {"units": "1", "long_name": "members below the truth"}),
     }
     ds = xr.Dataset(variables, coords=coords)
-    ds.attrs = {
-        "Conventions": "CF-1.10",
-        "title": "dacast diffusion filter vs LETKF on Lorenz-96 (40 variables, F = 8)",
-        "source": "dacast diffusion run",
-        "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} written by dacast {dacast.__version__}",
-        "configuration": json.dumps(diffusion_config_to_dict(config)),
-        "skip": config.skip,
-    }
+    ds.attrs = cf_attributes(
+        "dacast diffusion filter vs LETKF on Lorenz-96 (40 variables, F = 8)",
+        "dacast diffusion run",
+        diffusion_config_to_dict(config),
+    )
+    ds.attrs["skip"] = config.skip
     return ds
 
 

@@ -11,9 +11,7 @@ make the printed table (`results_table`), for ``dacast diffusion radar run`` and
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +19,11 @@ import numpy as np
 import xarray as xr
 from rich.table import Table
 
-import dacast
 from dacast.workflow.bda.forecast import LEAD_STEP_SECONDS, THRESHOLD_DBZ
 from dacast.workflow.diffusion.output import machine_info, mean_finite
 from dacast.workflow.diffusion.radar import TwinScores
 from dacast.workflow.diffusion.radar_config import LATENT_FILTERS, RadarDiffusionConfig, radar_config_to_dict
-from dacast.workflow.files import atomic_write, write_json
+from dacast.workflow.files import atomic_write, cf_attributes, write_json
 
 #: The per-seed scores averaged into a row, in table order.
 COLUMNS = ("rain_rmse", "rain_spread_ratio", "h_rmse", "ts30", "forecast_ts30", "seconds_per_analysis")
@@ -196,14 +193,12 @@ def latent_dataset(config: RadarDiffusionConfig, results: Results) -> xr.Dataset
         ),
     }
     ds = xr.Dataset(_variables(config, results, leads.size), coords=coords)
-    ds.attrs = {
-        "Conventions": "CF-1.10",
-        "title": "dacast latent diffusion filter vs gridded LETKF on the radar twin (Wursch-Craig, radar volumes)",
-        "source": "dacast diffusion radar run",
-        "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} written by dacast {dacast.__version__}",
-        "configuration": json.dumps(radar_config_to_dict(config)),
-        "skip": config.skip,
-    }
+    ds.attrs = cf_attributes(
+        "dacast latent diffusion filter vs gridded LETKF on the radar twin (Wursch-Craig, radar volumes)",
+        "dacast diffusion radar run",
+        radar_config_to_dict(config),
+    )
+    ds.attrs["skip"] = config.skip
     return ds
 
 

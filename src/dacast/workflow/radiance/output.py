@@ -10,7 +10,6 @@ experiments' max − min across seeds).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ import numpy as np
 import torch
 import xarray as xr
 
-import dacast
 from dacast.models.column import ColumnAtmosphere
 from dacast.obs.microwave import weighting_functions
 from dacast.obs.satellite import PREDICTORS, amsua_true_bias
-from dacast.workflow.files import atomic_write, jsonable, write_text
+from dacast.workflow.files import atomic_write, cf_attributes, jsonable, write_text
 from dacast.workflow.radiance.config import RadianceConfig, radiance_config_to_dict
 
 #: The ordering of the paper, best first, as pairs (better, worse).
@@ -162,13 +160,11 @@ def _dataset(config: RadianceConfig, model: ColumnAtmosphere, results: dict) -> 
         "predictor": ("predictor", np.arange(len(PREDICTORS)), {"units": "1", "long_name": "bias predictor index"}),
     }
     ds = xr.Dataset(variables, coords=coords)
-    ds.attrs = {
-        "Conventions": "CF-1.10",
-        "title": "dacast radiance experiments (CONV vs AMSU-A physical vs learned operator)",
-        "source": "dacast obsop run",
-        "history": f"{datetime.now(UTC).isoformat(timespec='seconds')} written by dacast {dacast.__version__}",
-        "configuration": json.dumps(radiance_config_to_dict(config)),
-    }
+    ds.attrs = cf_attributes(
+        "dacast radiance experiments (CONV vs AMSU-A physical vs learned operator)",
+        "dacast obsop run",
+        radiance_config_to_dict(config),
+    )
     return ds
 
 
