@@ -43,6 +43,9 @@ CheckFlag = Annotated[
 ]
 ProgressFlag = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.", metavar=FLAG)]
 PlotsFlag = Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG figures.", metavar=FLAG)]
+#: ``--out`` and ``--resume`` of the applications whose runs live in ``runs/<preset name>``.
+OutOption = Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")]
+ResumeFlag = Annotated[bool, typer.Option("--resume", help="continue the run found in --out", metavar=FLAG)]
 
 
 def _click_error(name: str) -> type[Exception]:
@@ -221,6 +224,8 @@ def print_presets(registry: Mapping[str, Any]) -> None:
 
 
 __all__ = [
+    "OutOption",
+    "ResumeFlag",
     "run_or_check",
     "print_presets",
     "CheckFlag",

@@ -15,11 +15,12 @@ from typing import Annotated
 import typer
 
 from dacast.cli.console import (
-    FLAG,
     CheckFlag,
     OneLineErrors,
+    OutOption,
     PlotsFlag,
     ProgressFlag,
+    ResumeFlag,
     fail,
     parse_seeds,
     print_presets,
@@ -61,8 +62,8 @@ def run(
     filter_file: Annotated[
         Path | None, typer.Option("--filter", help="a trained latent-filter.pt to use instead of training")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run found in --out", metavar=FLAG)] = False,
+    out: OutOption = None,
+    resume: ResumeFlag = False,
     check: CheckFlag = False,
     progress: ProgressFlag = True,
     plots: PlotsFlag = True,

@@ -9,18 +9,18 @@ and prints it as YAML.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from dacast.cli.console import (
-    FLAG,
     CheckFlag,
     OneLineErrors,
+    OutOption,
     PlotsFlag,
     ProgressFlag,
+    ResumeFlag,
     fail,
     parse_seeds,
     print_presets,
@@ -77,8 +77,8 @@ def run(
     target: Annotated[str, typer.Argument(help=f"preset ({', '.join(RADIANCE_PRESET_REGISTRY)}) or a YAML file")],
     cycles: Annotated[int | None, typer.Option(help="analysis cycles per experiment (6 h each)")] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated experiment seeds, e.g. 1,2,3")] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run found in --out", metavar=FLAG)] = False,
+    out: OutOption = None,
+    resume: ResumeFlag = False,
     check: CheckFlag = False,
     progress: ProgressFlag = True,
     plots: PlotsFlag = True,

@@ -16,11 +16,12 @@ import typer
 
 from dacast.cli.bda_surrogate import run_gridded
 from dacast.cli.console import (
-    FLAG,
     CheckFlag,
     OneLineErrors,
+    OutOption,
     PlotsFlag,
     ProgressFlag,
+    ResumeFlag,
     check_out_dir,
     fail,
     print_config,
@@ -50,8 +51,8 @@ def run(
     ],
     iterations: Annotated[int | None, typer.Option(help="maximum surrogate iterations after iteration 0")] = None,
     device: Annotated[str | None, typer.Option(help="training device: cpu, cuda or auto")] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder (default runs/<preset name>)")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue the run found in --out", metavar=FLAG)] = False,
+    out: OutOption = None,
+    resume: ResumeFlag = False,
     check: CheckFlag = False,
     progress: ProgressFlag = True,
     plots: PlotsFlag = True,
