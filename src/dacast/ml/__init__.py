@@ -36,6 +36,7 @@ from dacast.ml.multires import (
     multires_targets,
     pool_log_rain,
 )
+from dacast.ml.multires_members import forecast_members
 from dacast.ml.nowcast_data import (
     ExtrapolationFn,
     NowcastDataConfig,
@@ -128,6 +129,7 @@ __all__ = [
     "discriminator_loss",
     "fair_crps_loss",
     "feature_names",
+    "forecast_members",
     "generator_adversarial_loss",
     "generator_loss",
     "intensity_weight",
