@@ -202,6 +202,9 @@ def convlstm_method(checkpoint: str | None, members: int | None) -> tuple:
     """``(past -> nowcast, t_in)`` of a trained nowcaster (None: the shipped one); with ``members``, an ensemble."""
     from dacast.ml import MultiResNowcaster, predict, predict_ensemble, shipped_nowcaster
     from dacast.workflow.nowcast.run import checkpoint_model
+    from dacast.workflow.runtime import tune_malloc
+
+    tune_malloc()  # as `dacast nowcast run` does: the network's full-size temporaries stay in the heap
 
     path = Path(checkpoint) if checkpoint else shipped_nowcaster()
     # The extrapolation input is made exactly as in training (settings saved beside the checkpoint).

@@ -7,7 +7,9 @@ a resource), never inside the algorithms.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -79,6 +81,34 @@ def cpu_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> None:
+    """Keep temporaries of up to 32 MB in glibc's heap and the freed heap in the process (once; Linux/glibc).
+
+    Every operation of a model or network step allocates its output anew. Under glibc's defaults a
+    temporary of tens of MB (a 640×712 field of 16 channels: 29 MB) is mapped and unmapped at every
+    operation, page faults and all, until the dynamic threshold adapts; in a Dask worker, whose nanny
+    sets ``MALLOC_TRIM_THRESHOLD_=65536``, the mmap threshold is pinned at 128 kB and even a few
+    hundred kB are mapped anew. Measured: a Würsch-Craig forecast of 200 members at 256² in a worker
+    took 6.2 s instead of 1.5 s (1.4-1.6 s with this); 20 members of the shipped nowcaster on
+    640×710 took 35.8 s instead of 30.6 s. Thresholds of 32 MB (mmap) and 1 GB (trim) fix both; larger
+    arrays (a tile, an ensemble) are still mapped and returned when freed. The process keeps up to
+    1 GB of freed heap: the service loops, which hold their memory flat, do not call this.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    _MALLOC_TUNED = True
 
 
 #: ``update(completed, info)``: move a progress bar to ``completed`` steps and show ``info`` beside it.
@@ -159,4 +189,5 @@ __all__ = [
     "spawn_seeds",
     "sync",
     "torch_generator",
+    "tune_malloc",
 ]

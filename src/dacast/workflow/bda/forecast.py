@@ -21,7 +21,7 @@ from dacast.obs.radar import RadarOperator, radar_mask, reflectivity_dbz
 from dacast.verify import contingency, pooled_csi
 from dacast.verify.trajectory import COUNT_KEYS
 from dacast.workflow.bda.config import BDAConfig
-from dacast.workflow.runtime import spawn_seeds, torch_generator
+from dacast.workflow.runtime import spawn_seeds, torch_generator, tune_malloc
 
 VARS = ("u", "v", "h", "r")
 THRESHOLD_DBZ = 30.0
@@ -131,9 +131,7 @@ class Forecaster:
 def _forecast_chunk(
     config: object, x: Tensor, seconds: float, seed: int | None, start_step: int, offset: int
 ) -> Tensor:
-    from dacast.workflow.bda.tile_tasks import tune_malloc  # the worker's allocator, as for tiles
-
-    tune_malloc()
+    tune_malloc()  # the worker's allocator, as for tiles
     return WurschCraig(config).forecast(x, seconds, seed=seed, start_step=start_step, member_offset=offset)  # type: ignore[arg-type]
 
 

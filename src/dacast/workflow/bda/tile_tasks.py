@@ -11,9 +11,7 @@ Observations are owned by the tile whose cells they sit in; whitened rows
 
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -26,30 +24,7 @@ from dacast.da.gridded import GriddedLETKFConfig, analyse_tile
 from dacast.da.tiles import Piece, TileLayout, localise, tile_table
 from dacast.models.wursch_craig import WurschCraig, WurschCraigConfig
 from dacast.obs.radar import RadarOperator
-
-_MALLOC_TUNED = False
-
-
-def tune_malloc() -> None:
-    """Undo, in this worker process, the allocator setting Dask starts its workers with (once; Linux/glibc).
-
-    Dask's nannies set ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins glibc's mmap threshold at
-    128 kB: every model temporary (a few hundred kB) is then mapped and unmapped anew, page faults
-    and all, and a Würsch-Craig forecast runs about 4x slower (measured: 6.2 s instead of 1.5 s for
-    200 members at 256^2). Thresholds of 32 MB (mmap) and 1 GB (trim) give the one-process speed
-    back (1.4-1.6 s); arrays of a tile (hundreds of MB) are still mapped and returned when freed.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc
-        return
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-    libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    _MALLOC_TUNED = True
-
+from dacast.workflow.runtime import tune_malloc
 
 #: Members of a tile's window forecast at a time (~20 MB of window at 256^2 / 4 tiles, float32).
 WINDOW_MEMBERS = 64
@@ -294,5 +269,4 @@ __all__ = [
     "save_tile",
     "table",
     "tile_of",
-    "tune_malloc",
 ]
