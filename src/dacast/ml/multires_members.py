@@ -33,7 +33,8 @@ _CL = torch.channels_last
 
 
 def _gate_step(gates: Tensor, c: Tensor, hidden: int) -> tuple[Tensor, Tensor]:
-    """The LSTM update of `dacast.ml.ConvLSTMCell` from its gate pre-activations ``(1, 4·hidden, h, w)``."""
+    """The LSTM update of `dacast.ml.ConvLSTMCell` from its gate pre-activations ``(B, 4·hidden, h, w)``
+    (overwritten) and cell state ``c``: the new ``(h, c)``, channels-last."""
     i, f, o = gates[:, : 3 * hidden].sigmoid_().split(hidden, dim=1)
     c = gates[:, 3 * hidden :].tanh_().mul_(i).addcmul_(f, c).contiguous(memory_format=_CL)
     return torch.tanh(c).mul_(o), c
@@ -59,6 +60,41 @@ def _shared_share(weight: Tensor, bias: Tensor, features: Tensor | None, n_leads
     return F.conv2d(features.contiguous(memory_format=_CL), weight, bias, padding=pad)
 
 
+def _cell_shares(
+    model: MultiResNowcaster, extrapolation: Tensor | None, lowest: int, n_leads: int
+) -> tuple[dict[int, Tensor], dict[int, Tensor], dict[int, Tensor]]:
+    """Per forecaster level ``i >= lowest``: the gate weights of the member's input (below the top:
+    ``[up, h]`` together; at the top: the noise), of the hidden state, and the shared share
+    ``(T, 4·hidden_i, H_i, W_i)`` (the extrapolation features' convolution plus the bias)."""
+    cfg = model.config
+    hid = cfg.hidden_channels
+    n = len(hid)
+    feats = [x[0] for x in extrapolation_features(model, extrapolation)]  # (T, C_i, H_i, W_i)
+    w_x: dict[int, Tensor] = {}
+    w_h: dict[int, Tensor] = {}
+    shared: dict[int, Tensor] = {}
+    for i in range(lowest, n):
+        gates = model.fc_cells[i].gates
+        n_x = cfg.noise_channels if i == n - 1 else hid[i]
+        wx, we, wh = gates.weight.split([n_x, hid[i] if feats else 0, hid[i]], dim=1)
+        w_x[i] = wx if i == n - 1 else torch.cat([wx, wh], dim=1)
+        w_h[i] = wh
+        shared[i] = _shared_share(we, gates.bias, feats[i] if feats else None, n_leads)
+    return w_x, w_h, shared
+
+
+def _head_share(
+    model: MultiResNowcaster, extrapolation: Tensor | None, resolution: int, n_leads: int
+) -> tuple[Tensor, Tensor]:
+    """The weights of output head ``resolution`` on the network's features, and its shared share
+    ``(T, 1, H_k, W_k)`` (the pooled extrapolation's convolution plus the bias)."""
+    head = model.heads[resolution]
+    n_e = model.config.extra_channels if extrapolation is not None else 0
+    w_feat, w_e = head.weight.split([head.weight.shape[1] - n_e, n_e], dim=1)
+    pooled = pool_log_rain(extrapolation[0], 2**resolution) if extrapolation is not None else None
+    return w_feat, _shared_share(w_e, head.bias, pooled, n_leads)
+
+
 def forecast_members(
     model: MultiResNowcaster,
     past: Tensor,
@@ -73,6 +109,8 @@ def forecast_members(
 
     Each member ``m`` equals ``model(past, extrapolation, stage=n_outputs - 1 - resolution,
     noise=noise[m:m+1])[0]`` to float rounding (module docstring); call it under `torch.inference_mode`.
+    The shared shares are kept for all leads: ``T_out × 4·hidden_0 × H/2 × W/2`` floats at the finest
+    level and a quarter of that at each coarser one (about 600 MB for 12 leads of 640×712, float32).
 
     Args:
         model: an ensemble `MultiResNowcaster` (``noise_channels > 0``), in eval mode.
@@ -110,26 +148,9 @@ def forecast_members(
     pad = cfg.kernel_size // 2
 
     encoded = encode(model, past)
-    feats = [x[0] for x in extrapolation_features(model, extrapolation)]  # (T, C_i, H_i, W_i)
-    n_e = hid if feats else (0,) * n
-    # Per level: the weights of the member-dependent inputs, and the shared share for every lead.
-    w_x: dict[int, Tensor] = {}
-    w_h: dict[int, Tensor] = {}
-    shared: dict[int, Tensor] = {}
-    for i in range(lowest, n):
-        gates = model.fc_cells[i].gates
-        n_x = cfg.noise_channels if i == n - 1 else hid[i]
-        wx, we, wh = gates.weight.split([n_x, n_e[i], hid[i]], dim=1)
-        w_x[i], w_h[i] = wx, wh
-        shared[i] = _shared_share(we, gates.bias, feats[i] if feats else None, n_leads)
-    if n - 1 > lowest:  # below the top, one convolution over [up, h]
-        for i in range(lowest, n - 1):
-            w_x[i] = torch.cat([w_x[i], w_h[i]], dim=1)
-    head = model.heads[resolution]
-    n_feat = head.weight.shape[1] - (cfg.extra_channels if extrapolation is not None else 0)
-    w_head, w_head_e = head.weight.split([n_feat, head.weight.shape[1] - n_feat], dim=1)
-    ext_head = pool_log_rain(extrapolation[0], 2**resolution) if extrapolation is not None else None
-    head_shared = _shared_share(w_head_e, head.bias, ext_head, n_leads)
+    w_x, w_h, shared = _cell_shares(model, extrapolation, lowest, n_leads)
+    w_head, head_shared = _head_share(model, extrapolation, resolution, n_leads)
+    head_pad = model.heads[resolution].padding
 
     members = []
     for m in range(0, noise.shape[0], batch):
@@ -155,7 +176,7 @@ def forecast_members(
                     if i == resolution:
                         out = up
             assert out is not None
-            leads.append(F.softplus(F.conv2d(out, w_head, padding=1).add_(head_shared[t])))
+            leads.append(F.softplus(F.conv2d(out, w_head, padding=head_pad).add_(head_shared[t])))
         members.append(torch.stack(leads, dim=1).contiguous())
         if on_member is not None:
             on_member(m + len(nb))
