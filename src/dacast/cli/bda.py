@@ -24,14 +24,12 @@ from dacast.cli.console import (
     OneLineErrors,
     PlotsFlag,
     ProgressFlag,
-    check_out_dir,
     fail,
-    print_config,
-    run_errors,
+    run_or_check,
 )
 from dacast.cli.console import out as stdout
 from dacast.workflow.bda.config import BDA_PRESETS, bda_config_to_dict, load_bda_target
-from dacast.workflow.bda.run import run_bda_experiment
+from dacast.workflow.bda.run import BDAResult, run_bda_experiment
 from dacast.workflow.bda.tiled_run import parse_tiles, tile_spec
 from dacast.workflow.runtime import dask_client, say
 from dacast.workflow.schema import ConfigError, is_yaml_path
@@ -98,15 +96,10 @@ def run(
     use_dask = dask or scheduler is not None or layout is not None
     # A Dask run of the same preset gets a folder of its own instead of replacing the one-process results.
     suffix = "-tiled" if layout is not None else "-dask" if use_dask else ""
-    out_dir = out if out is not None else Path("runs") / f"{label}{suffix}"
-    check_out_dir(out_dir)
-    if check:
-        print_config(bda_config_to_dict(config))
-        return
 
-    with run_errors(out_dir):
+    def launch(out_dir: Path) -> BDAResult:
         with dask_client(scheduler, workers=workers) if use_dask else contextlib.nullcontext() as client:
-            result = run_bda_experiment(
+            return run_bda_experiment(
                 config,
                 out_dir,
                 preset=preset,
@@ -117,6 +110,12 @@ def run(
                 say=say,
                 tiles=layout,
             )
+
+    result = run_or_check(
+        out, f"{label}{suffix}", check, lambda: bda_config_to_dict(config), launch, refused=()
+    )  # its errors are run_errors' to report
+    if result is None:
+        return
     _report(label, result.summary, result.out_dir, result.plots)
 
 

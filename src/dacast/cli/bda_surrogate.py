@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dacast.cli.console import fail, run_or_check
+from dacast.cli.console import fail, print_finished, run_or_check
 from dacast.cli.console import out as stdout
 from dacast.ml.grid_surrogate import SurrogateMismatch
 from dacast.workflow.bda_surrogate.config import (
@@ -63,7 +63,7 @@ def _report(s: dict[str, Any], summary_path: Path | None) -> None:
         number = value.get("ratio", value.get("surrogate_over_physics")) if isinstance(value, dict) else None
         detail = f" ({number:.3g})" if number is not None else ""
         stdout.print(f"  {key}: {'met' if met else 'not met'}{detail}", highlight=False)
-    stdout.print(f"wall time {s['wall_time_s']:.0f} s; summary: {summary_path}", highlight=False)
+    print_finished(s["wall_time_s"], summary_path)
 
 
 __all__ = ["run_gridded"]

@@ -217,6 +217,11 @@ def run_or_check(
             raise fail(str(err)) from None
 
 
+def print_finished(wall_time_s: float, summary: str | Path | None) -> None:
+    """The last line of an application's run: its wall time (s) and where its summary is."""
+    out.print(f"wall time {wall_time_s:.1f} s; summary: {summary}", highlight=False)
+
+
 def print_presets(registry: Mapping[str, Any]) -> None:
     """``name: description`` of each preset of a registry, one per line."""
     for name, preset in registry.items():
@@ -227,6 +232,7 @@ __all__ = [
     "OutOption",
     "ResumeFlag",
     "run_or_check",
+    "print_finished",
     "print_presets",
     "CheckFlag",
     "PlotsFlag",

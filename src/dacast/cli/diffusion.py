@@ -23,6 +23,7 @@ from dacast.cli.console import (
     ResumeFlag,
     fail,
     parse_seeds,
+    print_finished,
     print_presets,
     run_or_check,
 )
@@ -88,7 +89,7 @@ def run(
     if result is None:
         return
     print_result(result)
-    stdout.print(f"wall time {result.wall_time_s:.1f} s; summary: {result.paths['summary']}", highlight=False)
+    print_finished(result.wall_time_s, result.paths["summary"])
 
 
 @app.command("presets")

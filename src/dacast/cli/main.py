@@ -23,11 +23,9 @@ from dacast.cli.console import (
     OneLineErrors,
     PlotsFlag,
     ProgressFlag,
-    check_out_dir,
     fail,
     interrupted,
-    print_config,
-    run_errors,
+    run_or_check,
 )
 from dacast.cli.console import out as stdout
 from dacast.cli.diffusion import app as diffusion_app
@@ -94,13 +92,16 @@ def run(
     except ConfigError as err:
         raise fail(str(err)) from None
     label = Path(target).stem if is_yaml_path(target, PRESETS) else target
-    out_dir = out if out is not None else Path("runs") / label
-    check_out_dir(out_dir)
-    if check:
-        print_config(config_to_dict(config))
+    result = run_or_check(
+        out,
+        label,
+        check,
+        lambda: config_to_dict(config),
+        lambda out_dir: run_experiment(config, out_dir, preset=preset, progress=progress, plots=plots),
+        refused=(),  # its errors are run_errors' to report
+    )
+    if result is None:
         return
-    with run_errors(out_dir):
-        result = run_experiment(config, out_dir, preset=preset, progress=progress, plots=plots)
     compare = preset is not None and config == preset.config  # the preset's expected RMSE is for its own settings
     _report(label, result.summary, result.paths.results, result.paths.summary, result.paths.plots, compare=compare)
 

@@ -9,7 +9,6 @@ configuration and prints it as YAML.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,10 +21,9 @@ from dacast.cli.console import (
     PlotsFlag,
     ProgressFlag,
     ResumeFlag,
-    check_out_dir,
     fail,
-    print_config,
-    run_errors,
+    print_finished,
+    run_or_check,
 )
 from dacast.cli.console import out as stdout
 from dacast.workflow.bda_surrogate.config import BDA_SURROGATE_PRESETS, is_bda_surrogate_target
@@ -78,13 +76,16 @@ def run(
         config.device_obj()  # CUDA asked for where there is none
     except ConfigError as err:
         raise fail(str(err)) from None
-    out_dir = out or Path("runs") / config.name
-    check_out_dir(out_dir)
-    if check:
-        print_config(surrogate_config_to_dict(config))
+    result = run_or_check(
+        out,
+        config.name,
+        check,
+        lambda: surrogate_config_to_dict(config),
+        lambda out_dir: run_surrogate(config, out_dir, resume=resume, progress=progress, plots=plots),
+        refused=(),  # its errors are run_errors' to report
+    )
+    if result is None:
         return
-    with run_errors(out_dir):
-        result = run_surrogate(config, out_dir, resume=resume, progress=progress, plots=plots)
     s = summarise_surrogate(result)
     stdout.print(f"[bold]{config.name}[/]: {s['iterations_completed']} iterations ({s['stopped']})", highlight=False)
     stdout.print(
@@ -99,7 +100,7 @@ def run(
             f"({-s['rmse_analysis_reduction_best_fixed_inflation']:+.0%})",
             highlight=False,
         )
-    stdout.print(f"wall time {s['wall_time_s']:.1f} s; summary: {result.paths['summary']}", highlight=False)
+    print_finished(s["wall_time_s"], result.paths["summary"])
 
 
 @app.command("presets")
