@@ -284,7 +284,7 @@ def cost_model(rows: list[dict], dtype_name: str, console: Console) -> list[dict
     # the one-worker times include its own task overhead: take it out of the compute rates
     overhead_1 = predict(rate, base, 1, k, itemsize, two, 0.0)["overhead_s"]
     rate = {key: value * max(0.0, 1.0 - overhead_1 / one["cycle_s"]) for key, value in rate.items()}
-    per_cell = two["row_bytes"] / max(1, sum(halo_cells(base, 2)))  # observation rows per halo cell, measured
+    per_cell = two["row_bytes"] / max(1, sum(halo_cells(base, 2)))  # observation rows per halo value, measured
     out = []
     table = Table(title=f"cost model: {k} members, {grid}², stride {stride} (from tiled1 rates; probe of tiled2)")
     for col in ("workers", "tiles", "compute s", "transfer s", "overhead s", "cycle s", "measured s"):

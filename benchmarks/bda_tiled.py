@@ -21,10 +21,10 @@ from functools import partial
 import torch
 
 from dacast.da.gridded import GriddedLETKFConfig
-from dacast.da.tiles import TileLayout
-from dacast.models.wursch_craig import STENCIL_RADIUS, WurschCraig, WurschCraigConfig
+from dacast.da.tiles import RADAR_RING, TileLayout, halo_reach
+from dacast.models.wursch_craig import STEP_READS, WurschCraig, WurschCraigConfig
 from dacast.obs.radar import RadarConfig, observe_radar
-from dacast.workflow.bda.tile_tasks import TileSpec
+from dacast.workflow.bda.tile_tasks import TileSpec, senders
 from dacast.workflow.bda.tiled import TiledEnsemble, peak_memory_mb, transfer_bytes
 
 SPINUP_S = 20 * 60.0
@@ -45,7 +45,7 @@ def _reset_peak() -> None:
 
 
 def layout_for(grid: int, tiles: tuple[int, int], stride: int) -> TileLayout:
-    return TileLayout((grid, grid), tiles, stride, STENCIL_RADIUS * STEPS)
+    return TileLayout((grid, grid), tiles, stride, halo_reach(STEP_READS, STEPS, RADAR_RING))
 
 
 def tiled_cell(
@@ -141,13 +141,13 @@ def _owners(layout: TileLayout, workers: int) -> list[int]:
 
 
 def halo_cells(layout: TileLayout, workers: int) -> list[int]:
-    """Halo cells each worker receives per forecast: window pieces owned by tiles of other workers."""
+    """Halo values (variables x cells) per member each worker receives per forecast: pieces of other workers' tiles."""
     owner = _owners(layout, workers)
     received = [0] * workers
     for t in range(layout.n_tiles):
         for p in layout.pieces(t):
             if owner[p.source] != owner[t]:
-                received[owner[t]] += (p.src[0].stop - p.src[0].start) * (p.src[1].stop - p.src[1].start)
+                received[owner[t]] += p.cells(4)
     return received
 
 
@@ -168,14 +168,14 @@ def predict(
     members: int,
     itemsize: int,
     probe_row: dict,
-    row_bytes_per_halo_cell: float,
+    row_bytes_per_halo_value: float,
 ) -> dict:
     """Seconds per cycle on ``workers`` workers for ``layout``: the busiest worker's compute, transfer, overhead.
 
     compute: `rates` x its tiles' window cells (forecast) and own cells (H(x), LETKF) x members;
     transfer: the halo state it receives (from the layout) plus the observation rows, measured per
-    halo cell (they cross the same tile edges), at the probe's bandwidth; overhead: the probe's
-    per-task time for each task it runs (6 per tile, one per window piece, 2 per neighbour asked).
+    halo value (they cross the same tile edges), at the probe's bandwidth; overhead: the probe's
+    per-task time for each task it runs (6 per tile, one per tile sending it halo pieces, 2 per neighbour asked).
     """
     owner = _owners(layout, workers)
     halos = halo_cells(layout, workers)
@@ -186,8 +186,8 @@ def predict(
             members * (rate["forecast"] * math.prod(layout.window(t)[1]) + rate["analysis"] * _cells(layout, t))
             for t in mine
         )
-        moved = halos[w] * (4 * members * itemsize + row_bytes_per_halo_cell)
-        tasks = sum(6 + len(layout.pieces(t)) + 2 * (len(layout.near(t, 15.0)) - 1) for t in mine)
+        moved = halos[w] * (members * itemsize + row_bytes_per_halo_value)
+        tasks = sum(6 + len(senders(layout.pieces(t), t)) + 2 * (len(layout.near(t, 15.0)) - 1) for t in mine)
         row = {
             "compute_s": compute,
             "transfer_s": moved / probe_row["bandwidth_Bps"],

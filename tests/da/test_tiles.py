@@ -8,7 +8,7 @@ from test_gridded_letkf import DX, gridded_problem
 
 from dacast.da import GriddedLETKFConfig
 from dacast.da.gridded import prepare
-from dacast.da.tiles import TileLayout, localise, tile_table
+from dacast.da.tiles import TileLayout, halo_reach, localise, tile_table
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,49 @@ def test_pieces_fill_each_window_from_the_owning_tiles(
     for t in range(layout.n_tiles):
         (y0, y1), (x0, x1) = layout.box(t)
         assert (owners[y0:y1, x0:x1] == t).all()
+
+
+@pytest.mark.parametrize(("shape", "parts"), [((32, 48), (2, 3)), ((40, 24), (1, 2)), ((30, 30), (3, 1))])
+def test_per_variable_halos_fill_only_each_variable_s_own_reach(shape: tuple[int, int], parts: tuple[int, int]) -> None:
+    reach = ((2, 3, 1, 0), (2, 3, 1, 0), (4, 1, 2, 5), (0, 0, 0, 0))  # (south, north, west, east) per variable
+    layout = TileLayout(shape, parts, 1, halo=reach)
+    assert [g for g, _ in layout.groups()] == [slice(0, 2), slice(2, 3), slice(3, 4)]
+    assert layout.pads(0) == ((4, 3) if parts[0] > 1 else (0, 0))
+    assert layout.pads(1) == ((2, 5) if parts[1] > 1 else (0, 0))
+    grid = torch.arange(4 * shape[0] * shape[1]).reshape(4, *shape)
+    tiles = [grid[:, slice(*layout.box(t)[0]), slice(*layout.box(t)[1])] for t in range(layout.n_tiles)]
+    for t in range(layout.n_tiles):
+        (oy, ox), (wy, wx) = layout.window(t)
+        want = grid[:, (torch.arange(wy) + oy) % shape[0]][:, :, (torch.arange(wx) + ox) % shape[1]]
+        got = torch.full((4, wy, wx), -1)
+        for p in layout.pieces(t):
+            assert (got[p.var, p.dst[0], p.dst[1]] == -1).all()  # no cell twice
+            got[p.var, p.dst[0], p.dst[1]] = tiles[p.source][p.var, p.src[0], p.src[1]]
+        (ly, hy), (lx, hx) = layout.pads(0), layout.pads(1)
+        for v, (s, n, w, e) in enumerate(reach):
+            rows = slice(0, wy) if parts[0] == 1 else slice(ly - s, wy - hy + n)
+            cols = slice(0, wx) if parts[1] == 1 else slice(lx - w, wx - hx + e)
+            assert torch.equal(got[v, rows, cols], want[v, rows, cols])
+            got[v, rows, cols] = -1
+        assert (got == -1).all()  # nothing outside a variable's own reach
+    assert sum(p.cells(4) for p in layout.pieces(0)) == sum(
+        len(range(4)[g]) * (layout.box(0)[0][1] - layout.box(0)[0][0] + (r[0] + r[1] if parts[0] > 1 else 0))
+        * (layout.box(0)[1][1] - layout.box(0)[1][0] + (r[2] + r[3] if parts[1] > 1 else 0))
+        for g, r in layout.groups()
+    )  # fmt: skip
+
+
+def test_halo_reach_propagates_read_boxes_back_through_the_steps() -> None:
+    reads = (((-1, 1, 0, 0), (0, 2, 0, 0)), ((0, 0, -1, 0), (0, 0, 0, 0)))  # reads[b][a], two variables
+    assert halo_reach(reads, 0) == ((0, 0, 0, 0), (0, 0, 0, 0))
+    assert halo_reach(reads, 1) == ((1, 1, 1, 0), (0, 2, 0, 0))
+    # a step earlier: a is read where a or b is needed after it, b where a is
+    assert halo_reach(reads, 2) == ((2, 2, 1, 0), (1, 3, 1, 0))
+    assert halo_reach(reads, 1, ((0, 0, 0, 0), (3, 0, 0, 0))) == ((3, 1, 1, 0), (3, 2, 0, 0))
+    with pytest.raises(ValueError, match="variables"):
+        halo_reach(reads, 1, ((0, 0, 0, 0),))
+    with pytest.raises(ValueError, match="halo"):
+        TileLayout((32, 32), (2, 2), 1, halo=((1, 1, 1, -1),))
 
 
 def test_one_tile_along_an_axis_needs_no_halo_there() -> None:

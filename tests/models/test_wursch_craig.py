@@ -220,3 +220,88 @@ def test_member_chunks_fill_the_gpu_and_keep_the_numbers():
     a = model.forecast(x, 30.0, seed=1)
     b = model.forecast(x, 30.0, seed=1, chunk_members=4)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_step_reads_bound_what_one_step_reads_and_are_tight() -> None:
+    """Perturb one variable at cells 8 apart (many random states: every threshold and upwind branch taken)
+    and see which cells of which variable one step changes: always inside `STEP_READS`, every box edge reached."""
+    from dacast.models.wursch_craig import STEP_READS
+
+    n, gap = 32, 8
+    model = WurschCraig(WurschCraigConfig(ny=n, nx=n))
+    c = model.config
+    seen = [[[0, 0, 0, 0] for _ in range(4)] for _ in range(4)]  # seen[b][a]: reads of b from a (box)
+    g = torch.Generator().manual_seed(0)
+    sites = torch.meshgrid(torch.arange(0, n, gap), torch.arange(0, n, gap), indexing="ij")
+    for _ in range(24):
+        x = torch.stack(
+            [
+                torch.randn(n, n, generator=g, dtype=torch.float64) * 3,
+                torch.randn(n, n, generator=g, dtype=torch.float64) * 3,
+                89.8 + torch.rand(n, n, generator=g, dtype=torch.float64),  # around hc and hr
+                torch.rand(n, n, generator=g, dtype=torch.float64) * (torch.rand(n, n, generator=g) > 0.5),
+            ]
+        )
+        base = model.step(x.reshape(1, -1), 0.0, c.dt).reshape(4, n, n)
+        for a in range(4):
+            xp = x.clone()
+            xp[a][sites] = {2: 89.5 + 1.5 * torch.rand(sites[0].shape, generator=g, dtype=torch.float64)}.get(
+                a, torch.randn(sites[0].shape, generator=g, dtype=torch.float64).abs() * 4 * (1 if a == 3 else -1)
+            )
+            changed = model.step(xp.reshape(1, -1), 0.0, c.dt).reshape(4, n, n) != base
+            for b in range(4):
+                j, i = torch.nonzero(changed[b], as_tuple=True)
+                dy = -(((j + gap // 2) % gap) - gap // 2)  # b at cell p reads a at p + (dy, dx)
+                dx = -(((i + gap // 2) % gap) - gap // 2)
+                if j.numel():
+                    box = seen[b][a]
+                    seen[b][a] = [min(box[0], int(dy.min())), max(box[1], int(dy.max())),
+                                  min(box[2], int(dx.min())), max(box[3], int(dx.max()))]  # fmt: skip
+    assert [[tuple(r) for r in row] for row in seen] == [list(row) for row in STEP_READS]
+
+
+def test_halo_reach_of_a_cycle_is_what_its_window_forecast_needs() -> None:
+    """Three steps from `STEP_READS`: a window holding each variable only that far (the rest at rest) forecasts
+    the tile and the radar's ring bitwise; one cell less of any variable on any side does not."""
+    from dacast.da.tiles import RADAR_RING, halo_reach
+    from dacast.models.wursch_craig import STEP_READS
+
+    reach = halo_reach(STEP_READS, 3, RADAR_RING)
+    assert reach == ((5, 5, 6, 5), (6, 5, 5, 5), (6, 6, 6, 6), (5, 5, 5, 5))  # (south, north, west, east)
+    model = WurschCraig(WurschCraigConfig(ny=48, nx=64))
+    g = torch.Generator().manual_seed(1)
+    # winds both ways, heights on both sides of the cloud and rain thresholds, rain and none: every branch taken
+    x = torch.stack(
+        [
+            3 * torch.randn(2, 48, 64, generator=g, dtype=torch.float64),
+            3 * torch.randn(2, 48, 64, generator=g, dtype=torch.float64),
+            89.85 + 0.7 * torch.rand(2, 48, 64, generator=g, dtype=torch.float64),
+            torch.rand(2, 48, 64, generator=g, dtype=torch.float64) * (torch.rand(2, 48, 64, generator=g) > 0.5),
+        ],
+        1,
+    )
+    full = model.forecast(x, 30, seed=5, start_step=7)
+    y0, x0, t = 20, 24, 10  # the tile: rows 20:30, cols 24:34; the window pads 6 cells on each side
+    rows, cols = torch.arange(y0 - 6, y0 + t + 6), torch.arange(x0 - 6, x0 + t + 6)
+    want = full[:, :, rows][:, :, :, cols]
+
+    def window(reach) -> torch.Tensor:
+        w = torch.tensor([0.0, 0.0, model.config.H0, 0.0], dtype=x.dtype).view(1, 4, 1, 1).expand_as(want).clone()
+        for v, (s, n, west, e) in enumerate(reach):
+            w[:, v, 6 - s : 6 + t + n, 6 - west : 6 + t + e] = x[:, v, y0 - s : y0 + t + n, x0 - west : x0 + t + e]
+        return model.forecast(w, 30, seed=5, start_step=7, origin=(y0 - 6, x0 - 6))
+
+    got = window(reach)
+    tile = (slice(None), slice(None), slice(6, 6 + t), slice(6, 6 + t))
+    assert torch.equal(got[tile], want[tile])
+    assert torch.equal(got[:, 0, 6 : 6 + t, 5], want[:, 0, 6 : 6 + t, 5])  # u west of the tile
+    assert torch.equal(got[:, 1, 5, 6 : 6 + t], want[:, 1, 5, 6 : 6 + t])  # v south of the tile
+    for v in range(4):
+        for side in range(4):
+            less = [list(r) for r in reach]
+            less[v][side] -= 1
+            short = window(less)
+            kept = torch.equal(short[tile], want[tile])
+            kept &= torch.equal(short[:, 0, 6 : 6 + t, 5], want[:, 0, 6 : 6 + t, 5])
+            kept &= torch.equal(short[:, 1, 5, 6 : 6 + t], want[:, 1, 5, 6 : 6 + t])
+            assert not kept, (v, side)

@@ -3,12 +3,15 @@
 A `TileLayout` splits a periodic ``(ny, nx)`` grid into ``parts[0] x parts[1]``
 rectangles (bounds multiples of the LETKF's weight stride). A tile that keeps
 its members' states for its own cells needs, to forecast one cycle, a halo of
-``halo`` cells around them (``STENCIL_RADIUS`` cells per model step) plus one
-more cell to the west and south (a radial velocity reads the ``u`` west and the
-``v`` south of its cell): its *window*. `TileLayout.pieces` says which rectangle
-of which tile fills each part of a window, wrapping periodically, for any tile
-count. Along an axis with a single tile the window is the whole axis and
-needs no halo.
+cells around them: its *window*. The halo is either the same for every
+variable (``halo`` cells, plus one more west and south: a radial velocity reads
+the ``u`` west and the ``v`` south of its cell), or, from `halo_reach`, per
+variable and side: a staggered model reads some variables less far than
+others, and a variable's cells that nothing reads need not move.
+`TileLayout.pieces` says which rectangle of which tile fills each part of a
+window (for which variables), wrapping periodically, for any tile count.
+Along an axis with a single tile the window is the whole axis and needs no
+halo.
 
 For the analysis a tile needs the observations that the neighbour table of its
 own weight points names (`tile_table`, the same k-d tree search as
@@ -18,7 +21,7 @@ indices into the tile's own rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -28,18 +31,68 @@ from dacast.da.gridded_dask import localise, tile_bounds
 from dacast.da.letkf import tapered_neighbours
 from dacast.geometry import Grid, neighbours
 
+#: Cells of one variable beyond a tile: ``(south, north, west, east)``.
+Reach = tuple[int, int, int, int]
+#: What the radar's H(x) reads beyond a forecast tile, per variable ``u, v, h, r``: ``u`` one column
+#: west and ``v`` one row south of the tile (`RadarOperator.__call__`).
+RADAR_RING: tuple[Reach, ...] = ((0, 0, 1, 0), (1, 0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0))
+
 
 @dataclass(frozen=True)
 class Piece:
-    """One rectangle copied into a window: ``window[..., dst] = tile(source)[..., src]`` (tile-local slices)."""
+    """One rectangle copied into a window: ``window[:, var, *dst] = tile(source)[:, var, *src]`` (tile-local)."""
 
     source: int
     src: tuple[slice, slice]
     dst: tuple[slice, slice]
+    var: slice = field(default_factory=lambda: slice(None))
+
+    def cells(self, n_var: int) -> int:
+        """Values the piece copies per member: variables x rows x columns (``n_var``: variables of a state)."""
+        rows, cols = (s.stop - s.start for s in self.src)
+        return len(range(n_var)[self.var]) * rows * cols
 
 
-def _runs(positions: Tensor, bounds: list[tuple[int, int]]) -> list[tuple[int, slice, slice]]:
-    """Split global indices ``positions`` (one axis of a window) into runs within one tile band.
+def halo_reach(
+    reads: tuple[tuple[Reach, ...], ...], steps: int, needs: tuple[Reach, ...] | None = None
+) -> tuple[Reach, ...]:
+    """Cells of each variable a window must hold beyond its tile for ``steps`` model steps.
+
+    Propagates bounding boxes backwards through the steps: after the last step variable ``b`` is
+    needed ``needs[b]`` beyond the tile (default: on the tile only); one step earlier variable ``a``
+    is needed wherever a needed ``b`` reads it. Bounding boxes of reads add exactly, so the result
+    is the bounding box of the cells the needed outputs depend on.
+
+    Args:
+        reads: ``reads[b][a] = (dy0, dy1, dx0, dx1)``, rows/columns relative to a cell of ``b`` that one
+            step reads of ``a`` (e.g. `dacast.models.wursch_craig.STEP_READS`).
+        steps: model steps per forecast (>= 0).
+        needs: ``(south, north, west, east)`` per variable needed after the steps, e.g. `RADAR_RING`.
+
+    Returns:
+        ``(south, north, west, east)`` per variable, cells (>= 0).
+    """
+    n = len(reads)
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    cur = [tuple(r) for r in (needs or ((0, 0, 0, 0),) * n)]
+    if len(cur) != n:
+        raise ValueError(f"needs has {len(cur)} variables, reads {n}")
+    for _ in range(steps):
+        cur = [
+            (
+                max(0, *(c[0] - reads[b][a][0] for b, c in enumerate(cur))),
+                max(0, *(c[1] + reads[b][a][1] for b, c in enumerate(cur))),
+                max(0, *(c[2] - reads[b][a][2] for b, c in enumerate(cur))),
+                max(0, *(c[3] + reads[b][a][3] for b, c in enumerate(cur))),
+            )
+            for a in range(n)
+        ]
+    return tuple(cur)  # type: ignore[return-value]
+
+
+def _runs(positions: Tensor, bounds: list[tuple[int, int]], start: int = 0) -> list[tuple[int, slice, slice]]:
+    """Split global indices ``positions`` (one axis of a window, from window cell ``start``) into runs within one band.
 
     Returns ``(band, slice in the band, slice in the window)`` for each run of consecutive cells.
     """
@@ -51,7 +104,7 @@ def _runs(positions: Tensor, bounds: list[tuple[int, int]]) -> list[tuple[int, s
     for p in range(1, positions.numel() + 1):
         if p == positions.numel() or band[p] != band[p0] or local[p] != local[p - 1] + 1:
             b, a = int(band[p0]), int(local[p0])
-            out.append((b, slice(a, a + p - p0), slice(p0, p)))
+            out.append((b, slice(a, a + p - p0), slice(start + p0, start + p)))
             p0 = p
     return out
 
@@ -64,17 +117,23 @@ class TileLayout:
         shape: grid points ``(ny, nx)``.
         parts: tiles along y and x.
         stride: the LETKF's weight stride; tile bounds are multiples of it.
-        halo: cells a forecast of one cycle reaches (``STENCIL_RADIUS`` x steps per cycle).
+        halo: cells a forecast of one cycle reaches: ``n`` for every variable (``STENCIL_RADIUS`` x steps
+            per cycle; the window adds one more cell west and south for the radial velocities), or
+            ``(south, north, west, east)`` per variable (`halo_reach`, the ring included).
     """
 
     shape: tuple[int, int]
     parts: tuple[int, int]
     stride: int = 1
-    halo: int = 6
+    halo: int | tuple[Reach, ...] = 6
 
     def __post_init__(self) -> None:
-        if self.halo < 0:
-            raise ValueError(f"halo must be >= 0, got {self.halo}")
+        if isinstance(self.halo, int):
+            bad = self.halo < 0
+        else:
+            bad = not self.halo or any(len(r) != 4 or min(r) < 0 for r in self.halo)
+        if bad:
+            raise ValueError(f"halo must be >= 0 (one number, or four per variable), got {self.halo}")
         for axis in (0, 1):
             n, parts = self.shape[axis], self.parts[axis]
             bounds = tile_bounds(n, parts, self.stride)  # raises for too many tiles
@@ -106,9 +165,24 @@ class TileLayout:
         (y0, y1), (x0, x1) = self.box(t)
         return f"tile {t} (rows {y0}:{y1}, cols {x0}:{x1})"
 
+    def groups(self) -> list[tuple[slice, Reach]]:
+        """Consecutive variables with the same halo, and that halo: ``[(variables, (south, north, west, east))]``."""
+        if isinstance(self.halo, int):
+            return [(slice(None), (self.halo + 1, self.halo, self.halo + 1, self.halo))]
+        out: list[tuple[slice, Reach]] = []
+        for v, reach in enumerate(self.halo):
+            if out and out[-1][1] == tuple(reach):
+                out[-1] = (slice(out[-1][0].start, v + 1), out[-1][1])
+            else:
+                out.append((slice(v, v + 1), tuple(reach)))  # type: ignore[arg-type]
+        return out
+
     def pads(self, axis: int) -> tuple[int, int]:
-        """Window cells before and after the tile along ``axis``: ``(halo + 1, halo)``, or ``(0, 0)`` for one tile."""
-        return (0, 0) if self.parts[axis] == 1 else (self.halo + 1, self.halo)
+        """Window cells before and after the tile along ``axis`` (the widest halo), or ``(0, 0)`` for one tile."""
+        if self.parts[axis] == 1:
+            return (0, 0)
+        reaches = [r for _, r in self.groups()]
+        return max(r[2 * axis] for r in reaches), max(r[2 * axis + 1] for r in reaches)
 
     def ring(self, axis: int) -> int:
         """The extra cell west/south kept with a forecast for the radial velocities: 1, or 0 for one tile."""
@@ -124,11 +198,24 @@ class TileLayout:
         return (origin[0], origin[1]), (shape[0], shape[1])
 
     def pieces(self, t: int) -> list[Piece]:
-        """The rectangles of other tiles (and of ``t`` itself) that make up tile ``t``'s window."""
+        """The rectangles of other tiles (and of ``t`` itself) that make up tile ``t``'s window, per variable group.
+
+        A variable's window cells outside its own halo are in no piece: the forecast does not read them.
+        """
         (oy, ox), (wy, wx) = self.window(t)
-        ys = _runs((torch.arange(wy) + oy) % self.shape[0], self.bounds(0))
-        xs = _runs((torch.arange(wx) + ox) % self.shape[1], self.bounds(1))
-        return [Piece(by * self.parts[1] + bx, (sy, sx), (dy, dx)) for by, sy, dy in ys for bx, sx, dx in xs]
+        out = []
+        for var, reach in self.groups():
+            runs = []
+            for axis, (o, w) in enumerate(((oy, wy), (ox, wx))):
+                lo, hi = self.pads(axis)
+                a, b = (0, w) if self.parts[axis] == 1 else (lo - reach[2 * axis], w - hi + reach[2 * axis + 1])
+                runs.append(_runs((torch.arange(a, b) + o) % self.shape[axis], self.bounds(axis), a))
+            out += [
+                Piece(by * self.parts[1] + bx, (sy, sx), (dy, dx), var)
+                for by, sy, dy in runs[0]
+                for bx, sx, dx in runs[1]
+            ]
+        return out
 
     def owner(self, cells: Tensor) -> Tensor:
         """Tile of each flat cell index ``j * nx + i``, ``(n,)`` int64 -> ``(n,)`` int64."""
@@ -201,4 +288,4 @@ def tile_table(
     return index.reshape(rows.numel(), cols.numel(), -1), sqrt_w.reshape(rows.numel(), cols.numel(), -1)
 
 
-__all__ = ["Piece", "TileLayout", "localise", "tile_table"]
+__all__ = ["RADAR_RING", "Piece", "Reach", "TileLayout", "halo_reach", "localise", "tile_table"]

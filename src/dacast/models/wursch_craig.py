@@ -29,6 +29,17 @@ from dacast.models.wursch_craig_trigger import MASK31, NOISE_QUANTUM, default_ch
 _R_MIN = 1e-12  # rain below this is set to 0
 #: Cells (Chebyshev distance) one model step reaches: a change spreads at most this far per step.
 STENCIL_RADIUS = 2
+#: The cells one step reads, per variable: ``STEP_READS[b][a] = (dy0, dy1, dx0, dx1)`` says that the new
+#: value of variable ``b`` (``u, v, h, r``) at cell ``(j, i)`` depends on variable ``a`` at rows
+#: ``j + dy0 .. j + dy1`` and columns ``i + dx0 .. i + dx1`` only (the bounding box of what `_advance`
+#: reads, every branch of its thresholds and upwinding included). ``u`` lives on east faces and ``v``
+#: on north faces, so the box is lopsided: ``u`` reads ``h`` two cells east but one west.
+STEP_READS: tuple[tuple[tuple[int, int, int, int], ...], ...] = (
+    ((-1, 1, -1, 1), (-1, 0, 0, 1), (-1, 1, -1, 2), (0, 0, 0, 1)),  # u <- u, v, h, r
+    ((0, 1, -1, 0), (-1, 1, -1, 1), (-1, 2, -1, 1), (0, 1, 0, 0)),  # v <- u, v, h, r
+    ((-1, 1, -2, 1), (-2, 1, -1, 1), (-2, 2, -2, 2), (-1, 1, -1, 1)),  # h <- u, v, h, r
+    ((-1, 1, -2, 1), (-2, 1, -1, 1), (-2, 2, -2, 2), (-1, 1, -1, 1)),  # r <- u, v, h, r
+)
 
 
 @dataclass(frozen=True, kw_only=True)

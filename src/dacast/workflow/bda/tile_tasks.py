@@ -93,9 +93,31 @@ def _tensors_bytes(x: OwnObs | Table) -> int:
     return sum(_tensor_bytes(getattr(x, f.name)) for f in fields(x))
 
 
-def crop(x: Tensor, box: tuple[slice, slice]) -> Tensor:
-    """A copy of ``x[:, :, rows, cols]`` (what one piece of a halo sends)."""
-    return x[:, :, box[0], box[1]].contiguous()
+def crop(x: Tensor, pieces: list[Piece]) -> Tensor:
+    """What tile ``x`` sends a neighbour: its cells of ``pieces``, packed ``(k, values)`` in the pieces' order."""
+    k = x.shape[0]
+    return torch.cat([x[:, p.var, p.src[0], p.src[1]].reshape(k, -1) for p in pieces], 1)
+
+
+def senders(pieces: list[Piece], t: int) -> list[int]:
+    """The tiles other than ``t`` that own a piece of ``t``'s window, ascending (one `crop` each)."""
+    return sorted({p.source for p in pieces} - {t})
+
+
+def _unpack(pieces: list[Piece], t: int, own: Tensor, parts: list[Tensor], n_var: int) -> list[Tensor]:
+    """Each piece's data ``(k, variables, h, w)``: views of ``own`` (tile ``t``) or of the packed ``parts``."""
+    offsets = dict.fromkeys(senders(pieces, t), 0)
+    packed = dict(zip(offsets, parts, strict=True))
+    out = []
+    for p in pieces:
+        if p.source == t:
+            out.append(own[:, p.var, p.src[0], p.src[1]])
+            continue
+        shape = (len(range(n_var)[p.var]), p.src[0].stop - p.src[0].start, p.src[1].stop - p.src[1].start)
+        at, size = offsets[p.source], p.cells(n_var)
+        out.append(packed[p.source][:, at : at + size].view(-1, *shape))
+        offsets[p.source] = at + size
+    return out
 
 
 def tile_of(x: Tensor, spec: TileSpec, ring: bool) -> Tensor:
@@ -107,20 +129,24 @@ def tile_of(x: Tensor, spec: TileSpec, ring: bool) -> Tensor:
 
 
 def forecast_tile(
-    spec: TileSpec, t: int, cycle: int, pieces: list[Piece], parts: list[Tensor | None], own: Tensor, ring: bool
+    spec: TileSpec, t: int, cycle: int, pieces: list[Piece], parts: list[Tensor], own: Tensor, ring: bool
 ) -> Tensor:
     """One cycle's forecast of tile ``t`` from its window: its own cells and the halo ``parts``.
 
     The window is assembled and run `WINDOW_MEMBERS` members at a time (each with its own noise), so
     a worker holds one tile, its forecast and a few small windows, never a second copy of the tile.
+    Window cells in no piece (outside a variable's own halo) hold the model's state at rest; the
+    cells kept do not depend on them.
 
     Args:
         pieces: the window's pieces (`TileLayout.pieces`).
-        parts: each piece's data ``(k, 4, h, w)`` from the tile that owns it; ``None`` for tile ``t``'s own.
+        parts: what each of `senders` sent (`crop`), ``(k, values)``.
         own: tile ``t`` (``ring``: a forecast tile).
 
     Returns:
-        The forecast tile ``(k, 4, ty + ry, tx + rx)``, equal to the same cells of the whole-grid forecast.
+        The forecast tile ``(k, 4, ty + ry, tx + rx)``: its own cells equal the same cells of the
+        whole-grid forecast, and so do the ring cells the radial velocities read (with a per-variable
+        halo the other ring cells are not kept up to date).
     """
     tune_malloc()
     layout = spec.layout
@@ -133,12 +159,13 @@ def forecast_tile(
     out = torch.empty((k, 4, y1 - y0 + ry, x1 - x0 + rx), dtype=mine.dtype, device=mine.device)
     model = WurschCraig(spec.model)
     seconds = spec.steps_per_cycle * spec.model.dt
+    data = _unpack(pieces, t, mine, parts, 4)
+    rest = torch.tensor([0.0, 0.0, spec.model.H0, 0.0], dtype=mine.dtype, device=mine.device).view(1, 4, 1, 1)
     for lo in range(0, k, WINDOW_MEMBERS):
         hi = min(k, lo + WINDOW_MEMBERS)
-        window = torch.empty((hi - lo, 4, wy, wx), dtype=mine.dtype, device=mine.device)
-        for piece, part in zip(pieces, parts, strict=True):
-            src = mine[:, :, piece.src[0], piece.src[1]] if part is None else part
-            window[:, :, piece.dst[0], piece.dst[1]] = src[lo:hi]
+        window = rest.expand(hi - lo, 4, wy, wx).clone()
+        for piece, src in zip(pieces, data, strict=True):
+            window[:, piece.var, piece.dst[0], piece.dst[1]] = src[lo:hi]
         fc = model.forecast(
             window, seconds, seed=spec.seed, start_step=cycle * spec.steps_per_cycle, member_offset=lo, origin=origin
         )
@@ -267,6 +294,7 @@ __all__ = [
     "pick",
     "rows",
     "save_tile",
+    "senders",
     "table",
     "tile_of",
 ]

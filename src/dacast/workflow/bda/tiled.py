@@ -33,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from dacast.da.tiles import Piece
 from dacast.obs.radar import RadarOperator
 from dacast.workflow.bda import tile_tasks as tasks
 from dacast.workflow.bda.tile_tasks import TileSpec
@@ -130,26 +131,26 @@ class TiledEnsemble:
     def forecast(self, cycle: int) -> TiledEnsemble:
         """The forecast tiles of cycle ``cycle`` (0-based): each window assembled from its pieces, run one cycle.
 
-        A piece of another tile is cropped on that tile's worker and sent; a tile's own cells are read in place.
+        Every other tile that owns pieces of a window crops them on its worker and sends them packed in
+        one tensor; a tile's own cells are read in place.
         """
         layout = self.spec.layout
+        pieces = [layout.pieces(t) for t in range(layout.n_tiles)]
         # the halo pieces first and at a higher priority: a worker crops what others need before it
         # starts its own (long) forecasts, so that no other worker waits for them
         parts = [
             [
-                None
-                if p.source == t
-                else self._on(
-                    p.source,
-                    _crop_piece,
-                    self.futures[p.source],
+                self._on(
+                    s,
+                    _crop_pieces,
+                    self.futures[s],
                     self.spec,
                     self.ring,
-                    p.src,
+                    [p for p in pieces[t] if p.source == s],
                     key=f"halo-{cycle}-{t}",
                     priority=1,
                 )
-                for p in layout.pieces(t)
+                for s in tasks.senders(pieces[t], t)
             ]
             for t in range(layout.n_tiles)
         ]
@@ -160,7 +161,7 @@ class TiledEnsemble:
                 self.spec,
                 t,
                 cycle,
-                layout.pieces(t),
+                pieces[t],
                 parts[t],
                 self.futures[t],
                 self.ring,
@@ -342,8 +343,8 @@ def _submit(client: Any, worker: str, fn: Callable[..., Any], *args: Any, key: s
     return client.submit(fn, *args, **kwargs)
 
 
-def _crop_piece(x: Tensor, spec: TileSpec, ring: bool, box: tuple[slice, slice]) -> Tensor:
-    return tasks.crop(tasks.tile_of(x, spec, ring), box)
+def _crop_pieces(x: Tensor, spec: TileSpec, ring: bool, pieces: list[Piece]) -> Tensor:
+    return tasks.crop(tasks.tile_of(x, spec, ring), pieces)
 
 
 def _table(spec: TileSpec, t: int, operator: RadarOperator, dtype: torch.dtype) -> tasks.Table:

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor
 
 from dacast.da.analysis import Analysis
-from dacast.da.tiles import TileLayout
-from dacast.models.wursch_craig import STENCIL_RADIUS, WurschCraig
+from dacast.da.tiles import RADAR_RING, TileLayout, halo_reach
+from dacast.models.wursch_craig import STEP_READS, WurschCraig
 from dacast.workflow import files
 from dacast.workflow.bda.checkpoint import TILED_CHECKPOINT, require_same_settings
 from dacast.workflow.bda.config import BDAConfig, bda_config_to_dict
@@ -54,10 +54,13 @@ def parse_tiles(text: str) -> tuple[int, int]:
 
 
 def tile_spec(config: BDAConfig, tiles: tuple[int, int]) -> TileSpec:
-    """The tiles of ``config``'s grid (halo: `STENCIL_RADIUS` cells per model step of a cycle)."""
+    """The tiles of ``config``'s grid (halo: what a cycle's model steps read of each variable, `halo_reach`)."""
     try:
         layout = TileLayout(
-            (config.grid, config.grid), tiles, config.letkf.weight_stride, STENCIL_RADIUS * config.steps_per_cycle
+            (config.grid, config.grid),
+            tiles,
+            config.letkf.weight_stride,
+            halo_reach(STEP_READS, config.steps_per_cycle, RADAR_RING),
         )
     except ValueError as err:
         raise ConfigError(f"--tiles {tiles[0]}x{tiles[1]}: {err}") from None
