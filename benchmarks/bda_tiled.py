@@ -25,7 +25,8 @@ from dacast.da.tiles import RADAR_RING, TileLayout, halo_reach
 from dacast.models.wursch_craig import STEP_READS, WurschCraig, WurschCraigConfig
 from dacast.obs.radar import RadarConfig, observe_radar
 from dacast.workflow.bda.tile_tasks import TileSpec, senders
-from dacast.workflow.bda.tiled import TiledEnsemble, peak_memory_mb, transfer_bytes
+from dacast.workflow.bda.tiled import TiledEnsemble
+from dacast.workflow.bda.tiled_metrics import peak_memory_mb, transfer_bytes
 
 SPINUP_S = 20 * 60.0
 STEPS = 3  # model steps per 30-s cycle
@@ -141,13 +142,14 @@ def _owners(layout: TileLayout, workers: int) -> list[int]:
 
 
 def halo_cells(layout: TileLayout, workers: int) -> list[int]:
-    """Halo values (variables x cells) per member each worker receives per forecast: pieces of other workers' tiles."""
+    """Halo values (variables x cells) per member each worker receives per forecast, each cell once per worker."""
     owner = _owners(layout, workers)
     received = [0] * workers
-    for t in range(layout.n_tiles):
-        for p in layout.pieces(t):
-            if owner[p.source] != owner[t]:
-                received[owner[t]] += p.cells(4)
+    for w in range(workers):
+        group = [t for t in range(layout.n_tiles) if owner[t] == w]
+        for s in range(layout.n_tiles):
+            if owner[s] != w:
+                received[w] += int(layout.halo_mask(s, group, 4).sum())
     return received
 
 
@@ -175,7 +177,7 @@ def predict(
     compute: `rates` x its tiles' window cells (forecast) and own cells (H(x), LETKF) x members;
     transfer: the halo state it receives (from the layout) plus the observation rows, measured per
     halo value (they cross the same tile edges), at the probe's bandwidth; overhead: the probe's
-    per-task time for each task it runs (6 per tile, one per tile sending it halo pieces, 2 per neighbour asked).
+    per-task time for each task it runs (6 per tile, one per tile sending it halo cells, 2 per tile asked for rows).
     """
     owner = _owners(layout, workers)
     halos = halo_cells(layout, workers)
@@ -187,7 +189,9 @@ def predict(
             for t in mine
         )
         moved = halos[w] * (members * itemsize + row_bytes_per_halo_value)
-        tasks = sum(6 + len(senders(layout.pieces(t), t)) + 2 * (len(layout.near(t, 15.0)) - 1) for t in mine)
+        sending = {s for t in mine for s in senders(layout.pieces(t), t)}
+        asked = {n for t in mine for n in layout.near(t, 15.0)}
+        tasks = 6 * len(mine) + len(sending) + 2 * len(asked)
         row = {
             "compute_s": compute,
             "transfer_s": moved / probe_row["bandwidth_Bps"],

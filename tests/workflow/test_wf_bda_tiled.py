@@ -15,7 +15,8 @@ from dacast.da.gridded import GriddedLETKFConfig
 from dacast.obs.radar import RadarConfig
 from dacast.workflow.bda.checkpoint import TILED_CHECKPOINT
 from dacast.workflow.bda.run import run_bda_experiment, run_cycles
-from dacast.workflow.bda.tiled import TiledEnsemble, transfer_bytes
+from dacast.workflow.bda.tiled import TiledEnsemble
+from dacast.workflow.bda.tiled_metrics import transfer_bytes
 from dacast.workflow.bda.tiled_run import parse_tiles, run_tiled_cycles, tile_spec
 from dacast.workflow.twin.config import ConfigError
 
@@ -56,9 +57,12 @@ def test_float32_tiles_match_to_rounding(client: Client) -> None:
     torch.testing.assert_close(tiled.ensemble.gather(), single.ensemble, rtol=1e-4, atol=1e-4)
 
 
-def test_only_halos_move_between_workers(client: Client) -> None:
+@pytest.mark.parametrize("tiles", [(1, 2), (2, 2)], ids=str)
+def test_only_halos_move_between_workers(client: Client, tiles: tuple[int, int]) -> None:
     cfg = replace(config(1), grid=64, radar=RadarConfig(), members=6, cycles=1)
-    spec = tile_spec(cfg, (1, 2))  # one tile per worker: everything a tile receives crosses workers
+    # (1, 2): one tile per worker, everything a tile receives crosses workers; (2, 2): two tiles per
+    # worker side by side, whose windows both read the corners of the other worker's tiles: sent once
+    spec = tile_spec(cfg, tiles)
     start = torch.randn(6, 4, 64, 64, dtype=torch.float64).abs_() * 1e-3 + torch.tensor([0, 0, 90, 0.0]).view(
         1, 4, 1, 1
     )
@@ -66,9 +70,9 @@ def test_only_halos_move_between_workers(client: Client) -> None:
     before = transfer_bytes(client)
     ens.forecast(0)
     moved = transfer_bytes(client) - before
-    # each of the two tiles receives, per variable, the columns three model steps read of it west and east
-    # (u 6 + 5, v 5 + 5, h 6 + 6, r 5 + 5: 43; the same 7 + 6 for every variable would be 52)
-    # x 64 rows x 6 members x 8 bytes
+    # each of the two workers receives, per variable, the columns (rows) three model steps read of it
+    # beyond its tiles on both sides (u 6 + 5, v 5 + 5, h 6 + 6, r 5 + 5 across x; 5 + 5, 6 + 5, 6 + 6,
+    # 5 + 5 across y: 43 either way; the same 7 + 6 for every variable would be 52) x 64 x 6 members x 8 bytes
     assert moved == 2 * 43 * 64 * 6 * 8
 
 

@@ -217,6 +217,22 @@ class TileLayout:
             ]
         return out
 
+    def halo_mask(self, source: int, tiles: list[int], n_var: int) -> Tensor:
+        """The cells of tile ``source`` that the windows of ``tiles`` (other than ``source``) read.
+
+        Returns:
+            ``(n_var, ty, tx)`` bool over the source tile: what it sends to a worker holding ``tiles``,
+            each cell once however many of their windows read it.
+        """
+        (y0, y1), (x0, x1) = self.box(source)
+        mask = torch.zeros((n_var, y1 - y0, x1 - x0), dtype=torch.bool)
+        for t in tiles:
+            if t != source:
+                for p in self.pieces(t):
+                    if p.source == source:
+                        mask[p.var, p.src[0], p.src[1]] = True
+        return mask
+
     def owner(self, cells: Tensor) -> Tensor:
         """Tile of each flat cell index ``j * nx + i``, ``(n,)`` int64 -> ``(n,)`` int64."""
         ny, nx = self.shape

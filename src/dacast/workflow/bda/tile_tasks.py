@@ -93,10 +93,16 @@ def _tensors_bytes(x: OwnObs | Table) -> int:
     return sum(_tensor_bytes(getattr(x, f.name)) for f in fields(x))
 
 
-def crop(x: Tensor, pieces: list[Piece]) -> Tensor:
-    """What tile ``x`` sends a neighbour: its cells of ``pieces``, packed ``(k, values)`` in the pieces' order."""
-    k = x.shape[0]
-    return torch.cat([x[:, p.var, p.src[0], p.src[1]].reshape(k, -1) for p in pieces], 1)
+def crop(x: Tensor, spec: TileSpec, source: int, group: list[int]) -> Tensor:
+    """What tile ``source`` sends the worker that holds tiles ``group``: every cell their windows read, once.
+
+    Args:
+        x: tile ``source``'s own cells ``(k, 4, ty, tx)``.
+
+    Returns:
+        ``(k, values)``: the cells of `TileLayout.halo_mask` in row-major ``(var, y, x)`` order.
+    """
+    return x[:, spec.layout.halo_mask(source, group, 4)]
 
 
 def senders(pieces: list[Piece], t: int) -> list[int]:
@@ -104,19 +110,22 @@ def senders(pieces: list[Piece], t: int) -> list[int]:
     return sorted({p.source for p in pieces} - {t})
 
 
-def _unpack(pieces: list[Piece], t: int, own: Tensor, parts: list[Tensor], n_var: int) -> list[Tensor]:
-    """Each piece's data ``(k, variables, h, w)``: views of ``own`` (tile ``t``) or of the packed ``parts``."""
-    offsets = dict.fromkeys(senders(pieces, t), 0)
-    packed = dict(zip(offsets, parts, strict=True))
-    out = []
+def _sources(
+    spec: TileSpec, pieces: list[Piece], t: int, group: list[int], own: Tensor, parts: list[Tensor]
+) -> list[tuple[Tensor, Tensor | None]]:
+    """Where each piece's data is: ``(own, None)`` for tile ``t``'s cells, else ``(packed, index)`` into a `crop`."""
+    packed = dict(zip(senders(pieces, t), parts, strict=True))
+    ranks: dict[int, Tensor] = {}
+    out: list[tuple[Tensor, Tensor | None]] = []
     for p in pieces:
         if p.source == t:
-            out.append(own[:, p.var, p.src[0], p.src[1]])
+            out.append((own[:, p.var, p.src[0], p.src[1]], None))
             continue
-        shape = (len(range(n_var)[p.var]), p.src[0].stop - p.src[0].start, p.src[1].stop - p.src[1].start)
-        at, size = offsets[p.source], p.cells(n_var)
-        out.append(packed[p.source][:, at : at + size].view(-1, *shape))
-        offsets[p.source] = at + size
+        if p.source not in ranks:  # position of each cell of the source tile in what it sent
+            mask = spec.layout.halo_mask(p.source, group, 4)
+            ranks[p.source] = torch.full(mask.shape, -1, dtype=torch.int64)
+            ranks[p.source][mask] = torch.arange(int(mask.sum()))
+        out.append((packed[p.source], ranks[p.source][p.var, p.src[0], p.src[1]]))
     return out
 
 
@@ -129,7 +138,14 @@ def tile_of(x: Tensor, spec: TileSpec, ring: bool) -> Tensor:
 
 
 def forecast_tile(
-    spec: TileSpec, t: int, cycle: int, pieces: list[Piece], parts: list[Tensor], own: Tensor, ring: bool
+    spec: TileSpec,
+    t: int,
+    cycle: int,
+    pieces: list[Piece],
+    group: list[int],
+    parts: list[Tensor],
+    own: Tensor,
+    ring: bool,
 ) -> Tensor:
     """One cycle's forecast of tile ``t`` from its window: its own cells and the halo ``parts``.
 
@@ -140,6 +156,7 @@ def forecast_tile(
 
     Args:
         pieces: the window's pieces (`TileLayout.pieces`).
+        group: the tiles on this worker (each sender's `crop` served all of them).
         parts: what each of `senders` sent (`crop`), ``(k, values)``.
         own: tile ``t`` (``ring``: a forecast tile).
 
@@ -159,13 +176,14 @@ def forecast_tile(
     out = torch.empty((k, 4, y1 - y0 + ry, x1 - x0 + rx), dtype=mine.dtype, device=mine.device)
     model = WurschCraig(spec.model)
     seconds = spec.steps_per_cycle * spec.model.dt
-    data = _unpack(pieces, t, mine, parts, 4)
+    data = _sources(spec, pieces, t, group, mine, parts)
     rest = torch.tensor([0.0, 0.0, spec.model.H0, 0.0], dtype=mine.dtype, device=mine.device).view(1, 4, 1, 1)
     for lo in range(0, k, WINDOW_MEMBERS):
         hi = min(k, lo + WINDOW_MEMBERS)
         window = rest.expand(hi - lo, 4, wy, wx).clone()
-        for piece, src in zip(pieces, data, strict=True):
-            window[:, piece.var, piece.dst[0], piece.dst[1]] = src[lo:hi]
+        for piece, (src, index) in zip(pieces, data, strict=True):
+            cells = src[lo:hi] if index is None else src[lo:hi, index.reshape(-1)].view(hi - lo, *index.shape)
+            window[:, piece.var, piece.dst[0], piece.dst[1]] = cells
         fc = model.forecast(
             window, seconds, seed=spec.seed, start_step=cycle * spec.steps_per_cycle, member_offset=lo, origin=origin
         )
@@ -194,16 +212,17 @@ def table(spec: TileSpec, t: int, locations: Tensor, dtype: torch.dtype) -> Tabl
     return Table(used=used, local=local, sqrt_w=sqrt_w)
 
 
-def asked(tab: Table, owners: Tensor, source: int) -> Tensor:
-    """The observations (global indices, ascending) that ``tab`` uses and tile ``source`` owns.
+def asked(tabs: list[Table], owners: Tensor, source: int) -> Tensor:
+    """The observations (global indices, ascending) that any of ``tabs`` uses and tile ``source`` owns.
+
+    A worker asks once for all its tiles, so a row two of them use crosses the network once.
 
     Args:
+        tabs: the neighbour tables of the tiles on one worker.
         owners: the owning tile of every observation, ``(n_obs,)``.
     """
-    live = (tab.sqrt_w > 0).any()
-    if not bool(live):
-        return tab.used[:0]
-    return tab.used[owners[tab.used] == source]
+    wanted = [tab.used[owners[tab.used] == source] for tab in tabs if bool((tab.sqrt_w > 0).any())]
+    return torch.unique(torch.cat(wanted)) if wanted else tabs[0].used[:0]
 
 
 def rows(own: OwnObs, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -213,19 +232,24 @@ def rows(own: OwnObs, ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def analyse(spec: TileSpec, fc: Tensor, tab: Table, received: list[tuple[Tensor, Tensor, Tensor]]) -> Tensor:
-    """The LETKF analysis of the forecast tile ``fc`` from the rows its table uses: ``(k, 4, ty, tx)``."""
+    """The LETKF analysis of the forecast tile ``fc`` from the rows its table uses: ``(k, 4, ty, tx)``.
+
+    ``received`` holds the rows its worker asked for (`asked`: for all its tiles); the table's are picked.
+    """
     tune_malloc()
     prior = tile_of(fc, spec, ring=True)  # a view: analyse_tile reads it by cells, no copy of the tile
     k = prior.shape[0]
-    ids = torch.cat([r[0] for r in received]) if received else tab.used[:0]
-    if ids.numel() == 0:  # no observation reaches the tile: weights all zero, a padding row
+    if not bool((tab.sqrt_w > 0).any()):  # no observation reaches the tile: weights all zero, a padding row
         ya_t, d = prior.new_zeros((1, k)), prior.new_zeros(1)
     else:
+        ids = torch.cat([r[0] for r in received]) if received else tab.used[:0]
         order = torch.argsort(ids)
-        if not torch.equal(ids[order], tab.used):
+        at = torch.searchsorted(ids[order], tab.used).clamp(max=max(0, ids.numel() - 1))
+        if ids.numel() == 0 or not torch.equal(ids[order][at], tab.used):
             raise RuntimeError("the observation rows received do not match the tile's neighbour table")
-        ya_t = torch.cat([r[1] for r in received])[order]
-        d = torch.cat([r[2] for r in received])[order]
+        pick = order[at]
+        ya_t = torch.cat([r[1] for r in received])[pick]
+        d = torch.cat([r[2] for r in received])[pick]
     return analyse_tile(prior, ya_t, d, tab.local, tab.sqrt_w, spec.letkf)
 
 

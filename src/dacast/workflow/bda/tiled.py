@@ -33,7 +33,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dacast.da.tiles import Piece
 from dacast.obs.radar import RadarOperator
 from dacast.workflow.bda import tile_tasks as tasks
 from dacast.workflow.bda.tile_tasks import TileSpec
@@ -131,29 +130,31 @@ class TiledEnsemble:
     def forecast(self, cycle: int) -> TiledEnsemble:
         """The forecast tiles of cycle ``cycle`` (0-based): each window assembled from its pieces, run one cycle.
 
-        Every other tile that owns pieces of a window crops them on its worker and sends them packed in
-        one tensor; a tile's own cells are read in place.
+        Every tile that owns cells of the windows on a worker crops them on its own worker and sends
+        them there once, packed in one tensor, for all that worker's tiles; a tile's own cells are read
+        in place.
         """
         layout = self.spec.layout
         pieces = [layout.pieces(t) for t in range(layout.n_tiles)]
+        groups = self.groups()
         # the halo pieces first and at a higher priority: a worker crops what others need before it
         # starts its own (long) forecasts, so that no other worker waits for them
-        parts = [
-            [
-                self._on(
-                    s,
-                    _crop_pieces,
-                    self.futures[s],
-                    self.spec,
-                    self.ring,
-                    [p for p in pieces[t] if p.source == s],
-                    key=f"halo-{cycle}-{t}",
-                    priority=1,
-                )
-                for s in tasks.senders(pieces[t], t)
-            ]
-            for t in range(layout.n_tiles)
-        ]
+        sent = {
+            (w, s): self._on(
+                s,
+                _crop,
+                self.futures[s],
+                self.spec,
+                self.ring,
+                s,
+                group,
+                key=f"halo-{cycle}-{s}-to-{group[0]}",
+                priority=1,
+            )
+            for w, group in groups.items()
+            for s in sorted({s for t in group for s in tasks.senders(pieces[t], t)})
+        }
+        parts = [[sent[self.workers[t], s] for s in tasks.senders(pieces[t], t)] for t in range(layout.n_tiles)]
         out = [
             self._on(
                 t,
@@ -162,6 +163,7 @@ class TiledEnsemble:
                 t,
                 cycle,
                 pieces[t],
+                groups[self.workers[t]],
                 parts[t],
                 self.futures[t],
                 self.ring,
@@ -198,12 +200,19 @@ class TiledEnsemble:
         reach = self.spec.letkf.taper.cutoff / self.spec.dx_km
         # every exchange first and at a higher priority: a worker sends its rows before it starts its
         # own (long) analyses, so that no other worker waits for them
-        received: list[list[Any]] = []
-        for t in range(layout.n_tiles):
-            received.append([])
-            for n in layout.near(t, reach):
-                ids = self._on(t, tasks.asked, tabs[t], owners_f, n, key=f"ask-{cycle}-{t}-{n}", priority=1)
-                received[t].append(self._on(n, tasks.rows, own[n], ids, key=f"rows-{cycle}-{t}-{n}", priority=1))
+        # (once per worker and owner: the rows any of the worker's tiles use)
+        near = [layout.near(t, reach) for t in range(layout.n_tiles)]
+        received: list[list[Any]] = [[] for _ in range(layout.n_tiles)]
+        for group in self.groups().values():
+            for n in sorted({n for t in group for n in near[t]}):
+                askers = [t for t in group if n in near[t]]
+                key = f"{cycle}-{group[0]}-{n}"
+                ids = self._on(
+                    group[0], tasks.asked, [tabs[t] for t in askers], owners_f, n, key=f"ask-{key}", priority=1
+                )
+                sent = self._on(n, tasks.rows, own[n], ids, key=f"rows-{key}", priority=1)
+                for t in askers:
+                    received[t].append(sent)
         out = [
             self._on(t, tasks.analyse, self.spec, self.futures[t], tabs[t], received[t], key=f"letkf-{cycle}-{t}")
             for t in range(layout.n_tiles)
@@ -280,6 +289,13 @@ class TiledEnsemble:
         return self.wait(futures, "writing the tile checkpoints")
 
     # ------------------------------------------------------------------ plumbing
+    def groups(self) -> dict[str, list[int]]:
+        """The tiles on each worker, ascending: ``{address: [tile, ...]}``."""
+        out: dict[str, list[int]] = {}
+        for t, w in enumerate(self.workers):
+            out.setdefault(w, []).append(t)
+        return out
+
     def _on(self, t: int, fn: Callable[..., Any], *args: Any, key: str | None, priority: int = 0) -> Any:
         return _submit(self.client, self.workers[t], fn, *args, key=key, priority=priority)
 
@@ -343,8 +359,8 @@ def _submit(client: Any, worker: str, fn: Callable[..., Any], *args: Any, key: s
     return client.submit(fn, *args, **kwargs)
 
 
-def _crop_pieces(x: Tensor, spec: TileSpec, ring: bool, pieces: list[Piece]) -> Tensor:
-    return tasks.crop(tasks.tile_of(x, spec, ring), pieces)
+def _crop(x: Tensor, spec: TileSpec, ring: bool, source: int, group: list[int]) -> Tensor:
+    return tasks.crop(tasks.tile_of(x, spec, ring), spec, source, group)
 
 
 def _table(spec: TileSpec, t: int, operator: RadarOperator, dtype: torch.dtype) -> tasks.Table:
@@ -355,40 +371,10 @@ def _innovation(own: tasks.OwnObs) -> tuple[Tensor, Tensor]:
     return own.ids, own.innovation
 
 
-def transfer_bytes(client: Any) -> int:
-    """Bytes the workers have received from other workers so far (Dask's own transfer log, all workers)."""
-
-    def received(dask_worker: Any) -> int:
-        # The log keeps the latest 1000 transfers: add the new entries to a total kept on the worker.
-        mark = getattr(dask_worker, "dacast_transfer_mark", float("-inf"))
-        new = [e for e in dask_worker.transfer_incoming_log if e["stop"] > mark]
-        total = getattr(dask_worker, "dacast_transfer_total", 0) + sum(int(e["total"]) for e in new)
-        dask_worker.dacast_transfer_total = total
-        dask_worker.dacast_transfer_mark = max((e["stop"] for e in new), default=mark)
-        return total
-
-    return int(sum(client.run(received).values()))
-
-
-def peak_memory_mb(client: Any) -> dict[str, float]:
-    """Resident-memory high-water mark (VmHWM, MB) of each worker process."""
-
-    def peak() -> float:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
-
-    return {str(k): float(v) for k, v in client.run(peak).items()}
-
-
 __all__ = [
     "POLL_SECONDS",
     "TileFailed",
     "TileLost",
     "TiledEnsemble",
-    "peak_memory_mb",
     "tile_workers",
-    "transfer_bytes",
 ]
