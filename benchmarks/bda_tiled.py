@@ -147,7 +147,7 @@ def halo_cells(layout: TileLayout, workers: int) -> list[int]:
     received = [0] * workers
     for w in range(workers):
         group = [t for t in range(layout.n_tiles) if owner[t] == w]
-        for s in range(layout.n_tiles):
+        for s in sorted({p.source for t in group for p in layout.pieces(t)}):
             if owner[s] != w:
                 received[w] += int(layout.halo_mask(s, group, 4).sum())
     return received
