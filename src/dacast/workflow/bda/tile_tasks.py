@@ -110,23 +110,25 @@ def senders(pieces: list[Piece], t: int) -> list[int]:
     return sorted({p.source for p in pieces} - {t})
 
 
-def _sources(
-    spec: TileSpec, pieces: list[Piece], t: int, group: list[int], own: Tensor, parts: list[Tensor]
-) -> list[tuple[Tensor, Tensor | None]]:
-    """Where each piece's data is: ``(own, None)`` for tile ``t``'s cells, else ``(packed, index)`` into a `crop`."""
-    packed = dict(zip(senders(pieces, t), parts, strict=True))
-    ranks: dict[int, Tensor] = {}
-    out: list[tuple[Tensor, Tensor | None]] = []
-    for p in pieces:
-        if p.source == t:
-            out.append((own[:, p.var, p.src[0], p.src[1]], None))
-            continue
-        if p.source not in ranks:  # position of each cell of the source tile in what it sent
-            mask = spec.layout.halo_mask(p.source, group, 4)
-            ranks[p.source] = torch.full(mask.shape, -1, dtype=torch.int64)
-            ranks[p.source][mask] = torch.arange(int(mask.sum()))
-        out.append((packed[p.source], ranks[p.source][p.var, p.src[0], p.src[1]]))
-    return out
+def _routes(
+    spec: TileSpec, pieces: list[Piece], t: int, group: list[int], window: tuple[int, int]
+) -> list[tuple[Tensor, Tensor]]:
+    """For each of `senders`: ``(taken, placed)``, positions in what it sent and flat window positions.
+
+    One gather and one scatter per sender then fill its part of a window ``(k, 4 * wy * wx)``,
+    however many pieces it is made of.
+    """
+    wy, wx = window
+    routes = []
+    for s in senders(pieces, t):
+        mask = spec.layout.halo_mask(s, group, 4)
+        rank = torch.full(mask.shape, -1, dtype=torch.int64)  # position of each cell in what s sent
+        rank[mask] = torch.arange(int(mask.sum()))
+        flat = torch.arange(4 * wy * wx).view(4, wy, wx)
+        taken = [rank[p.var, p.src[0], p.src[1]].reshape(-1) for p in pieces if p.source == s]
+        placed = [flat[p.var, p.dst[0], p.dst[1]].reshape(-1) for p in pieces if p.source == s]
+        routes.append((torch.cat(taken), torch.cat(placed)))
+    return routes
 
 
 def tile_of(x: Tensor, spec: TileSpec, ring: bool) -> Tensor:
@@ -176,14 +178,16 @@ def forecast_tile(
     out = torch.empty((k, 4, y1 - y0 + ry, x1 - x0 + rx), dtype=mine.dtype, device=mine.device)
     model = WurschCraig(spec.model)
     seconds = spec.steps_per_cycle * spec.model.dt
-    data = _sources(spec, pieces, t, group, mine, parts)
+    routes = [(a.to(mine.device), b.to(mine.device)) for a, b in _routes(spec, pieces, t, group, (wy, wx))]
     rest = torch.tensor([0.0, 0.0, spec.model.H0, 0.0], dtype=mine.dtype, device=mine.device).view(1, 4, 1, 1)
     for lo in range(0, k, WINDOW_MEMBERS):
         hi = min(k, lo + WINDOW_MEMBERS)
         window = rest.expand(hi - lo, 4, wy, wx).clone()
-        for piece, (src, index) in zip(pieces, data, strict=True):
-            cells = src[lo:hi] if index is None else src[lo:hi, index.reshape(-1)].view(hi - lo, *index.shape)
-            window[:, piece.var, piece.dst[0], piece.dst[1]] = cells
+        for p in pieces:
+            if p.source == t:
+                window[:, p.var, p.dst[0], p.dst[1]] = mine[lo:hi, p.var, p.src[0], p.src[1]]
+        for part, (taken, placed) in zip(parts, routes, strict=True):
+            window.view(hi - lo, -1).index_copy_(1, placed, part[lo:hi].index_select(1, taken))
         fc = model.forecast(
             window, seconds, seed=spec.seed, start_step=cycle * spec.steps_per_cycle, member_offset=lo, origin=origin
         )
