@@ -64,6 +64,23 @@ def test_per_variable_halos_fill_only_each_variable_s_own_reach(shape: tuple[int
     )  # fmt: skip
 
 
+def test_halo_mask_is_the_union_of_what_a_worker_s_windows_read() -> None:
+    reach = ((2, 3, 1, 0), (3, 1, 2, 2), (1, 1, 1, 1))
+    layout = TileLayout((24, 32), (2, 2), 1, halo=reach)
+    # tiles 0 and 1 side by side on one worker: from tile 2 (below them, periodic both ways) they read
+    # every column of its first and last rows, each variable as far as its own reach
+    mask = layout.halo_mask(2, [0, 1], 3)
+    for v, (s, n, _, _) in enumerate(reach):
+        want = torch.zeros(12, 16, dtype=torch.bool)
+        want[:n] = True  # north of tiles 0, 1 ... is the first rows of tile 2
+        want[12 - s :] = True  # ... south of them, across the periodic edge, its last rows
+        assert torch.equal(mask[v], want), v
+    # tile 0 (above tile 2) reads all of it; tile 1 reads its corners again: sent once for both
+    above, beside = layout.halo_mask(2, [0], 3), layout.halo_mask(2, [1], 3)
+    assert torch.equal(above, mask) and (beside <= mask).all() and 0 < beside.sum() < mask.sum()
+    assert not layout.halo_mask(0, [0], 3).any()  # a tile's own window reads it in place
+
+
 def test_halo_reach_propagates_read_boxes_back_through_the_steps() -> None:
     reads = (((-1, 1, 0, 0), (0, 2, 0, 0)), ((0, 0, -1, 0), (0, 0, 0, 0)))  # reads[b][a], two variables
     assert halo_reach(reads, 0) == ((0, 0, 0, 0), (0, 0, 0, 0))

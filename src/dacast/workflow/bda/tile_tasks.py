@@ -6,7 +6,8 @@ a tile is ``(k, 4, ty, tx)``; a *forecast* tile keeps one more row south and
 column west, ``(k, 4, ty + ry, tx + rx)`` (``ry, rx`` = `TileLayout.ring`),
 because the radial velocities of its first row and column read them.
 Observations are owned by the tile whose cells they sit in; whitened rows
-``(m, k)`` of them travel to the tiles whose localization reaches them.
+``(m, k)`` of them travel to the workers whose tiles' localization reaches
+them, once per worker, as do the halo cells (`crop`).
 """
 
 from __future__ import annotations

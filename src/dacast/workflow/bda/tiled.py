@@ -5,14 +5,15 @@ that owns it (neighbouring tiles on the same worker where there are fewer
 workers than tiles) and is never sent to the client. One cycle is a small
 task graph per tile, every task pinned to the tile's worker:
 
-1. *forecast*: the tile's window (its cells plus ``halo`` cells around them,
-   copied from the tiles that own them: the only state that moves) runs one
-   cycle; the cells inside equal the whole-grid forecast bitwise;
+1. *forecast*: the tile's window (its cells plus, per variable, the cells
+   around them that one cycle reads, copied from the tiles that own them and
+   sent once per worker: the only state that moves) runs one cycle; the cells
+   inside equal the whole-grid forecast bitwise;
 2. *H(x)*: the tile computes the whitened model equivalents of the
    observations in its own cells;
 3. *table*: the tile searches the neighbours of its own weight points
-   (every tile gets the observation list, a few MB) and asks each owner for
-   the rows it uses; owners send those rows ``(m, k)``;
+   (every tile gets the observation list, a few MB); its worker asks each
+   owner once for the rows its tiles use, and owners send those rows ``(m, k)``;
 4. *analysis*: `analyse_tile` on the tile, with RTPP/RTPS.
 
 Mean and spread fields ``(4, ny, nx)``, innovations ``(n_obs,)`` and, for the
@@ -137,7 +138,7 @@ class TiledEnsemble:
         layout = self.spec.layout
         pieces = [layout.pieces(t) for t in range(layout.n_tiles)]
         groups = self.groups()
-        # the halo pieces first and at a higher priority: a worker crops what others need before it
+        # the halo crops first and at a higher priority: a worker crops what others need before it
         # starts its own (long) forecasts, so that no other worker waits for them
         sent = {
             (w, s): self._on(
