@@ -57,6 +57,30 @@ def test_float32_tiles_match_to_rounding(client: Client) -> None:
     torch.testing.assert_close(tiled.ensemble.gather(), single.ensemble, rtol=1e-4, atol=1e-4)
 
 
+def _held(dask_scheduler) -> list[str]:
+    """Keys a client holds, as the scheduler sees them."""
+    return [str(k) for k, ts in dask_scheduler.tasks.items() if ts.who_wants]
+
+
+def test_the_workers_hold_only_the_current_cycle_s_tiles(client: Client) -> None:
+    import gc
+
+    cfg = config(1, cycles=4)
+    held: dict[int, list[str]] = {}
+
+    def on_cycle(state) -> None:
+        gc.collect()  # what is only garbage does not count
+        held[state.cycle] = client.run_on_scheduler(_held)
+
+    run_tiled_cycles(cfg, client, (2, 2), on_cycle=on_cycle)
+    for c in (2, 3, 4):
+        # the initial tiles, earlier forecasts and analyses are gone (the initial ones stayed all run)
+        stale = [k for k in held[c] if k.startswith("tile-") or k.split("-")[0] in ("forecast", "letkf")
+                 and int(k.split("-")[1]) < c - 1]  # fmt: skip
+        assert not stale, (c, stale)
+        assert sum(k.startswith("letkf-") for k in held[c]) == 4  # the analysis the next cycle starts from
+
+
 @pytest.mark.parametrize("tiles", [(1, 2), (2, 2)], ids=str)
 def test_only_halos_move_between_workers(client: Client, tiles: tuple[int, int]) -> None:
     cfg = replace(config(1), grid=64, radar=RadarConfig(), members=6, cycles=1)

@@ -113,12 +113,8 @@ def run_tiled_cycles(
     seeds = Seeds.of(config.seed)
     spec = tile_spec(config, tiles)
     try:
-        if state is None:
-            ensemble = TiledEnsemble.build(client, spec, partial(initial_ensemble, config), config.members)
-            free = ensemble[: config.n_free_members].clone()
-            state = CycleState(
-                cycle=0, truth=initial_truth(config, model, torch.device("cpu")), ensemble=ensemble, free=free
-            )  # type: ignore[arg-type]
+        if state is None:  # built in its own function: no name here keeps the first tiles on the workers
+            state = _first_state(config, client, spec, model)
         radar = RadarTwin(config, model, seeds, state, say)
         steps = cycle(
             state.ensemble,
@@ -134,6 +130,14 @@ def run_tiled_cycles(
         done = 0 if state is None else state.cycle
         raise ConfigError(f"{err}; completed cycles: {done} (--resume continues from the last checkpoint)") from None
     return state
+
+
+def _first_state(config: BDAConfig, client: object, spec: TileSpec, model: WurschCraig) -> CycleState:
+    """Cycle 0: the initial tiles built on the workers, the free-run members and the truth on the client."""
+    ensemble = TiledEnsemble.build(client, spec, partial(initial_ensemble, config), config.members)
+    free = ensemble[: config.n_free_members].clone()
+    truth = initial_truth(config, model, torch.device("cpu"))
+    return CycleState(cycle=0, truth=truth, ensemble=ensemble, free=free)  # type: ignore[arg-type]
 
 
 def save_tiled_checkpoint(state: CycleState, config: BDAConfig, tiles: tuple[int, int], out: Path) -> Path:
