@@ -54,6 +54,37 @@ def test_cycle_equals_a_hand_written_loop() -> None:
     assert [s.cycle for s in steps] == list(range(12))
 
 
+def test_cycle_holds_no_earlier_ensemble_while_it_forecasts() -> None:
+    """At 1000 members an ensemble is a GB: while cycle c forecasts, the loop holds neither cycle c-1's
+    forecast and analysis nor the ensemble the run started from (a consumer that drops its step)."""
+    import gc
+    import weakref
+
+    model, ens0, y, op = _twin(6)
+    alive: list[list[str]] = []
+    earlier: list[tuple[str, weakref.ref]] = []
+    base = model_forecast(model, 2, 0.05)
+
+    def forecast(ensemble: Tensor, c: int) -> Tensor:
+        gc.collect()
+        alive.append([name for name, ref in earlier if ref() is not None])
+        return base(ensemble, c)
+
+    start = ens0.clone()
+    earlier.append(("start", weakref.ref(start)))
+    steps = cycle(start, forecast=forecast, observations=array_observations(y, op),
+                  analyse=FilterAnalyser(ETKFConfig(inflation=1.05)), cycles=range(6))  # fmt: skip
+    del start
+    for step in steps:
+        earlier.append((f"prior {step.cycle}", weakref.ref(step.prior)))
+        earlier.append((f"analysis {step.cycle}", weakref.ref(step.analysis.ensemble)))
+        del step
+    # the start is still the caller's at cycle 0 (the forecast's own argument); later only the
+    # analysis the forecast starts from lives
+    assert alive[0] == ["start"]
+    assert alive[1:] == [[f"analysis {c}"] for c in range(5)]
+
+
 def test_cycle_does_not_modify_its_input_and_resumes_from_any_cycle() -> None:
     model, ens0, y, op = _twin()
     before = ens0.clone()

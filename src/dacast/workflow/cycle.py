@@ -130,10 +130,12 @@ def cycle(
         The caller may stop early (divergence, interruption) by leaving the loop.
     """
     device = ensemble.device
+    start = [ensemble]  # the next forecast's start, held here only until that forecast has run (a GB at 1000 members)
+    del ensemble
     for c in cycles:
         sync(device)
         t0 = time.perf_counter()
-        prior = forecast(ensemble, c)
+        prior = forecast(start.pop(), c)
         sync(device)
         t1 = time.perf_counter()
         obs = observations(c)
@@ -157,7 +159,8 @@ def cycle(
         yield step
         if failure:
             return
-        ensemble = step.posterior
+        start.append(step.posterior)
+        del step, prior, result, hx, obs  # this cycle's forecast is not held through the next one
 
 
 def model_forecast(model: Model, steps: int, dt: float) -> Forecast:

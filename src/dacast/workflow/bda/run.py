@@ -202,6 +202,7 @@ def record_cycles(
         state.cycle = c + 1
         if on_cycle is not None:
             on_cycle(state)
+        del step, posterior  # not held through the next cycle's forecast and analysis
 
 
 def divergence_reason(step: CycleStep) -> str:
