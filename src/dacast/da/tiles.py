@@ -47,11 +47,6 @@ class Piece:
     dst: tuple[slice, slice]
     var: slice = field(default_factory=lambda: slice(None))
 
-    def cells(self, n_var: int) -> int:
-        """Values the piece copies per member: variables x rows x columns (``n_var``: variables of a state)."""
-        rows, cols = (s.stop - s.start for s in self.src)
-        return len(range(n_var)[self.var]) * rows * cols
-
 
 def halo_reach(
     reads: tuple[tuple[Reach, ...], ...], steps: int, needs: tuple[Reach, ...] | None = None
@@ -99,14 +94,12 @@ def _runs(positions: Tensor, bounds: list[tuple[int, int]], start: int = 0) -> l
     starts = torch.tensor([a for a, _ in bounds])
     band = torch.searchsorted(starts, positions, right=True) - 1
     local = positions - starts[band]
-    out: list[tuple[int, slice, slice]] = []
-    p0 = 0
-    for p in range(1, positions.numel() + 1):
-        if p == positions.numel() or band[p] != band[p0] or local[p] != local[p - 1] + 1:
-            b, a = int(band[p0]), int(local[p0])
-            out.append((b, slice(a, a + p - p0), slice(start + p0, start + p)))
-            p0 = p
-    return out
+    breaks = torch.nonzero((band[1:] != band[:-1]) | (local[1:] != local[:-1] + 1)).reshape(-1) + 1
+    edges = [0, *breaks.tolist(), positions.numel()]
+    return [
+        (int(band[p0]), slice(int(local[p0]), int(local[p0]) + p1 - p0), slice(start + p0, start + p1))
+        for p0, p1 in zip(edges[:-1], edges[1:], strict=True)
+    ]
 
 
 @dataclass(frozen=True)
