@@ -120,12 +120,12 @@ def _routes(
     however many pieces it is made of.
     """
     wy, wx = window
+    flat = torch.arange(4 * wy * wx).view(4, wy, wx)
     routes = []
     for s in senders(pieces, t):
         mask = spec.layout.halo_mask(s, group, 4)
         rank = torch.full(mask.shape, -1, dtype=torch.int64)  # position of each cell in what s sent
         rank[mask] = torch.arange(int(mask.sum()))
-        flat = torch.arange(4 * wy * wx).view(4, wy, wx)
         taken = [rank[p.var, p.src[0], p.src[1]].reshape(-1) for p in pieces if p.source == s]
         placed = [flat[p.var, p.dst[0], p.dst[1]].reshape(-1) for p in pieces if p.source == s]
         routes.append((torch.cat(taken), torch.cat(placed)))
@@ -249,8 +249,8 @@ def analyse(spec: TileSpec, fc: Tensor, tab: Table, received: list[tuple[Tensor,
     else:
         ids = torch.cat([r[0] for r in received]) if received else tab.used[:0]
         order = torch.argsort(ids)
-        at = torch.searchsorted(ids[order], tab.used).clamp(max=max(0, ids.numel() - 1))
-        if ids.numel() == 0 or not torch.equal(ids[order][at], tab.used):
+        at = torch.searchsorted(ids[order], tab.used)
+        if not bool((at < ids.numel()).all()) or not torch.equal(ids[order[at]], tab.used):
             raise RuntimeError("the observation rows received do not match the tile's neighbour table")
         pick = order[at]
         ya_t = torch.cat([r[1] for r in received])[pick]
