@@ -91,13 +91,13 @@ def test_halo_reach_propagates_read_boxes_back_through_the_steps() -> None:
 
 def test_one_tile_along_an_axis_needs_no_halo_there() -> None:
     layout = TileLayout((32, 32), (1, 4), 1, halo=6)
-    assert layout.window(1) == ((0, 8 - 7), (32, 8 + 13))
+    assert layout.window(1) == ((0, 8 - 6), (32, 8 + 12))
     assert layout.ring(0) == 0 and layout.ring(1) == 1
 
 
 def test_too_many_tiles_for_the_halo_is_refused() -> None:
     with pytest.raises(ValueError, match="use fewer tiles"):
-        TileLayout((16, 16), (2, 1), 1, halo=6)  # 8 + 13 > 16
+        TileLayout((16, 16), (2, 1), 1, halo=6)  # 8 + 12 > 16
     with pytest.raises(ValueError, match="cannot split"):
         TileLayout((16, 16), (1, 9), 2, halo=1)
 

@@ -4,10 +4,10 @@ A `TileLayout` splits a periodic ``(ny, nx)`` grid into ``parts[0] x parts[1]``
 rectangles (bounds multiples of the LETKF's weight stride). A tile that keeps
 its members' states for its own cells needs, to forecast one cycle, a halo of
 cells around them: its *window*. The halo is either the same for every
-variable (``halo`` cells, plus one more west and south: a radial velocity reads
-the ``u`` west and the ``v`` south of its cell), or, from `halo_reach`, per
-variable and side: a staggered model reads some variables less far than
-others, and a variable's cells that nothing reads need not move.
+variable and side (``halo`` cells), or, from `halo_reach`, per variable and
+side: a staggered model reads some variables less far than others, a variable's
+cells that nothing reads need not move, and what is kept beyond the tile (the
+radar's `RADAR_RING`) is one of the needs the reach is worked out from.
 `TileLayout.pieces` says which rectangle of which tile fills each part of a
 window (for which variables), wrapping periodically, for any tile count.
 Along an axis with a single tile the window is the whole axis and needs no
@@ -110,9 +110,8 @@ class TileLayout:
         shape: grid points ``(ny, nx)``.
         parts: tiles along y and x.
         stride: the LETKF's weight stride; tile bounds are multiples of it.
-        halo: cells a forecast of one cycle reaches: ``n`` for every variable (``STENCIL_RADIUS`` x steps
-            per cycle; the window adds one more cell west and south for the radial velocities), or
-            ``(south, north, west, east)`` per variable (`halo_reach`, the ring included).
+        halo: cells a window holds beyond its tile: ``n`` for every variable on every side, or
+            ``(south, north, west, east)`` per variable (`halo_reach`).
     """
 
     shape: tuple[int, int]
@@ -161,7 +160,7 @@ class TileLayout:
     def groups(self) -> list[tuple[slice, Reach]]:
         """Consecutive variables with the same halo, and that halo: ``[(variables, (south, north, west, east))]``."""
         if isinstance(self.halo, int):
-            return [(slice(None), (self.halo + 1, self.halo, self.halo + 1, self.halo))]
+            return [(slice(None), (self.halo,) * 4)]
         out: list[tuple[slice, Reach]] = []
         for v, reach in enumerate(self.halo):
             if out and out[-1][1] == tuple(reach):
