@@ -40,7 +40,8 @@ def _config(args: argparse.Namespace) -> DiffusionConfig:
     """The command line as the application's configuration (``dacast diffusion run`` runs the same code)."""
     training = TrainingSpec(runs=args.train_runs, cycles=args.train_cycles, steps=args.train_steps,
                             seed=args.train_seed, spread_channel=args.spread_channel)  # fmt: skip
-    sampler = SamplerSpec(steps=args.sampler_steps, covariance=args.covariance, gamma=args.gamma)
+    sampler = SamplerSpec(steps=args.sampler_steps, covariance=args.covariance, gamma=args.gamma,
+                          transport=args.transport)  # fmt: skip
     return DiffusionConfig(
         name="benchmark", networks=tuple(args.networks.split(",")), seeds=tuple(3000 + i for i in range(args.seeds)),
         members=args.members, cycles=args.cycles, skip=args.skip, inflation=args.inflation, sampler=sampler,
@@ -66,6 +67,11 @@ def main() -> None:
     ap.add_argument("--spread-channel", action="store_true", help="condition the prior on the forecast spread too")
     ap.add_argument("--inflation", type=float, default=1.0, help="multiplies the diffusion prior's error scale")
     ap.add_argument("--sampler-steps", type=int, default=16)
+    ap.add_argument(
+        "--transport",
+        action="store_true",
+        help="move the forecast members to the posterior (deterministic) instead of drawing new ones",
+    )
     ap.add_argument("--covariance", choices=("isotropic", "jacobian"), default="isotropic")
     ap.add_argument("--gamma", type=float, default=1.0)
     ap.add_argument("--prior-dir", help="priors prior-NETWORK.pt: read when there, else trained and written there")

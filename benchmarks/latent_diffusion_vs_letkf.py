@@ -40,7 +40,8 @@ _KEYS = {"forecast_ts30": "forecast_ts30_30min"}
 def _config(args: argparse.Namespace) -> RadarDiffusionConfig:
     """The application's configuration of these options (`ConfigError` for values it refuses)."""
     base = RadarDiffusionConfig()
-    changes = {"steps": args.sampler_steps, "cg_iterations": args.cg, "gamma": args.gamma}
+    changes = {"steps": args.sampler_steps, "cg_iterations": args.cg, "gamma": args.gamma,
+               "transport": args.transport or None}  # fmt: skip
     sampler = replace(base.sampler, **{k: v for k, v in changes.items() if v is not None})
     keep = min(base.keep_members, args.members)  # collect_samples keeps at most the members there are
     return RadarDiffusionConfig(
@@ -73,6 +74,7 @@ def main() -> None:
     ap.add_argument("--cg", type=int, default=None, help="conjugate-gradient iterations of the likelihood")
     ap.add_argument("--gamma", type=float, default=None)
     ap.add_argument("--inflation", type=float, default=1.0)
+    ap.add_argument("--transport", action="store_true", help="move the forecast members to the posterior")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

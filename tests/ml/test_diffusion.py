@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from dacast.ml.diffusion import DenoiserSpec, GaussianDenoiser, NoiseSchedule, PeriodicDenoiserNet, denoising_loss
-from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, guided_denoiser, posterior_sample
+from dacast.ml.diffusion_filter import transport_latents
+from dacast.ml.diffusion_sampling import (
+    GaussianLikelihood,
+    SamplerConfig,
+    guided_denoiser,
+    posterior_sample,
+    prior_to_noise,
+)
 
 
 def _gaussian_problem(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -48,6 +55,62 @@ def test_sampler_recovers_the_kalman_posterior_of_a_linear_gaussian_problem() ->
     assert ((torch.cov(x.T) - problem["cov_a"]).abs() < tol).all()
     # the posterior is much tighter than the prior, so this cannot pass by sampling the prior
     assert torch.cov(x.T).trace() < 0.6 * problem["cov"].trace()
+
+
+def test_the_prior_ode_run_up_and_back_down_returns_the_states() -> None:
+    problem = _gaussian_problem(2)
+    denoiser = GaussianDenoiser(torch.zeros(4, dtype=torch.float64), problem["cov"])
+    config = SamplerConfig(steps=64, schedule=NoiseSchedule(sigma_max=80.0))
+    x0 = torch.randn(50, 4, generator=torch.Generator().manual_seed(4), dtype=torch.float64) @ problem["cov"]
+    latents = prior_to_noise(denoiser, x0, cond=None, config=config)
+    # a typical state of the prior is carried to about N(0, sigma_max**2): far from where it began
+    assert 40 < float(latents.std()) < 120
+    back = posterior_sample(
+        denoiser, (50, 4), cond=None, likelihood=None, config=config,
+        generator=torch.Generator().manual_seed(9), dtype=torch.float64, start=latents,
+    )  # fmt: skip
+    assert float((back - x0).abs().max()) < 0.02 * float(x0.abs().max())
+    with pytest.raises(ValueError, match="start must have the samples' shape"):
+        posterior_sample(denoiser, (49, 4), cond=None, likelihood=None, config=config,
+                         generator=torch.Generator(), dtype=torch.float64, start=latents)  # fmt: skip
+
+
+def test_transported_prior_members_reach_the_kalman_posterior_and_keep_their_places() -> None:
+    """Members of the prior, moved (not redrawn), have the Kalman posterior's mean and covariance, and
+    each analysis member still goes with its forecast member (independent draws would not)."""
+    problem = _gaussian_problem()
+    denoiser = GaussianDenoiser(torch.zeros(4, dtype=torch.float64), problem["cov"])
+    h = problem["h"]
+    likelihood = GaussianLikelihood(y=problem["y"], operator=lambda x: x @ h.T, error_std=problem["r"])
+    config = SamplerConfig(steps=64, schedule=NoiseSchedule(sigma_max=80.0), covariance="jacobian")
+    n = 4000
+    members = torch.randn(n, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    members = members @ torch.linalg.cholesky(problem["cov"]).T
+    start = transport_latents(prior_to_noise(denoiser, members, cond=None, config=config), 80.0)
+    x = posterior_sample(
+        denoiser, (n, 4), cond=None, likelihood=likelihood, config=config,
+        generator=torch.Generator().manual_seed(1), dtype=torch.float64, start=start,
+    )  # fmt: skip
+    se_mean, se_cov = _standard_errors(problem["cov_a"], n)
+    assert ((x.mean(0) - problem["mean_a"]).abs() < 4 * se_mean).all()
+    tol = 4 * se_cov + 0.02 * problem["cov_a"].abs().max()
+    assert ((torch.cov(x.T) - problem["cov_a"]).abs() < tol).all()
+    corr = torch.stack([torch.corrcoef(torch.stack((members[:, i], x[:, i])))[0, 1] for i in range(4)])
+    assert bool((corr > 0.5).all()), corr
+
+
+def test_transport_latents_are_centred_and_of_unit_noise_in_every_variable() -> None:
+    latents = torch.randn(7, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.1 + 2.0
+    latents[:, 3] = 1.5  # every member agrees on this variable
+    z = transport_latents(latents, 80.0)
+    torch.testing.assert_close(z.mean(0), torch.zeros(5, dtype=torch.float64), rtol=0, atol=1e-12)
+    rms = z.pow(2).sum(0).div(6).sqrt()
+    torch.testing.assert_close(rms[[0, 1, 2, 4]], torch.full((4,), 80.0, dtype=torch.float64))
+    assert float(rms[3]) == 0.0
+    # the order of the members in each variable is kept
+    assert torch.equal(z.argsort(0)[:, [0, 1, 2, 4]], latents.argsort(0)[:, [0, 1, 2, 4]])
+    with pytest.raises(ValueError, match="at least 2 members"):
+        transport_latents(latents[:1], 80.0)
 
 
 def test_prior_sampling_without_observations_recovers_the_prior() -> None:

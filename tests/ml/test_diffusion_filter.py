@@ -40,6 +40,7 @@ def _prior(seed: int = 0) -> ForecastErrorPrior:
 
 
 SAMPLER = SamplerConfig(steps=4, schedule=NoiseSchedule(sigma_max=20.0))
+MOVE = SamplerConfig(steps=4, schedule=NoiseSchedule(sigma_max=20.0), transport=True)
 
 
 def test_the_analyser_meets_the_engine_interface() -> None:
@@ -67,6 +68,26 @@ def test_a_tiny_cycle_runs_end_to_end_and_is_a_function_of_the_seed() -> None:
     assert bool(torch.isfinite(first).all())
     torch.testing.assert_close(run(1), first, rtol=0, atol=0)
     assert not torch.equal(run(2), first)
+
+
+def test_transport_moves_the_members_deterministically() -> None:
+    network = NETWORKS["all"]
+    truth, y, ens = TWIN.truth_and_obs(network, seed=5, cycles=6)
+
+    def run(seed: int) -> torch.Tensor:
+        analyser = DiffusionAnalyser(_prior(), MOVE, torch.Generator().manual_seed(seed))
+        stats = run_filter(TWIN, network, analyser, truth, y, ens)
+        assert stats.diverged_cycle == -1, stats.reason
+        return stats.rmse
+
+    first = run(1)
+    assert bool(torch.isfinite(first).all())
+    torch.testing.assert_close(run(2), first, rtol=0, atol=0)  # the generator plays no part
+    drawn = run_filter(TWIN, network, DiffusionAnalyser(_prior(), SAMPLER, torch.Generator().manual_seed(1)),
+                       truth, y, ens).rmse  # fmt: skip
+    assert not torch.equal(drawn, first)
+    with pytest.raises(ValueError, match="churn must be 0"):
+        SamplerConfig(steps=4, churn=1.0, transport=True)
 
 
 def test_a_sampler_returning_nan_stops_the_run_and_names_the_cycle() -> None:

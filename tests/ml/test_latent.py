@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -111,6 +112,25 @@ def test_the_analyser_meets_the_engine_interface_and_moves_towards_the_observati
     assert torch.equal(again.ensemble, result.ensemble)
     other = _analyser(trained["filter"], seed=1)(prior, _obs(truth), None, 0)
     assert not torch.equal(other.ensemble, result.ensemble)
+
+
+def test_transport_moves_the_members_deterministically_towards_the_observations(trained: dict) -> None:
+    truth, mean = trained["truth"][0], trained["mean"][0]
+    g = torch.Generator().manual_seed(3)
+    prior = mean + 0.02 * torch.randn((5, *mean.shape), generator=g) * mean.abs().clamp_min(1e-5)
+    prior[:, 3] = prior[:, 3].clamp_min(0)
+
+    def analyse(seed: int) -> Analysis:
+        analyser = _analyser(trained["filter"], seed)
+        analyser = dataclasses.replace(analyser, sampler=dataclasses.replace(analyser.sampler, transport=True))
+        return analyser(prior, _obs(truth), None, 0)
+
+    result = analyse(0)
+    assert bool(torch.isfinite(result.ensemble).all()) and float(result.ensemble[:, 3].min()) >= 0
+    scale = torch.tensor([0.01, 0.01, 0.1, 1e-5])[:, None, None]
+    assert float(((result.mean - truth) / scale).pow(2).mean()) < float(((prior.mean(0) - truth) / scale).pow(2).mean())
+    assert torch.equal(analyse(1).ensemble, result.ensemble)  # the generator plays no part
+    assert not torch.equal(_analyser(trained["filter"])(prior, _obs(truth), None, 0).ensemble, result.ensemble)
 
 
 def test_another_grid_is_refused(trained: dict) -> None:

@@ -57,6 +57,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> DiffusionRun:
         ({"inflation": 0.0}, "inflation must lie in (0, 100]"),
         ({"sampler": {"covariance": "diagonal"}}, "sampler.covariance must be one of isotropic, jacobian"),
         ({"sampler": {"steps": 0}}, "sampler.steps must lie in [1, 1000]"),
+        ({"sampler": {"transport": "yes"}}, "sampler.transport must be true or false"),
         ({"training": {"batch_size": 200}}, "fewer than training.batch_size 200"),
         ({"training": {"kernel": 4}}, "training.kernel must be odd"),
         ({"iterations": -1}, "iterations must lie in [0, 100]"),

@@ -34,7 +34,10 @@ of the network is larger than ``v`` (at large ``sigma``), and the mean form stay
 
 The posterior denoiser ``D(x) + sigma**2 grad log p(y | x)`` then drives the Heun
 sampler of EDM (deterministic given the initial noise; ``churn`` adds EDM's
-stochastic noise re-injection). Everything is batched over samples.
+stochastic noise re-injection). Everything is batched over samples. The initial
+latents may be given (``start``) instead of drawn: `prior_to_noise` runs the prior's
+ODE upwards, so that given states can be carried to the posterior rather than new
+ones drawn.
 """
 
 from __future__ import annotations
@@ -77,6 +80,9 @@ class SamplerConfig:
             matrix-free conjugate-gradient iterations (for many observations; see the module).
         guidance: ``"score"`` (through the denoiser, as SDA) or ``"mean"`` (``"isotropic"`` only; see the module).
         churn: EDM's ``S_churn`` (0: deterministic ODE given the initial noise).
+        transport: for the filters (`dacast.ml.DiffusionAnalyser`, `dacast.ml.LatentDiffusionAnalyser`): move
+            the forecast members to the posterior (their latents from `prior_to_noise` as ``start``) instead
+            of drawing new samples; needs ``churn`` 0, so that the move is deterministic.
     """
 
     steps: int = 32
@@ -86,6 +92,7 @@ class SamplerConfig:
     churn: float = 0.0
     cg_iterations: int = 0
     guidance: Literal["score", "mean"] = "score"
+    transport: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -98,6 +105,8 @@ class SamplerConfig:
             raise ValueError(f"guidance must be 'score', or 'mean' with isotropic covariance, got {self.guidance!r}")
         if self.gamma <= 0 or self.churn < 0:
             raise ValueError("gamma must be positive and churn non-negative")
+        if self.transport and self.churn > 0:
+            raise ValueError("transport moves the members deterministically: churn must be 0")
 
 
 def _batched_jacobian(f: Callable[[Tensor], Tensor], x: Tensor, m: int) -> tuple[Tensor, Tensor]:
@@ -196,6 +205,31 @@ def guided_denoiser(
     return d.reshape(x.shape) + sigma**2 * grad.reshape(x.shape)
 
 
+def _prior_slope(denoiser: Denoiser, x: Tensor, sigma: float, cond: Tensor | None) -> Tensor:
+    """``dx/dsigma = (x - D(x)) / sigma`` of the prior's probability-flow ODE, shape of ``x``."""
+    with torch.no_grad():
+        return (x - denoiser(x, sigma, cond)) / sigma
+
+
+def prior_to_noise(denoiser: Denoiser, x0: Tensor, *, cond: Tensor | None, config: SamplerConfig) -> Tensor:
+    """The latents at ``sigma_max`` of states ``x0`` ``(B, *state)``: the prior's probability-flow ODE run upwards.
+
+    Heun's method over the sampler's own noise levels, from ``sigma_min`` to ``sigma_max``: the inverse,
+    to the discretisation, of `posterior_sample` without observations and without churn. States that are
+    typical of the prior come out as about ``N(0, sigma_max**2)`` per variable; a state's latent keeps its
+    place among the others' (the ODE's flow is a smooth bijection), which is what a filter that moves
+    its members rather than drawing new ones uses (`dacast.ml.diffusion_filter.DiffusionAnalyser`).
+    Same shape, dtype and device as ``x0``; ``cond`` as for `posterior_sample`.
+    """
+    sigmas = config.schedule.sampling_sigmas(config.steps).tolist()[-2::-1]  # sigma_min ... sigma_max
+    x = x0
+    for s_cur, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        slope = _prior_slope(denoiser, x, s_cur, cond)
+        x_next = x + (s_next - s_cur) * slope
+        x = x + (s_next - s_cur) * 0.5 * (slope + _prior_slope(denoiser, x_next, s_next, cond))
+    return x
+
+
 def posterior_sample(
     denoiser: Denoiser,
     shape: tuple[int, ...],
@@ -206,6 +240,7 @@ def posterior_sample(
     generator: torch.Generator,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
+    start: Tensor | None = None,
 ) -> Tensor:
     """Draw samples ``(B, *state)`` (``shape``) from the prior, or from the posterior given ``likelihood``.
 
@@ -217,18 +252,22 @@ def posterior_sample(
         config: steps, noise levels, covariance approximation.
         generator: CPU generator of the initial (and churn) noise: samples are a function of its seed.
         dtype, device: of the samples.
+        start: latents ``shape`` at ``sigma_max`` to begin from instead of fresh noise (`prior_to_noise`);
+            with ``churn`` 0 the samples are then a deterministic function of them.
     """
     sigmas = config.schedule.sampling_sigmas(config.steps).tolist()
-    x = sigmas[0] * torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    if start is None:
+        x = sigmas[0] * torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
+    elif tuple(start.shape) != tuple(shape):
+        raise ValueError(f"start must have the samples' shape {tuple(shape)}, got {tuple(start.shape)}")
+    else:
+        x = start.to(dtype=dtype, device=device)
     gamma_churn = min(config.churn / config.steps, 2**0.5 - 1)
 
     def dx(xc: Tensor, sigma: float) -> Tensor:
         if likelihood is None:
-            with torch.no_grad():
-                d = denoiser(xc, sigma, cond)
-        else:
-            d = guided_denoiser(denoiser, xc, sigma, cond, likelihood, config)
-        return (xc - d) / sigma
+            return _prior_slope(denoiser, xc, sigma, cond)
+        return (xc - guided_denoiser(denoiser, xc, sigma, cond, likelihood, config)) / sigma
 
     for i in range(config.steps):
         s_cur, s_next = sigmas[i], sigmas[i + 1]
@@ -245,4 +284,4 @@ def posterior_sample(
     return x
 
 
-__all__ = ["GaussianLikelihood", "SamplerConfig", "guided_denoiser", "posterior_sample"]
+__all__ = ["GaussianLikelihood", "SamplerConfig", "guided_denoiser", "posterior_sample", "prior_to_noise"]

@@ -41,8 +41,9 @@ from dacast.ml.diffusion_filter import (
     require_finite,
     require_model,
     save_weights,
+    transport_latents,
 )
-from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample
+from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample, prior_to_noise
 from dacast.ml.diffusion_train import DiffusionTrainConfig, train_denoiser
 from dacast.ml.digest import tensors_sha256
 from dacast.ml.latent import AutoencoderSpec, StateAutoencoder
@@ -180,9 +181,15 @@ class LatentDiffusionAnalyser:
 
         likelihood = GaussianLikelihood(y=obs.y.to(dtype), operator=lambda z: operator(members(z).flatten(1)),
                                         error_std=operator.error_std.to(dtype))  # fmt: skip
-        z = posterior_sample(net.denoiser, (k, *latent), cond=net.condition(phi_f).expand(k, -1, -1, -1),
-                             likelihood=likelihood, config=self.sampler, generator=self.generator,
-                             dtype=dtype)  # fmt: skip
+        cond = net.condition(phi_f).expand(k, -1, -1, -1)
+        start = None
+        if self.sampler.transport:
+            with torch.no_grad():
+                errors = (net.autoencoder.encode(prior.to(dtype)) - phi_f) / scale
+            latents = prior_to_noise(net.denoiser, errors, cond=cond, config=self.sampler)
+            start = transport_latents(latents.flatten(1), self.sampler.schedule.sigma_max).reshape(latents.shape)
+        z = posterior_sample(net.denoiser, (k, *latent), cond=cond, likelihood=likelihood, config=self.sampler,
+                             generator=self.generator, dtype=dtype, start=start)  # fmt: skip
         require_finite(z, "latent diffusion sampler")
         with torch.no_grad():
             ensemble = members(z)

@@ -14,7 +14,8 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [cycles]: 400                   # analyses per run (dt = 0.05 each)
     [skip]: 100                     # spin-up cycles left out of the scores
     [inflation]: 1.0                # multiplies the diffusion prior's error scale
-    [sampler]: {steps: 16, covariance: isotropic, gamma: 1.0}
+    [sampler]: {steps: 16, covariance: isotropic, gamma: 1.0, transport: false}   # transport: move the
+                                    # forecast members to the posterior instead of drawing new ones
     [training]: {runs: 10, cycles: 1000, steps: 3000, seed: 1, batch_size: 256, channels: 64,
                  layers: 6, kernel: 5, spread_channel: false}   # LETKF runs the prior learns from
     [iterations]: 0                 # retrain on the diffusion filter's own forecasts this many times
@@ -51,6 +52,8 @@ class SamplerSpec:
     steps: int = 16
     covariance: Literal["isotropic", "jacobian"] = "isotropic"
     gamma: float = 1.0
+    #: Move each forecast member to the posterior instead of drawing new ones (`SamplerConfig.transport`).
+    transport: bool = False
 
     def __post_init__(self) -> None:
         require(1 <= self.steps <= 1000, f"sampler.steps must lie in [1, 1000], got {self.steps}")
@@ -59,7 +62,8 @@ class SamplerSpec:
     def build(self) -> SamplerConfig:
         """The sampler's configuration (noise levels up to `SIGMA_MAX`)."""
         schedule = NoiseSchedule(sigma_max=SIGMA_MAX)
-        return SamplerConfig(steps=self.steps, schedule=schedule, covariance=self.covariance, gamma=self.gamma)
+        return SamplerConfig(steps=self.steps, schedule=schedule, covariance=self.covariance, gamma=self.gamma,
+                             transport=self.transport)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
