@@ -75,11 +75,19 @@ def test_invalid_settings_are_one_line_config_errors(change: dict[str, Any], mes
 
 
 def test_the_presets_and_their_overrides() -> None:
-    assert list(DIFFUSION_PRESET_REGISTRY) == ["diffusion-l96", "diffusion-l96-iterated", "diffusion-quick"]
-    full, iterated, quick = DIFFUSION_PRESETS.values()
+    assert list(DIFFUSION_PRESET_REGISTRY) == [
+        "diffusion-l96",
+        "diffusion-l96-iterated",
+        "diffusion-l96-transport",
+        "diffusion-quick",
+    ]
+    full, iterated, moved, quick = DIFFUSION_PRESETS.values()
     assert full.networks == ("all", "every4", "arctan") and full.seeds == (3000, 3001, 3002)
     assert (full.cycles, full.skip, full.members, full.training.steps, full.sampler.steps) == (400, 100, 20, 3000, 16)
     assert iterated.networks == ("all",) and (iterated.iterations, iterated.iteration_runs) == (1, 2)
+    assert moved.sampler.transport and not full.sampler.transport
+    sampler = dataclasses.replace(full.sampler, transport=True)
+    assert moved == dataclasses.replace(full, name=moved.name, sampler=sampler)
     assert quick.networks == ("all",) and len(quick.seeds) == 1 and quick.training.steps <= 500
     for config in DIFFUSION_PRESETS.values():  # every preset reads back from its dictionary
         assert diffusion_config_from_dict(json.loads(json.dumps(diffusion_config_to_dict(config)))) == config
