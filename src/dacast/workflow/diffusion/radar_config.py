@@ -20,7 +20,7 @@ YAML schema (keys in ``[brackets]`` are optional; defaults, the benchmark's, in 
     [autoencoder]: {latent_channels: 8, levels: 1, width: 32, epochs: 15, patience: 4, log_channels: [], ...}
     [prior]: {steps: 1500, batch_size: 16, channels: 32, layers: 4, kernel: 3, schedule: {sigma_max: 20.0}, ...}
     [sampler]: {steps: 4, covariance: isotropic, gamma: 3.0, cg_iterations: 2, guidance: mean,
-                schedule: {sigma_max: 10.0}, ...}
+                schedule: {sigma_max: 10.0}, transport: false, ...}   # transport: move the members
     [inflation]: 1.0                # multiplies the latent error scale
     [filter_file]: null             # a trained latent-filter.pt to use instead of training
     [threads]: null                 # torch CPU threads (null: torch's default)
