@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -57,9 +60,6 @@ def test_cycle_equals_a_hand_written_loop() -> None:
 def test_cycle_holds_no_earlier_ensemble_while_it_forecasts() -> None:
     """At 1000 members an ensemble is a GB: while cycle c forecasts, the loop holds neither cycle c-1's
     forecast and analysis nor the ensemble the run started from (a consumer that drops its step)."""
-    import gc
-    import weakref
-
     model, ens0, y, op = _twin(6)
     alive: list[list[str]] = []
     earlier: list[tuple[str, weakref.ref]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from dataclasses import replace
@@ -63,8 +64,6 @@ def _held(dask_scheduler) -> list[str]:
 
 
 def test_the_workers_hold_only_the_current_cycle_s_tiles(client: Client) -> None:
-    import gc
-
     cfg = config(1, cycles=4)
     held: dict[int, list[str]] = {}
 
@@ -75,8 +74,8 @@ def test_the_workers_hold_only_the_current_cycle_s_tiles(client: Client) -> None
     run_tiled_cycles(cfg, client, (2, 2), on_cycle=on_cycle)
     for c in (2, 3, 4):
         # the initial tiles, earlier forecasts and analyses are gone (the initial ones stayed all run)
-        stale = [k for k in held[c] if k.startswith("tile-") or k.split("-")[0] in ("forecast", "letkf")
-                 and int(k.split("-")[1]) < c - 1]  # fmt: skip
+        stale = [k for k in held[c] if k.startswith("tile-")
+                 or (k.split("-")[0] in ("forecast", "letkf") and int(k.split("-")[1]) < c - 1)]  # fmt: skip
         assert not stale, (c, stale)
         assert sum(k.startswith("letkf-") for k in held[c]) == 4  # the analysis the next cycle starts from
 

@@ -178,8 +178,7 @@ class DiffusionAnalyser:
         denoiser, start = _Flat(self.prior), None
         if self.sampler.transport:
             errors = ((prior - mean) / s).to(device=device, dtype=net_dtype)
-            latents = prior_to_noise(denoiser, errors, cond=cond, config=self.sampler)
-            start = transport_latents(latents, self.sampler.schedule.sigma_max)
+            start = transport_start(denoiser, errors, cond=cond, config=self.sampler)
         z = posterior_sample(
             denoiser, (k, n), cond=cond, likelihood=likelihood, config=self.sampler,
             generator=self.generator, dtype=net_dtype, device=device, start=start,
@@ -204,6 +203,13 @@ def transport_latents(latents: Tensor, sigma_max: float) -> Tensor:
     centred = latents - latents.mean(0)
     rms = centred.pow(2).sum(0).div(k - 1).sqrt()
     return centred * torch.where(rms > 0, sigma_max / rms, torch.zeros_like(rms))
+
+
+def transport_start(denoiser: nn.Module, errors: Tensor, *, cond: Tensor | None, config: SamplerConfig) -> Tensor:
+    """Where moved members begin the guided sampler: the members' errors ``(k, *state)`` carried up the prior's
+    ODE (`prior_to_noise`), then `transport_latents` over the flattened state; shape of ``errors``."""
+    latents = prior_to_noise(denoiser, errors, cond=cond, config=config)
+    return transport_latents(latents.flatten(1), config.schedule.sigma_max).reshape(latents.shape)
 
 
 class _Flat(nn.Module):
@@ -314,4 +320,5 @@ __all__ = [
     "save_prior",
     "save_weights",
     "transport_latents",
+    "transport_start",
 ]

@@ -41,9 +41,9 @@ from dacast.ml.diffusion_filter import (
     require_finite,
     require_model,
     save_weights,
-    transport_latents,
+    transport_start,
 )
-from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample, prior_to_noise
+from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample
 from dacast.ml.diffusion_train import DiffusionTrainConfig, train_denoiser
 from dacast.ml.digest import tensors_sha256
 from dacast.ml.latent import AutoencoderSpec, StateAutoencoder
@@ -186,8 +186,7 @@ class LatentDiffusionAnalyser:
         if self.sampler.transport:
             with torch.no_grad():
                 errors = (net.autoencoder.encode(prior.to(dtype)) - phi_f) / scale
-            latents = prior_to_noise(net.denoiser, errors, cond=cond, config=self.sampler)
-            start = transport_latents(latents.flatten(1), self.sampler.schedule.sigma_max).reshape(latents.shape)
+            start = transport_start(net.denoiser, errors, cond=cond, config=self.sampler)
         z = posterior_sample(net.denoiser, (k, *latent), cond=cond, likelihood=likelihood, config=self.sampler,
                              generator=self.generator, dtype=dtype, start=start)  # fmt: skip
         require_finite(z, "latent diffusion sampler")
