@@ -15,6 +15,7 @@ pairs from other seeds (``--train-runs`` runs of ``--train-cycles`` cycles), or 
     python benchmarks/diffusion_vs_letkf.py --networks all --seeds 1 --cycles 300
     python benchmarks/diffusion_vs_letkf.py --prior-dir runs/diffusion --json docs/diffusion_da.json \\
         --ranks docs/figures/diffusion_ranks.png
+    python benchmarks/diffusion_vs_letkf.py --transport --ensemble-weight 0.5 --ensemble-scale 0.7   # hybrid prior
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from rich.console import Console
 
 from dacast.workflow.diffusion import NETWORKS
-from dacast.workflow.diffusion.config import DiffusionConfig, SamplerSpec, TrainingSpec
+from dacast.workflow.diffusion.config import DiffusionConfig, EnsembleSpec, SamplerSpec, TrainingSpec
 from dacast.workflow.diffusion.output import filter_rows, machine_info, rank_frequencies, results_table
 from dacast.workflow.diffusion.plots import plot_rank_histograms
 from dacast.workflow.diffusion.priors import network_prior
@@ -42,9 +43,11 @@ def _config(args: argparse.Namespace) -> DiffusionConfig:
                             seed=args.train_seed, spread_channel=args.spread_channel)  # fmt: skip
     sampler = SamplerSpec(steps=args.sampler_steps, covariance=args.covariance, gamma=args.gamma,
                           transport=args.transport)  # fmt: skip
+    ensemble = EnsembleSpec(weight=args.ensemble_weight, scale=args.ensemble_scale)
     return DiffusionConfig(
         name="benchmark", networks=tuple(args.networks.split(",")), seeds=tuple(3000 + i for i in range(args.seeds)),
         members=args.members, cycles=args.cycles, skip=args.skip, inflation=args.inflation, sampler=sampler,
+        ensemble=ensemble,
         training=training, iterations=args.iterations, iteration_runs=args.iteration_runs,
         prior_dir=Path(args.prior_dir) if args.prior_dir else None, threads=args.threads,
     )  # fmt: skip
@@ -72,6 +75,13 @@ def main() -> None:
         action="store_true",
         help="move the forecast members to the posterior (deterministic) instead of drawing new ones",
     )
+    ap.add_argument(
+        "--ensemble-weight",
+        type=float,
+        default=0.0,
+        help="hybrid prior: weight of the forecast members' localized Gaussian (0: learned prior alone)",
+    )
+    ap.add_argument("--ensemble-scale", type=float, default=1.0, help="hybrid prior: multiplies the members' errors")
     ap.add_argument("--covariance", choices=("isotropic", "jacobian"), default="isotropic")
     ap.add_argument("--gamma", type=float, default=1.0)
     ap.add_argument("--prior-dir", help="priors prior-NETWORK.pt: read when there, else trained and written there")

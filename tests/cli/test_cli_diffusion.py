@@ -47,7 +47,13 @@ def test_tiny_run_prints_the_table_and_refuses_to_overwrite(tmp_path: Path, one_
 def test_presets_and_check(tmp_path: Path) -> None:
     res = runner.invoke(app, ["diffusion", "presets"])
     assert res.exit_code == 0
-    for name in ("diffusion-l96", "diffusion-l96-iterated", "diffusion-l96-transport", "diffusion-quick"):
+    for name in (
+        "diffusion-l96",
+        "diffusion-l96-iterated",
+        "diffusion-l96-transport",
+        "diffusion-l96-hybrid",
+        "diffusion-quick",
+    ):
         assert f"{name}:" in res.output
     res = runner.invoke(
         app, ["diffusion", "run", "diffusion-l96", "--check", "--seeds", "1,2", "--out", str(tmp_path / "c")]

@@ -20,6 +20,7 @@ from dacast.ml.diffusion_filter import (
     load_prior,
     save_prior,
 )
+from dacast.ml.diffusion_hybrid import EnsembleBlend
 from dacast.ml.diffusion_sampling import SamplerConfig
 from dacast.ml.diffusion_train import DiffusionTrainConfig, train_error_prior
 from dacast.obs import identity
@@ -53,12 +54,12 @@ def test_the_analyser_meets_the_engine_interface() -> None:
     assert bool(torch.isfinite(result.ensemble).all()) and float(result.spread.mean()) > 0
 
 
-def _tiny_run(sampler: SamplerConfig, seed: int) -> torch.Tensor:
+def _tiny_run(sampler: SamplerConfig, seed: int, blend: EnsembleBlend | None = None) -> torch.Tensor:
     """Analysis RMSE ``(6,)`` of a 6-cycle run of the tiny twin (seed 5) with the untrained prior."""
     network = NETWORKS["all"]
     truth, y, ens = TWIN.truth_and_obs(network, seed=5, cycles=6)
-    stats = run_filter(TWIN, network, DiffusionAnalyser(_prior(), sampler, torch.Generator().manual_seed(seed)),
-                       truth, y, ens)  # fmt: skip
+    analyser = DiffusionAnalyser(_prior(), sampler, torch.Generator().manual_seed(seed), blend=blend)
+    stats = run_filter(TWIN, network, analyser, truth, y, ens)
     assert stats.diverged_cycle == -1, stats.reason
     assert int(stats.rank_counts.sum()) == 6 * 12
     assert bool(torch.isfinite(stats.rmse).all())
@@ -77,6 +78,15 @@ def test_transport_moves_the_members_deterministically() -> None:
     assert not torch.equal(_tiny_run(SAMPLER, 1), first)
     with pytest.raises(ValueError, match="churn must be 0"):
         SamplerConfig(steps=4, churn=1.0, transport=True)
+
+
+def test_the_hybrid_prior_runs_in_the_cycle_and_changes_the_analysis() -> None:
+    """The blend (moved members: deterministic) runs end to end and is not the learned prior alone."""
+    iso = SamplerConfig(steps=4, schedule=NoiseSchedule(sigma_max=20.0), covariance="isotropic", transport=True)
+    blend = EnsembleBlend(weight=0.5, scale=0.7, taper=TWIN.taper())
+    half = _tiny_run(iso, 1, blend)
+    torch.testing.assert_close(_tiny_run(iso, 2, blend), half, rtol=0, atol=0)  # the generator plays no part
+    assert not torch.equal(half, _tiny_run(iso, 1))
 
 
 def test_a_sampler_returning_nan_stops_the_run_and_names_the_cycle() -> None:

@@ -16,6 +16,7 @@ from dacast.workflow.diffusion.config import (
     DIFFUSION_PRESET_REGISTRY,
     DIFFUSION_PRESETS,
     DiffusionConfig,
+    EnsembleSpec,
     SamplerSpec,
     TrainingSpec,
     diffusion_config_from_dict,
@@ -58,6 +59,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> DiffusionRun:
         ({"sampler": {"covariance": "diagonal"}}, "sampler.covariance must be one of isotropic, jacobian"),
         ({"sampler": {"steps": 0}}, "sampler.steps must lie in [1, 1000]"),
         ({"sampler": {"transport": "yes"}}, "sampler.transport must be true or false"),
+        ({"ensemble": {"weight": 1.5}}, "ensemble.weight must lie in [0, 1], got 1.5"),
+        ({"ensemble": {"scale": 0}}, "ensemble.scale must lie in (0, 10], got 0"),
         ({"training": {"batch_size": 200}}, "fewer than training.batch_size 200"),
         ({"training": {"kernel": 4}}, "training.kernel must be odd"),
         ({"iterations": -1}, "iterations must lie in [0, 100]"),
@@ -79,15 +82,18 @@ def test_the_presets_and_their_overrides() -> None:
         "diffusion-l96",
         "diffusion-l96-iterated",
         "diffusion-l96-transport",
+        "diffusion-l96-hybrid",
         "diffusion-quick",
     ]
-    full, iterated, moved, quick = DIFFUSION_PRESETS.values()
+    full, iterated, moved, hybrid, quick = DIFFUSION_PRESETS.values()
     assert full.networks == ("all", "every4", "arctan") and full.seeds == (3000, 3001, 3002)
     assert (full.cycles, full.skip, full.members, full.training.steps, full.sampler.steps) == (400, 100, 20, 3000, 16)
     assert iterated.networks == ("all",) and (iterated.iterations, iterated.iteration_runs) == (1, 2)
     assert moved.sampler.transport and not full.sampler.transport
     sampler = dataclasses.replace(full.sampler, transport=True)
     assert moved == dataclasses.replace(full, name=moved.name, sampler=sampler)
+    assert hybrid == dataclasses.replace(moved, name=hybrid.name, ensemble=EnsembleSpec(weight=0.5, scale=0.7))
+    assert full.ensemble.build(full.twin()) is None  # weight 0: the learned prior alone, as before
     assert quick.networks == ("all",) and len(quick.seeds) == 1 and quick.training.steps <= 500
     for config in DIFFUSION_PRESETS.values():  # every preset reads back from its dictionary
         assert diffusion_config_from_dict(json.loads(json.dumps(diffusion_config_to_dict(config)))) == config
@@ -141,6 +147,13 @@ def test_a_tiny_run_writes_everything_and_resumes_to_the_same_scores(tiny_run: D
         run_diffusion(TINY, out)
     with pytest.raises(ConfigError, match="other settings"):
         run_diffusion(dataclasses.replace(TINY, cycles=20), out, resume=True)
+    # a run begun before a setting existed resumes with its default, and only with it
+    state = json.loads((out / "state.json").read_text())
+    del state["config"]["ensemble"]
+    (out / "state.json").write_text(json.dumps(state))
+    run_diffusion(TINY, out, resume=True, plots=False)
+    with pytest.raises(ConfigError, match="other settings"):
+        run_diffusion(dataclasses.replace(TINY, ensemble=EnsembleSpec(weight=0.5)), out, resume=True)
 
 
 def test_priors_read_from_a_folder_retrained_once_and_a_divergence_is_a_result(

@@ -26,6 +26,7 @@ analysis trajectories (`windows_from_trajectory`, `train_surrogate`).
 from dacast.ml.convlstm import ConvLSTMCell, ConvLSTMConfig, ConvLSTMNowcaster, log_to_rain, rain_to_log
 from dacast.ml.diffusion import DenoiserSpec, GaussianDenoiser, NoiseSchedule, PeriodicDenoiserNet, denoising_loss
 from dacast.ml.diffusion_filter import DiffusionAnalyser, ErrorPriorSpec, ForecastErrorPrior, load_prior, save_prior
+from dacast.ml.diffusion_hybrid import EnsembleBlend, HybridDenoiser
 from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample, prior_to_noise
 from dacast.ml.diffusion_train import DiffusionTrainConfig, train_error_prior
 from dacast.ml.discriminators import DiscriminatorConfig, SpatialDiscriminator, TemporalDiscriminator
@@ -97,6 +98,8 @@ __all__ = [
     "ExtrapolationFn",
     "ForecastErrorPrior",
     "GaussianDenoiser",
+    "EnsembleBlend",
+    "HybridDenoiser",
     "GaussianLikelihood",
     "LSTMSurrogate",
     "LearnedRadianceOperator",

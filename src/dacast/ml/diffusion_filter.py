@@ -32,6 +32,11 @@ member's place in the ensemble (as a square-root Kalman filter keeps its anomali
 the forecast's growing directions) while the prior and the observations set the mean
 and the spread.
 
+A hybrid prior (`dacast.ml.diffusion_hybrid.EnsembleBlend`): the learned denoiser blended with the
+exact denoiser of the forecast members' localized Gaussian, as hybrid variational DA blends a static
+with an ensemble covariance; the learned prior knows the errors of many forecasts, the ensemble
+those of today's.
+
 `DiffusionAnalyser` meets the cycle engine's ``analyse(prior, observation, hx, cycle)``.
 A sample that is not finite raises `AnalysisFailed` (the engine stops the run and
 records the cycle); collapse (spread -> 0) is left to the caller's divergence check,
@@ -53,6 +58,7 @@ from torch import Tensor, nn
 from dacast.atomic import write_atomic
 from dacast.da import Analysis, AnalysisFailed
 from dacast.ml.diffusion import DenoiserSpec, PeriodicDenoiserNet
+from dacast.ml.diffusion_hybrid import EnsembleBlend
 from dacast.ml.diffusion_sampling import GaussianLikelihood, SamplerConfig, posterior_sample, prior_to_noise
 from dacast.ml.digest import tensors_sha256
 from dacast.obs.operators import ObsOperator
@@ -147,12 +153,15 @@ class DiffusionAnalyser:
         generator: CPU random source of the samples (the run is a function of its seed).
         inflation: multiplies the error scale ``c`` (the prior's and the samples' spread), as a Kalman
             filter's multiplicative inflation (1: none).
+        blend: the forecast ensemble's localized Gaussian blended into the learned prior
+            (`dacast.ml.diffusion_hybrid`); ``None``: the learned prior alone.
     """
 
     prior: ForecastErrorPrior
     sampler: SamplerConfig
     generator: torch.Generator
     inflation: float = 1.0
+    blend: EnsembleBlend | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.inflation) and self.inflation > 0):
@@ -175,9 +184,11 @@ class DiffusionAnalyser:
             operator=lambda z: operator(m + s * z),
             error_std=operator.error_std.to(device=device, dtype=net_dtype),
         )
-        denoiser, start = _Flat(self.prior), None
+        denoiser: nn.Module = _Flat(self.prior)
+        errors, start = ((prior - mean) / s).to(device=device, dtype=net_dtype), None
+        if self.blend is not None:
+            denoiser = self.blend.denoiser(denoiser, errors)
         if self.sampler.transport:
-            errors = ((prior - mean) / s).to(device=device, dtype=net_dtype)
             start = transport_start(denoiser, errors, cond=cond, config=self.sampler)
         z = posterior_sample(
             denoiser, (k, n), cond=cond, likelihood=likelihood, config=self.sampler,

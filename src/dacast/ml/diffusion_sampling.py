@@ -164,9 +164,21 @@ def _isotropic_gain(likelihood: GaussianLikelihood, d: Tensor, var: float, confi
     """``Hj^T (R + var Hj Hj^T)^-1 (y - h(d))`` ``(B, n)`` at flat states ``d`` ``(B, n)``: dense or by CG."""
     if config.cg_iterations:
         return _cg_guidance(likelihood, d, var, config.cg_iterations)
+    return _covariance_gain(likelihood, d, var)
+
+
+def _covariance_gain(likelihood: GaussianLikelihood, d: Tensor, cov: float | Tensor) -> Tensor:
+    """``Hj^T (R + Hj C Hj^T)^-1 (y - h(d))`` ``(B, n)`` at flat states ``d`` ``(B, n)``, dense.
+
+    ``C`` is ``cov * I`` for a number, else the matrix ``cov`` ``(n, n)``.
+    """
     std, y = likelihood.error_std.to(d), likelihood.y.to(d)
     hd, hj = _operator_jacobian(likelihood, d)
-    s = torch.diag_embed(std**2).expand(d.shape[0], -1, -1) + var * hj @ hj.transpose(1, 2)
+    if isinstance(cov, Tensor):
+        hch = hj @ cov.to(d) @ hj.transpose(1, 2)
+    else:
+        hch = cov * hj @ hj.transpose(1, 2)
+    s = torch.diag_embed(std**2).expand(d.shape[0], -1, -1) + hch
     u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
     return (u[:, None, :] @ hj)[:, 0, :]
 
@@ -179,7 +191,12 @@ def guided_denoiser(
     likelihood: GaussianLikelihood,
     config: SamplerConfig,
 ) -> Tensor:
-    """The posterior denoiser ``D(x) + sigma**2 grad_x log p(y | x)``, shape of ``x`` ``(B, *state)``."""
+    """The posterior denoiser ``D(x) + sigma**2 grad_x log p(y | x)``, shape of ``x`` ``(B, *state)``.
+
+    A denoiser with a ``likelihood_covariance(sigma, isotropic_var)`` method (the hybrid prior,
+    `dacast.ml.diffusion_hybrid.HybridDenoiser`) gives the ``"isotropic"`` likelihood its own covariance
+    ``(n, n)`` instead of ``isotropic_var * I`` (dense solve, score guidance only).
+    """
     b = x.shape[0]
     if config.covariance == "jacobian":
         std, y = likelihood.error_std.to(x), likelihood.y.to(x)
@@ -190,6 +207,9 @@ def guided_denoiser(
         u = torch.linalg.solve(s, (y - hd)[..., None])[..., 0]
         grad = ((u[:, None, :] @ hj) @ jac)[:, 0, :]
         return (d + sigma**2 * grad).reshape(x.shape)
+    own_cov = getattr(denoiser, "likelihood_covariance", None)
+    if own_cov is not None and (config.cg_iterations or config.guidance != "score"):
+        raise ValueError("a denoiser with its own likelihood covariance needs score guidance and cg_iterations 0")
     sd2 = getattr(getattr(denoiser, "spec", None), "sigma_data", 1.0) ** 2
     var = config.gamma * sigma**2 * sd2 / (sigma**2 + sd2)
     if config.guidance == "mean":
@@ -200,7 +220,10 @@ def guided_denoiser(
         xg = x.detach().requires_grad_(True)
         dg = denoiser(xg, sigma, cond).reshape(b, -1)
         d = dg.detach()
-        v = _isotropic_gain(likelihood, d, var, config)
+        if own_cov is None:
+            v = _isotropic_gain(likelihood, d, var, config)
+        else:
+            v = _covariance_gain(likelihood, d, own_cov(sigma, var))
         (grad,) = torch.autograd.grad(dg, xg, grad_outputs=v)
     return d.reshape(x.shape) + sigma**2 * grad.reshape(x.shape)
 

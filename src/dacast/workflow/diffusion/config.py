@@ -16,6 +16,8 @@ YAML schema (keys in ``[brackets]`` are optional; defaults in parentheses)::
     [inflation]: 1.0                # multiplies the diffusion prior's error scale
     [sampler]: {steps: 16, covariance: isotropic, gamma: 1.0, transport: false}   # transport: move the
                                     # forecast members to the posterior instead of drawing new ones
+    [ensemble]: {weight: 0.0, scale: 1.0}   # hybrid prior: weight of the forecast members' localized
+                                    # Gaussian blended into the learned one, scale multiplies their errors
     [training]: {runs: 10, cycles: 1000, steps: 3000, seed: 1, batch_size: 256, channels: 64,
                  layers: 6, kernel: 5, spread_channel: false}   # LETKF runs the prior learns from
     [iterations]: 0                 # retrain on the diffusion filter's own forecasts this many times
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dacast.ml.diffusion import NoiseSchedule
+from dacast.ml.diffusion_hybrid import EnsembleBlend
 from dacast.ml.diffusion_sampling import SamplerConfig
 from dacast.ml.diffusion_train import DiffusionTrainConfig
 from dacast.workflow.diffusion.experiment import NETWORKS, Lorenz96Twin, Network
@@ -64,6 +67,25 @@ class SamplerSpec:
         schedule = NoiseSchedule(sigma_max=SIGMA_MAX)
         return SamplerConfig(steps=self.steps, schedule=schedule, covariance=self.covariance, gamma=self.gamma,
                              transport=self.transport)  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnsembleSpec:
+    """The hybrid prior (`dacast.ml.diffusion_hybrid.EnsembleBlend`): how much of the forecast members'
+    localized Gaussian (the LETKF's taper) enters the diffusion filter's prior; weight 0: none."""
+
+    weight: float = 0.0
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(0 <= self.weight <= 1, f"ensemble.weight must lie in [0, 1], got {self.weight}")
+        require(
+            math.isfinite(self.scale) and 0 < self.scale <= 10, f"ensemble.scale must lie in (0, 10], got {self.scale}"
+        )
+
+    def build(self, twin: Lorenz96Twin) -> EnsembleBlend | None:
+        """The blend on ``twin``'s state, or ``None`` for weight 0 (the learned prior alone)."""
+        return None if self.weight == 0 else EnsembleBlend(weight=self.weight, scale=self.scale, taper=twin.taper())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,6 +148,7 @@ class DiffusionConfig:
     skip: int = 100
     inflation: float = 1.0
     sampler: SamplerSpec = field(default_factory=SamplerSpec)
+    ensemble: EnsembleSpec = field(default_factory=EnsembleSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
     iterations: int = 0
     iteration_runs: int = 4
@@ -212,6 +235,7 @@ __all__ = [
     "FILTERS",
     "SIGMA_MAX",
     "DiffusionConfig",
+    "EnsembleSpec",
     "SamplerSpec",
     "TrainingSpec",
     "diffusion_config_from_dict",

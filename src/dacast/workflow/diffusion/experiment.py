@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from dacast.da import LETKFConfig, Localization
+from dacast.geometry import pairwise_distances
 from dacast.models import Lorenz96, advance
 from dacast.obs import ArctanObs, ObsOperator, every_kth, identity, observe
 from dacast.verify import crps_ensemble
@@ -101,6 +102,11 @@ class Lorenz96Twin:
         """The LETKF of ``network`` (localization as DAPPER's ``loc_rad``)."""
         config = LETKFConfig(localization=self.localization, inflation=network.inflation)
         return FilterAnalyser(config, grid=self.model.grid())
+
+    def taper(self) -> Tensor:
+        """The LETKF's localization weights between state variables ``(n, n)`` (ring distance), float64."""
+        grid = self.model.grid()
+        return self.localization.weights(pairwise_distances(grid.coords, grid.coords, grid.period))
 
     def truth_and_obs(self, network: Network, seed: int, cycles: int) -> tuple[Tensor, Tensor, Tensor]:
         """Truth ``(cycles, n)``, observations ``(cycles, p)`` and initial ensemble ``(members, n)``, CPU float64."""

@@ -35,9 +35,11 @@ def prior_name(network: str, iteration: int = 0) -> str:
 
 
 def diffusion_analyser(prior: ForecastErrorPrior, config: DiffusionConfig, seed: int) -> DiffusionAnalyser:
-    """The diffusion filter of ``prior`` with ``config``'s sampler and inflation, its samples a function of ``seed``."""
+    """The diffusion filter of ``prior`` with ``config``'s sampler, inflation and ensemble blend, its samples a
+    function of ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    return DiffusionAnalyser(prior, config.sampler.build(), generator, inflation=config.inflation)
+    blend = config.ensemble.build(config.twin())
+    return DiffusionAnalyser(prior, config.sampler.build(), generator, inflation=config.inflation, blend=blend)
 
 
 def _read(

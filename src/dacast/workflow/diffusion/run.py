@@ -26,7 +26,12 @@ import numpy as np
 import torch
 
 from dacast.ml.diffusion_filter import ForecastErrorPrior, PriorMismatch, load_prior
-from dacast.workflow.diffusion.config import FILTERS, DiffusionConfig, diffusion_config_to_dict
+from dacast.workflow.diffusion.config import (
+    FILTERS,
+    DiffusionConfig,
+    diffusion_config_from_dict,
+    diffusion_config_to_dict,
+)
 from dacast.workflow.diffusion.experiment import Lorenz96Twin, Network, RunStats, run_filter
 from dacast.workflow.diffusion.output import Results, write_diffusion_outputs
 from dacast.workflow.diffusion.priors import diffusion_analyser, network_prior, prior_name
@@ -191,11 +196,11 @@ def _check_state(out: Path, config: DiffusionConfig, resume: bool) -> None:
         return
     if not resume:
         raise ConfigError(f"{out} already holds a diffusion run; pass --resume to continue it or choose another --out")
-    try:
-        saved = json.loads(state.read_text(encoding="utf-8"))["config"]
+    try:  # parsed, so that a key added since the run began takes its default
+        saved = diffusion_config_from_dict(json.loads(state.read_text(encoding="utf-8"))["config"])
     except (OSError, ValueError, KeyError) as err:
         raise ConfigError(f"cannot resume: {state} is unreadable ({err})") from None
-    if saved != json.loads(json.dumps(diffusion_config_to_dict(config))):
+    if saved != config:
         raise ConfigError(f"the run in {out} has other settings; resume it with the same configuration")
 
 
