@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: a tensor field has no truth value
 class EnsembleBlend:
     """How much of the forecast ensemble's Gaussian enters the diffusion filter's prior.
 
