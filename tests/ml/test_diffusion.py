@@ -7,8 +7,16 @@ import math
 import pytest
 import torch
 
-from dacast.ml.diffusion import DenoiserSpec, GaussianDenoiser, NoiseSchedule, PeriodicDenoiserNet, denoising_loss
+from dacast.ml.diffusion import (
+    Denoiser,
+    DenoiserSpec,
+    GaussianDenoiser,
+    NoiseSchedule,
+    PeriodicDenoiserNet,
+    denoising_loss,
+)
 from dacast.ml.diffusion_filter import transport_latents
+from dacast.ml.diffusion_hybrid import HybridDenoiser
 from dacast.ml.diffusion_sampling import (
     GaussianLikelihood,
     SamplerConfig,
@@ -37,14 +45,18 @@ def _standard_errors(cov: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Ten
     return (d / n).sqrt(), ((d[:, None] * d[None, :] + cov**2) / n).sqrt()
 
 
-def _kalman_posterior(start: torch.Tensor | None = None, n: int = 4000) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``n`` samples of the linear-Gaussian problem's posterior (exact denoiser, Tweedie covariance, 64 steps),
-    from fresh noise or from ``start``, checked against the Kalman posterior's mean and covariance."""
+def _kalman_posterior(
+    start: torch.Tensor | None = None, n: int = 4000, denoiser: Denoiser | None = None, covariance: str = "jacobian"
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``n`` samples of the linear-Gaussian problem's posterior (by default the exact denoiser with Tweedie's
+    covariance; 64 steps), from fresh noise or from ``start``, checked against the Kalman posterior's mean and
+    covariance."""
     problem = _gaussian_problem()
-    denoiser = GaussianDenoiser(torch.zeros(4, dtype=torch.float64), problem["cov"])
+    if denoiser is None:
+        denoiser = GaussianDenoiser(torch.zeros(4, dtype=torch.float64), problem["cov"])
     h = problem["h"]
     likelihood = GaussianLikelihood(y=problem["y"], operator=lambda x: x @ h.T, error_std=problem["r"])
-    config = SamplerConfig(steps=64, schedule=NoiseSchedule(sigma_max=80.0), covariance="jacobian")
+    config = SamplerConfig(steps=64, schedule=NoiseSchedule(sigma_max=80.0), covariance=covariance)
     if start is not None:
         start = transport_latents(prior_to_noise(denoiser, start, cond=None, config=config), 80.0)
     x = posterior_sample(
@@ -63,6 +75,14 @@ def _kalman_posterior(start: torch.Tensor | None = None, n: int = 4000) -> tuple
 
 def test_sampler_recovers_the_kalman_posterior_of_a_linear_gaussian_problem() -> None:
     _kalman_posterior()
+
+
+def test_a_denoiser_with_its_own_likelihood_covariance_recovers_the_kalman_posterior() -> None:
+    """The hybrid prior at weight 1 is the problem's Gaussian with its exact Tweedie covariance, given to the
+    isotropic likelihood by ``likelihood_covariance``; its learned part (another Gaussian) plays no part."""
+    other = GaussianDenoiser(torch.zeros(4, dtype=torch.float64), 5.0 * _gaussian_problem(9)["cov"])
+    hybrid = HybridDenoiser(other, _gaussian_problem()["cov"], 1.0)
+    _kalman_posterior(denoiser=hybrid, covariance="isotropic")
 
 
 def test_the_prior_ode_run_up_and_back_down_returns_the_states() -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from dacast.ml.diffusion import Denoiser
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)  # eq=False: a tensor field has no truth value
 class EnsembleBlend:
@@ -54,11 +56,10 @@ class EnsembleBlend:
             raise ValueError(f"an ensemble covariance needs at least 2 members, got {k}")
         if self.taper.shape[0] != n:
             raise ValueError(f"the taper is for {self.taper.shape[0]} state variables, the ensemble has {n}")
-        anomalies = errors - errors.mean(0)
-        sample = anomalies.T @ anomalies / (k - 1)
+        sample = torch.cov(errors.T)
         return sample * self.taper.to(sample) * self.scale**2
 
-    def denoiser(self, learned: nn.Module, errors: Tensor) -> HybridDenoiser:
+    def denoiser(self, learned: Denoiser, errors: Tensor) -> HybridDenoiser:
         """The blended denoiser of ``learned`` (on flat states) and the Gaussian of ``errors`` ``(k, n)``."""
         return HybridDenoiser(learned, self.covariance(errors), self.weight)
 
@@ -67,14 +68,14 @@ class HybridDenoiser(nn.Module):
     """``(1 - w) D_learned + w D_gauss`` on flat states ``(B, n)``; see the module.
 
     Args:
-        learned: the learned denoiser ``(x (B, n), sigma, cond) -> (B, n)``; its ``spec`` is kept (the
-            sampler reads ``sigma_data`` from it).
+        learned: the learned denoiser on flat states ``(x (B, n), sigma, cond) -> (B, n)``; its ``spec`` is
+            kept (the sampler reads ``sigma_data`` from it).
         covariance: ``P`` ``(n, n)``, symmetric positive semi-definite (negative eigenvalues from
             rounding are set to 0).
         weight: ``w`` in [0, 1].
     """
 
-    def __init__(self, learned: nn.Module, covariance: Tensor, weight: float) -> None:
+    def __init__(self, learned: Denoiser, covariance: Tensor, weight: float) -> None:
         super().__init__()
         self.learned, self.weight = learned, float(weight)
         self.spec = getattr(learned, "spec", None)
